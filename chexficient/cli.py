@@ -1,0 +1,46 @@
+"""The `chexficient` command: the front door to data, training, export and benchmarks.
+
+Each subcommand lives in the module that owns it and defines its own absl flags; this
+file only dispatches, importing the target lazily so that unrelated flags never clash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("chexficient.data.commands", "Build, show and describe datasets."),
+    "train": ("pretrain.main", "Pretrain (optionally with an online curator) from a config."),
+    "export": ("curation.export", "Export the curated subset a run selected."),
+    "bench": ("downstream.suite", "Run the downstream benchmark suite on checkpoints."),
+    "quickstart": ("pretrain.quickstart", "Reproduce the headline claim on the synthetic world."),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: chexficient COMMAND [flags]", "", "commands:"]
+    lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "`chexficient COMMAND --help` lists a command's flags."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl."""
+    from absl import app
+
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(_usage())
+        sys.exit(0 if len(argv) >= 2 else 2)
+    command = argv[1]
+    if command not in COMMANDS:
+        print(f"unknown command {command!r}; valid: {', '.join(COMMANDS)}\n", file=sys.stderr)
+        print(_usage(), file=sys.stderr)
+        sys.exit(2)
+    module = importlib.import_module(COMMANDS[command][0])
+    app.run(module.main, argv=[f"chexficient {command}"] + argv[2:])
+
+
+if __name__ == "__main__":
+    main()
