@@ -1,0 +1,148 @@
+"""Orbax checkpoints of a run: model, optimizer, step, RNG, curator, ledger and data-iterator state.
+
+One checkpoint holds items `model` (parameters only, so downstream tools restore just
+that), `train` (everything else that makes resume exact), `data` (the grain iterator
+state, JSON) and `meta` (resolved config and run phase). Orbax writes each step to a
+temporary directory and renames it, so a checkpoint appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+FINGERPRINT_KEYS = ("model", "loss", "data.name", "data.image_size", "data.text_len", "curator")
+"""Config entries a checkpoint is bound to: resuming with other values is refused."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: corrupt, incomplete, or from an incompatible config."""
+
+
+def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The structural part of a config, as plain JSON values."""
+    full = json.loads(config.to_json())
+    out = {}
+    for key in FINGERPRINT_KEYS:
+        value = full
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[key] = value
+    return out
+
+
+def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    lines = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"{prefix}{key}: checkpoint has {a!r}, config has {b!r}")
+    return lines
+
+
+class Checkpointer:
+    """Saves every `every_steps` steps (asynchronously) and restores the latest, checking it first."""
+
+    def __init__(self, directory: str, *, every_steps: int, max_to_keep: int, async_save: bool = True):
+        self.directory = os.path.abspath(directory)
+        options = ocp.CheckpointManagerOptions(
+            save_interval_steps=max(1, every_steps), max_to_keep=max_to_keep,
+            enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options,
+            item_names=("model", "train", "data", "meta"))
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def should_save(self, step: int) -> bool:
+        return self._manager.should_save(step)
+
+    def save(self, step: int, model_state, train_state, data_state: dict, meta: dict,
+             force: bool = False) -> bool:
+        args = ocp.args.Composite(
+            model=ocp.args.StandardSave(model_state), train=ocp.args.StandardSave(train_state),
+            data=ocp.args.JsonSave(data_state), meta=ocp.args.JsonSave(meta))
+        return self._manager.save(step, args=args, force=force)
+
+    def restore(self, abstract_model, abstract_train, config: ml_collections.ConfigDict,
+                step: int | None = None):
+        """Returns (model_state, train_state, data_state, meta) of `step` (default: latest).
+
+        Raises CheckpointError naming the directory and the cause when the checkpoint is
+        unreadable or was written under a config with another model, data or curator.
+        """
+        step = self.latest_step() if step is None else step
+        where = os.path.join(self.directory, str(step))
+        try:
+            meta = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # orbax raises many types for unreadable files
+            raise CheckpointError(f"checkpoint {where} is corrupt or incomplete (its metadata "
+                                  f"cannot be read: {type(e).__name__}: {e})") from e
+        differences = _diff(meta.get("fingerprint", {}), fingerprint(config))
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {where} was written by an incompatible config; start a new workdir "
+                "or restore the old values:\n  " + "\n  ".join(differences))
+        try:
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                model=ocp.args.StandardRestore(abstract_model),
+                train=ocp.args.StandardRestore(abstract_train),
+                data=ocp.args.JsonRestore()))
+        except Exception as e:
+            raise CheckpointError(f"checkpoint {where} is corrupt or incomplete: "
+                                  f"{type(e).__name__}: {e}") from e
+        return restored["model"], restored["train"], restored["data"], meta
+
+    def wait(self) -> None:
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def find_checkpoint_dir(path: str) -> str:
+    """Accepts a workdir or its checkpoints/ directory; errors clearly when neither holds one."""
+    for candidate in (os.path.join(path, "checkpoints"), path):
+        if os.path.isdir(candidate) and any(n.isdigit() for n in os.listdir(candidate)):
+            return candidate
+    raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
+
+
+def load_model(path: str, step: int | None = None):
+    """Restores a run's model for evaluation or init-from: returns (model, config).
+
+    `path` is a workdir (with config.json and checkpoints/) or its checkpoints/ directory.
+    """
+    from flax import nnx
+
+    from chexficient.models import build_model
+
+    ckpt_dir = find_checkpoint_dir(path)
+    config_path = os.path.join(os.path.dirname(ckpt_dir.rstrip("/")), "config.json")
+    if not os.path.exists(config_path):
+        raise CheckpointError(f"{config_path} is missing: cannot rebuild the model of {path!r}")
+    with open(config_path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
+    graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    manager = ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    step = manager.latest_step() if step is None else step
+    try:
+        params = manager.restore(step, args=ocp.args.Composite(
+            model=ocp.args.StandardRestore(abstract_params)))["model"]
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir}/{step} cannot be read: "
+                              f"{type(e).__name__}: {e}") from e
+    if jax.tree.leaves(rest):
+        raise CheckpointError("the model holds non-parameter state, which checkpoints do not keep")
+    return nnx.merge(graphdef, params, rest), config

@@ -1,0 +1,125 @@
+"""Dataset names -> TFDS builders, where their files live, and the tokenizer stored beside them.
+
+A name is `builder/config` (e.g. `synthetic_cxr/tiny`). Builder `x` is the DatasetBuilder named
+`x` in module `chexficient.data.builders.x`, imported only when asked for: a new dataset is one
+new module there, with no edit here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import pkgutil
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from chexficient.data import builders
+from chexficient.data.tokenizer import Tokenizer
+
+DATA_DIR_ENV = "CHEXFICIENT_DATA_DIR"
+DEFAULT_DATA_DIR = "~/.cache/chexficient/data"
+FILE_FORMAT = "array_record"
+
+
+class UnknownDatasetError(ValueError):
+    """A dataset or config name that no builder provides; the message lists the valid ones."""
+
+
+def resolve_data_dir(data_dir: str | None = None) -> str:
+    """`data_dir` if given, else $CHEXFICIENT_DATA_DIR, else ~/.cache/chexficient/data."""
+    return os.path.expanduser(data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+
+
+def builder_names() -> list[str]:
+    """Names of the builder modules in chexficient/data/builders (private modules excluded)."""
+    return sorted(m.name for m in pkgutil.iter_modules(builders.__path__)
+                  if not m.name.startswith("_") and _find_builder_class(m.name) is not None)
+
+
+def dataset_names() -> list[str]:
+    """Every valid `builder/config` name."""
+    names = []
+    for builder_name in builder_names():
+        configs = _find_builder_class(builder_name).builder_configs
+        names += [f"{builder_name}/{c}" for c in configs] if configs else [builder_name]
+    return names
+
+
+def builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder]:
+    """The DatasetBuilder class called `builder_name`; unknown names list the valid ones."""
+    cls = _find_builder_class(builder_name)
+    if cls is None:
+        raise UnknownDatasetError(f"unknown dataset {builder_name!r}; valid: "
+                                  f"{', '.join(dataset_names()) or '(none installed)'}")
+    return cls
+
+
+def get_builder(name: str, data_dir: str | None = None, **kwargs) -> tfds.core.DatasetBuilder:
+    """The builder for `builder/config` under the resolved data dir (not prepared here)."""
+    builder_name, _, config = name.partition("/")
+    cls = builder_class(builder_name)
+    if config and config not in cls.builder_configs:
+        valid = [f"{builder_name}/{c}" for c in cls.builder_configs]
+        raise UnknownDatasetError(f"unknown config {config!r} of dataset {builder_name!r}; "
+                                  f"valid: {', '.join(valid) or builder_name}")
+    kwargs.setdefault("file_format", FILE_FORMAT)
+    return cls(config=config or None, data_dir=resolve_data_dir(data_dir), **kwargs)
+
+
+def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The builder of a dataset already built; says how to build it when it is not."""
+    builder = get_builder(name, data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"dataset {name!r} is not built in {builder.data_dir}; build it with "
+            f"`chexficient data build {name} --data_dir {resolve_data_dir(data_dir)}`")
+    return builder
+
+
+def data_source(name: str, split: str, data_dir: str | None = None):
+    """Random-access sequence of decoded records of a built dataset (`tfds.data_source`)."""
+    return prepared_builder(name, data_dir).as_data_source(split)
+
+
+def tokenizer_path(builder: tfds.core.DatasetBuilder, vocab_size: int) -> str:
+    """Where the tokenizer asked for with `vocab_size` lives: beside the dataset's files."""
+    return os.path.join(builder.data_dir, f"tokenizer_{vocab_size}.model")
+
+
+def load_tokenizer(builder: tfds.core.DatasetBuilder, vocab_size: int) -> Tokenizer:
+    """The dataset's tokenizer, trained on its train reports the first time it is asked for."""
+    path = tokenizer_path(builder, vocab_size)
+    if os.path.exists(path):
+        return Tokenizer(path)
+    logging.info("training a %d-piece tokenizer on %s train reports", vocab_size, builder.name)
+    return Tokenizer.train(_train_reports(builder), path.removesuffix(".model"), vocab_size)
+
+
+def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000
+            ) -> tuple[tfds.core.DatasetBuilder, Tokenizer]:
+    """Builds the dataset and its tokenizer unless already there (idempotent)."""
+    builder = get_builder(name, data_dir)
+    builder.download_and_prepare(file_format=FILE_FORMAT)
+    return builder, load_tokenizer(builder, vocab_size)
+
+
+def _train_reports(builder: tfds.core.DatasetBuilder) -> list[str]:
+    """The train split's reports, decoding nothing else."""
+    raw = builder.as_data_source("train", deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
+    report = tfds.features.FeaturesDict({"report": builder.info.features["report"]})
+    return [report.deserialize_example_np(r)["report"].decode("utf-8", "replace") for r in raw]
+
+
+def _find_builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder] | None:
+    try:
+        module = importlib.import_module(f"{builders.__name__}.{builder_name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{builders.__name__}.{builder_name}":
+            raise  # the module exists but one of its imports is missing: say so
+        return None
+    for _, obj in inspect.getmembers(module, inspect.isclass):
+        if issubclass(obj, tfds.core.DatasetBuilder) and getattr(obj, "name", None) == builder_name:
+            return obj
+    return None

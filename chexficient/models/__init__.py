@@ -1,0 +1,35 @@
+"""flax.nnx models: ViT image tower, text transformer, and the two-tower CLIP built from config."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from chexficient.models.clip import CLIP
+from chexficient.models.text import TextTransformer
+from chexficient.models.vit import ViT
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+__all__ = ['CLIP', 'TextTransformer', 'ViT', 'build_model']
+
+
+def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP:
+    """CLIP from `config.model` (fields in notes/INTERFACES.md); same rngs seed -> same params.
+
+    `model.text.causal` (default True, as in CLIP) picks causal or bidirectional text attention.
+    """
+    if model_config.dtype not in DTYPES:
+        raise ValueError(f'model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}')
+    dtype = DTYPES[model_config.dtype]
+    im, tx = model_config.image, model_config.text
+    image = ViT(image_size=im.image_size, patch_size=im.patch_size, width=im.width, depth=im.depth,
+                heads=im.heads, mlp_ratio=im.mlp_ratio, pool=im.pool, registers=im.registers,
+                feature_layers=tuple(im.feature_layers), dtype=dtype, rngs=rngs)
+    text = TextTransformer(vocab_size=tx.vocab_size, width=tx.width, depth=tx.depth,
+                           heads=tx.heads, mlp_ratio=tx.mlp_ratio, max_len=tx.max_len,
+                           causal=tx.get('causal', True), dtype=dtype, rngs=rngs)
+    return CLIP(image, text, embed_dim=model_config.embed_dim,
+                temperature_init=model_config.temperature_init,
+                bias_init=model_config.bias_init, rngs=rngs)

@@ -1,0 +1,56 @@
+"""Two-tower CLIP: image and text towers, linear projections to a shared L2-normalised space.
+
+Holds the learnable temperature (`logit_scale` = log(1/T)) and the sigmoid-loss `logit_bias` as
+float32 scalar parameters; losses live in `pretrain/losses.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from chexficient.models.layers import dense
+from chexficient.models.text import TextTransformer
+from chexficient.models.vit import ViT
+
+
+def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """Unit-norm rows, computed in float32."""
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+
+
+class CLIP(nnx.Module):
+    """Image tower `image` + `image_proj`, text tower `text` + `text_proj`, logit scale and bias."""
+
+    def __init__(self, image: ViT, text: TextTransformer, *, embed_dim: int,
+                 temperature_init: float, bias_init: float, rngs: nnx.Rngs):
+        if temperature_init <= 0:
+            raise ValueError(f'temperature_init must be > 0, got {temperature_init}')
+        self.image, self.text = image, text
+        self.image_proj = dense(image.width, embed_dim, image.dtype, rngs, use_bias=False)
+        self.text_proj = dense(text.width, embed_dim, text.dtype, rngs, use_bias=False)
+        self.logit_scale = nnx.Param(jnp.asarray(math.log(1.0 / temperature_init), jnp.float32))
+        self.logit_bias = nnx.Param(jnp.asarray(bias_init, jnp.float32))
+
+    def encode_image(self, images: jax.Array, *, train: bool = False) -> tuple[jax.Array, dict]:
+        """images [B,S,S,1] -> (emb [B,D] unit-norm, aux {'pooled','tokens','features'}) in float32.
+
+        `train` is accepted for callers' symmetry; the towers have no stochastic layers (no
+        dropout, as in CLIP/SigLIP pretraining), so it changes nothing.
+        """
+        del train
+        pooled, aux = self.image(images)
+        aux = jax.tree.map(lambda a: a.astype(jnp.float32), {'pooled': pooled, **aux})
+        return l2_normalize(self.image_proj(pooled)), aux
+
+    def encode_text(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
+        """tokens int32 [B,L], mask bool [B,L] -> emb [B,D] unit-norm float32."""
+        return l2_normalize(self.text_proj(self.text(tokens, mask)))
+
+    def __call__(self, images: jax.Array, tokens: jax.Array,
+                 mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.encode_image(images)[0], self.encode_text(tokens, mask)

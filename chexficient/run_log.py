@@ -1,0 +1,110 @@
+"""What a long job leaves in its workdir: metrics as JSONL and TensorBoard events, and plots.
+
+TensorBoard events are written by tensorboardX, so no TensorFlow is needed to log or to view.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import defaultdict
+from typing import Mapping
+
+import numpy as np
+
+
+class MetricWriter:
+    """Appends `{"step": s, name: value, ...}` lines to metrics.jsonl and scalars to TensorBoard."""
+
+    def __init__(self, workdir: str, *, tensorboard: bool = True):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self._file = open(self.path, "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+    def write(self, step: int, metrics: Mapping[str, float]) -> None:
+        values = {k: float(np.asarray(v)) for k, v in metrics.items()}
+        self._file.write(json.dumps({"step": int(step), **values}) + "\n")
+        if self._tb is not None:
+            for name, value in values.items():
+                self._tb.add_scalar(name, value, int(step))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """metrics.jsonl -> {name: (steps, values)}; a resumed run's repeated steps keep the last value."""
+    series: dict[str, dict[int, float]] = defaultdict(dict)
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                step = row.pop("step")
+                for name, value in row.items():
+                    series[name][step] = value
+    return {name: (np.array(sorted(v)), np.array([v[s] for s in sorted(v)])) for name, v in series.items()}
+
+
+def plot_metrics(metrics_path: str, out_path: str, names: list[str] | None = None) -> str:
+    """One panel per metric (every one by default) against step; written atomically as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = read_metrics(metrics_path)
+    names = [n for n in (names or sorted(series)) if n in series]
+    cols = min(4, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        steps, values = series[name]
+        ax.plot(steps, values, lw=1.2)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    fig.tight_layout()
+    tmp = out_path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, out_path)
+    return out_path
+
+
+class Progress:
+    """A tqdm bar over steps showing loss, pairs/s and ETA; silent when disabled (other hosts)."""
+
+    def __init__(self, *, total: int, initial: int, batch_size: int, enabled: bool = True):
+        from tqdm.auto import tqdm
+
+        self.batch_size = batch_size
+        self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True,
+                         disable=not enabled)
+        self._last = initial
+
+    def set_total(self, total: int) -> None:
+        self._bar.total = total
+        self._bar.refresh()
+
+    def update(self, step: int, metrics: Mapping[str, float]) -> None:
+        self._bar.update(step - self._last)
+        self._last = step
+        rate = self._bar.format_dict.get("rate") or 0.0
+        shown = {"loss": metrics.get("loss"), "kept": metrics.get("kept_fraction")}
+        postfix = {k: f"{v:.3f}" for k, v in shown.items() if v is not None}
+        postfix["pairs/s"] = f"{rate * self.batch_size:.0f}"
+        self._bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        self._bar.close()

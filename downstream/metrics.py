@@ -1,0 +1,128 @@
+"""The metrics of the downstream protocols (reference/datasets.md), as the field computes them.
+
+Pure functions on numpy arrays and strings: AUROC with bootstrap CIs, retrieval ranks with
+duplicate texts merged, Dice per image, clinical-efficacy F1, BLEU-1..4 and ROUGE-L. Every
+score is a fraction in [0, 1] (BLEU and ROUGE-L too, not percentages); ranks are 1-based.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from rouge_score import rouge_scorer
+from sacrebleu.metrics import BLEU
+from sklearn.metrics import f1_score, roc_auc_score
+
+from chexficient import findings, labeler
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve; NaN when `y_true` holds a single class (AUROC is undefined)."""
+    y_true = np.asarray(y_true)
+    if np.unique(y_true).size < 2:
+        return float("nan")
+    return float(roc_auc_score(y_true, scores))
+
+
+def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, n_resamples: int,
+                 seed: int, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of `statistic(indices)` over `n` examples resampled with replacement.
+
+    `statistic` receives an index array (so it can resample several aligned arrays at once);
+    resamples where it is NaN (e.g. one class only) are dropped. Same seed, same interval.
+    """
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)])
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def merge_duplicates(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Unique texts in first-seen order and, per input, the position of its unique text."""
+    positions: dict[str, int] = {}
+    inverse = np.array([positions.setdefault(t, len(positions)) for t in texts], dtype=np.int64)
+    return list(positions), inverse
+
+
+def first_relevant_rank(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
+    """1-based rank of the best-scored relevant candidate, per query row.
+
+    scores, relevant: [queries, candidates]; every row needs a relevant candidate. Ties count
+    against the query (an irrelevant candidate scoring equal to it ranks above), so a
+    constant scorer earns the worst rank, never the best.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    relevant = np.asarray(relevant, dtype=bool)
+    if not relevant.any(axis=1).all():
+        raise ValueError("every query needs at least one relevant candidate")
+    best = np.where(relevant, scores, -np.inf).max(axis=1, keepdims=True)
+    return 1 + np.sum((scores >= best) & ~relevant, axis=1)
+
+
+def recall_at_k(ranks: np.ndarray, ks: Sequence[int]) -> dict[int, float]:
+    """Fraction of queries whose first relevant candidate ranks within the top k."""
+    ranks = np.asarray(ranks)
+    return {k: float(np.mean(ranks <= k)) for k in ks}
+
+
+def dice_per_image(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Dice of binary masks per image (and channel): [N, H, W, ...] -> [N, ...].
+
+    An empty prediction on an empty target scores 1 (the SIIM convention).
+    """
+    pred = np.asarray(pred).astype(bool)
+    target = np.asarray(target).astype(bool)
+    if pred.shape != target.shape:
+        raise ValueError(f"prediction shape {pred.shape} != target shape {target.shape}")
+    spatial = (1, 2)
+    inter = np.sum(pred & target, axis=spatial)
+    total = np.sum(pred, axis=spatial) + np.sum(target, axis=spatial)
+    return np.where(total == 0, 1.0, 2 * inter / np.maximum(total, 1))
+
+
+def clinical_f1(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """Clinical-efficacy F1 of label arrays [n, 14]: micro and macro, top-5 and all 14.
+
+    Labels use the record encoding; positive and uncertain count as 1 (the protocol's rule).
+    """
+    pred = findings.binarize(pred_labels, uncertain_as=1)
+    true = findings.binarize(true_labels, uncertain_as=1)
+    top5 = [findings.index(name) for name in findings.TOP5_FINDINGS]
+    out = {}
+    for subset, cols in (("top5", top5), ("all14", list(range(findings.NUM_FINDINGS)))):
+        for average in ("micro", "macro"):
+            out[f"f1_{subset}_{average}"] = float(
+                f1_score(true[:, cols], pred[:, cols], average=average, zero_division=0))
+    return out
+
+
+def clinical_efficacy(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Clinical-efficacy F1 of generated reports against references, both labelled by our labeler."""
+    return clinical_f1(labeler.label(list(generated)), labeler.label(list(references)))
+
+
+def bleu(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Corpus BLEU-1..4 (sacrebleu defaults: 13a tokens, exp smoothing; lower-cased)."""
+    refs = [list(references)]
+    return {f"bleu{n}": BLEU(max_ngram_order=n, lowercase=True).corpus_score(
+        list(generated), refs).score / 100 for n in range(1, 5)}
+
+
+def rouge_l(generated: Sequence[str], references: Sequence[str]) -> float:
+    """Mean ROUGE-L F-measure over pairs (rouge-score)."""
+    scorer = rouge_scorer.RougeScorer(["rougeL"])
+    scores = [scorer.score(ref, gen)["rougeL"].fmeasure for gen, ref in zip(generated, references)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+def report_metrics(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """All report-generation metrics: BLEU-1..4, ROUGE-L and clinical-efficacy F1."""
+    if len(generated) != len(references):
+        raise ValueError(f"{len(generated)} generated reports for {len(references)} references")
+    return {**bleu(generated, references), "rougeL": rouge_l(generated, references),
+            **clinical_efficacy(generated, references)}

@@ -1,0 +1,57 @@
+"""A U-Net-style decoder over a ViT's multi-level patch grids (UNETR-like), in flax.nnx.
+
+The deepest grid starts the decoder; each stage doubles the resolution and fuses the next
+shallower grid, itself upsampled to that resolution, as the skip connection. A last
+bilinear resize brings the logits to image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def _resize(x: jax.Array, size: int) -> jax.Array:
+    return jax.image.resize(x, (x.shape[0], size, size, x.shape[-1]), "bilinear")
+
+
+class ConvBlock(nnx.Module):
+    """Two 3x3 convolutions with GroupNorm and GELU."""
+
+    def __init__(self, in_channels: int, channels: int, *, rngs: nnx.Rngs):
+        self.conv1 = nnx.Conv(in_channels, channels, (3, 3), rngs=rngs)
+        self.norm1 = nnx.GroupNorm(channels, num_groups=min(8, channels), rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), rngs=rngs)
+        self.norm2 = nnx.GroupNorm(channels, num_groups=min(8, channels), rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jax.nn.gelu(self.norm1(self.conv1(x)))
+        return jax.nn.gelu(self.norm2(self.conv2(x)))
+
+
+class UNetDecoder(nnx.Module):
+    """Feature grids (shallow -> deep, all [B,g,g,W]) -> mask logits [B,S,S,out_channels]."""
+
+    def __init__(self, *, feature_width: int, num_levels: int, out_channels: int,
+                 image_size: int, width: int = 64, rngs: nnx.Rngs):
+        if num_levels < 1:
+            raise ValueError("the decoder needs at least one feature level")
+        self.image_size = image_size
+        widths = [max(width // 2 ** i, 16) for i in range(num_levels)]
+        self.bottom = ConvBlock(feature_width, widths[0], rngs=rngs)
+        self.skips = nnx.List([nnx.Conv(feature_width, w, (1, 1), rngs=rngs) for w in widths[1:]])
+        self.stages = nnx.List([ConvBlock(widths[i] + widths[i + 1], widths[i + 1], rngs=rngs)
+                                for i in range(num_levels - 1)])
+        self.head = nnx.Conv(widths[-1], out_channels, (1, 1), rngs=rngs)
+
+    def __call__(self, features: Sequence[jax.Array]) -> jax.Array:
+        if len(features) != len(self.stages) + 1:
+            raise ValueError(f"expected {len(self.stages) + 1} feature grids, got {len(features)}")
+        x = self.bottom(features[-1])
+        for skip, stage, grid in zip(self.skips, self.stages, reversed(features[:-1])):
+            size = 2 * x.shape[1]
+            x = stage(jnp.concatenate([_resize(x, size), _resize(skip(grid), size)], axis=-1))
+        return _resize(self.head(x), self.image_size)

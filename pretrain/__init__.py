@@ -1,0 +1,1 @@
+"""CLIP-style pretraining: contrastive losses, optimizer and the training loop that calls the curator."""

@@ -1,0 +1,88 @@
+"""The pretraining config every experiment config starts from, with size presets.
+
+big_vision style: `base_config("tiny,batch_size=64")` returns a readable ConfigDict; the
+files under configs/ call it and add their curator and schedule.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+PRESETS: dict[str, dict] = {
+    # Minutes on a 2-core CPU.
+    "tiny": dict(dataset="synthetic_cxr/tiny", res=64, patch=8, width=128, depth=2, heads=4,
+                 twidth=128, tdepth=2, theads=4, text_len=64, embed=128, batch_size=128,
+                 epochs=12.0, lr=1e-3, warmup=0.05, ckpt_every=100, eval_every=100),
+    # Tens of minutes on a CPU; seconds per epoch on an accelerator.
+    "small": dict(dataset="synthetic_cxr/small", res=128, patch=16, width=256, depth=4, heads=4,
+                  twidth=256, tdepth=4, theads=4, text_len=96, embed=256, batch_size=256,
+                  epochs=20.0, lr=5e-4, warmup=0.05, ckpt_every=500, eval_every=500),
+    # ViT-B/16 at 224 px with a 12-layer text tower: for accelerators.
+    "base": dict(dataset="synthetic_cxr/large", res=224, patch=16, width=768, depth=12, heads=12,
+                 twidth=512, tdepth=12, theads=8, text_len=128, embed=512, batch_size=480,
+                 epochs=20.0, lr=5e-4, warmup=0.02, ckpt_every=2000, eval_every=2000),
+}
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """Parses "tiny" or "tiny,batch_size=64,epochs=2" into preset values plus typed overrides."""
+    parts = [p for p in (arg or "").split(",") if p]
+    preset = "tiny"
+    if parts and "=" not in parts[0]:
+        preset = parts.pop(0)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    values = dict(PRESETS[preset], preset=preset, **defaults)
+    for part in parts:
+        key, _, raw = part.partition("=")
+        if key not in values:
+            raise ValueError(f"unknown config argument {key!r}; valid: {', '.join(sorted(values))}")
+        values[key] = type(values[key])(raw) if not isinstance(values[key], bool) else raw in (
+            "1", "true", "True")
+    return ml_collections.ConfigDict(values)
+
+
+def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    """Full-data CLIP pretraining on the synthetic world at the preset's size."""
+    a = parse_arg(arg)
+    c = ml_collections.ConfigDict()
+    c.preset = a.preset
+    c.seed = 0
+
+    c.data = dict(
+        name=a.dataset, data_dir="", image_size=a.res, text_len=a.text_len, vocab_size=4000,
+        on_error="raise", subset="", worker_count=0,
+        augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0, brightness=0.1,
+                     contrast=0.1, noise_std=0.02))
+
+    c.model = dict(
+        embed_dim=a.embed, temperature_init=0.07, bias_init=-10.0, dtype="float32",
+        image=dict(image_size=a.res, patch_size=a.patch, width=a.width, depth=a.depth,
+                   heads=a.heads, mlp_ratio=4.0, pool="map", registers=0,
+                   feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth}))),
+        text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
+                  max_len=a.text_len, causal=False))
+    c.loss = "softmax"  # or "sigmoid" (SigLIP)
+
+    c.batch_size = a.batch_size  # global batch; when curating, the super-batch scored per step
+    c.total_epochs = a.epochs
+    c.total_steps = 0  # > 0 overrides total_epochs
+
+    c.optim = dict(
+        lr=a.lr, end_lr_factor=0.1, warmup_frac=a.warmup, b1=0.9, b2=0.98, eps=1e-8,
+        weight_decay=1e-4, clip_norm=1.0, lr_mult=dict(image=1.0, text=1.0), freeze="")
+
+    c.mesh = dict(data=-1, fsdp=1)
+    c.distributed = False
+
+    c.curator = dict(name="none")
+    c.schedule = dict(name="full", curation_epochs=1.0, budget=0.0, offline="")
+    c.reference = dict(path="")  # a frozen checkpoint for reference losses / offline selection
+    c.init_from = dict(path="", towers="both")  # "both" | "image" | "text"
+
+    c.log_every_steps = 10
+    c.checkpoint = dict(every_steps=a.ckpt_every, max_to_keep=2, keep_final=True)
+    c.eval = dict(every_steps=a.eval_every, split="validation", batch_size=min(a.batch_size, 256),
+                  max_batches=4)
+    c.progress = True
+    return c

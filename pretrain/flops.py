@@ -1,0 +1,59 @@
+"""A FLOP ledger: XLA's cost analysis of each compiled step function times its calls.
+
+It answers "what did this run cost, as a fraction of training on all the data for the same
+epochs", counting every forward and backward, scoring passes included.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+def compiled_flops(compiled) -> float:
+    """FLOPs of one call of a compiled XLA executable (0 where the backend gives no estimate)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    return float((analysis or {}).get("flops", 0.0))
+
+
+class FlopLedger:
+    """Compiles each named step once, remembers its FLOPs, and counts its calls."""
+
+    def __init__(self):
+        self._executables: dict[str, Any] = {}
+        self.flops_per_call: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+
+    def compiled(self, name: str, jitted: Callable, *args) -> Callable:
+        """The executable for `name` (lowered and compiled on first use), with its call counted."""
+        if name not in self._executables:
+            executable = jitted.lower(*args).compile()
+            self._executables[name] = executable
+            self.flops_per_call[name] = compiled_flops(executable)
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return self._executables[name]
+
+    def spent(self) -> float:
+        return sum(self.flops_per_call.get(n, 0.0) * c for n, c in self.calls.items())
+
+    def metrics(self, step: int) -> dict[str, float]:
+        return {"flops/spent": self.spent()}
+
+    def state(self) -> dict:
+        """JSON-able, for the checkpoint: a resumed run keeps counting from here."""
+        return {"flops_per_call": dict(self.flops_per_call), "calls": dict(self.calls)}
+
+    def load(self, state: dict) -> None:
+        self.flops_per_call.update(state.get("flops_per_call", {}))
+        self.calls.update(state.get("calls", {}))
+
+    def summary(self, *, full_step_fn: Callable, state, batch, full_steps: int) -> dict[str, float]:
+        """Spent FLOPs and their fraction of `full_steps` full-data steps on the same batch size."""
+        full = self.flops_per_call.get("full")
+        if full is None:
+            full = compiled_flops(full_step_fn.lower(state, batch).compile())
+        baseline = full * max(1, full_steps)
+        spent = self.spent()
+        return {"flops_spent": spent, "flops_full_data": baseline,
+                "compute_fraction": spent / baseline if baseline else float("nan")}

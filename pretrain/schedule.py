@@ -1,0 +1,186 @@
+"""Curation schedules: which phases a run has, what each trains on, and the kept-id ledger.
+
+- `full`: every record, every epoch.
+- `continuous`: the curator selects online for the whole run.
+- `chexficient`: the curator selects for `curation_epochs`; every kept id goes to the ledger;
+  the ledger is then frozen as the subset and the remaining epochs train on it.
+- `offline`: a subset is chosen once before training (an offline estimator of
+  `curation.offline`, on a reference checkpoint's embeddings), then trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+
+SCHEDULES = ("full", "continuous", "chexficient", "offline")
+
+
+@dataclasses.dataclass
+class Phase:
+    """A stretch of the run with one step function and one data stream; end_step -1: not yet known."""
+
+    name: str  # "full" | "curate" | "subset"
+    end_step: int
+
+
+def record_kept(ledger: dict, index: jax.Array, info: dict, step: jax.Array) -> dict:
+    """Marks the rows a curator kept: first step kept (if new), last score and cluster of each row."""
+    pool = ledger["first_kept"].shape[0]
+    rows = info["indices"]
+    kept = info["weights"] > 0
+    ids = jnp.where(kept, index[rows], pool)  # out of range -> dropped
+    first = ledger["first_kept"]
+    first = first.at[ids].set(jnp.where(first[jnp.minimum(ids, pool - 1)] >= 0,
+                                        first[jnp.minimum(ids, pool - 1)], step), mode="drop")
+    all_ids = index
+    score = ledger["score"].at[all_ids].set(info["score"].astype(jnp.float32), mode="drop")
+    cluster = ledger["cluster"].at[all_ids].set(info["cluster"].astype(jnp.int32), mode="drop")
+    seen = ledger["seen"].at[all_ids].add(1, mode="drop")
+    return dict(first_kept=first, score=score, cluster=cluster, seen=seen)
+
+
+@dataclasses.dataclass
+class Plan:
+    """The run's schedule, curator and reference model, resolved from the config."""
+
+    config: ml_collections.ConfigDict
+    pool_size: int
+    batch_size: int
+    curator: Any = None
+    curator_state: Any = dataclasses.field(default_factory=dict)
+    reference: tuple | None = None
+    offline_subset: np.ndarray | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.schedule.name
+
+    @property
+    def curator_name(self) -> str:
+        return self.config.curator.name
+
+    def epochs(self) -> float:
+        c = self.config
+        if c.total_steps:
+            return c.total_steps * self.batch_size / self.pool_size
+        return c.total_epochs
+
+    def phases(self, steps_per_epoch: int) -> list[Phase]:
+        total = self.config.total_steps or int(round(self.epochs() * steps_per_epoch))
+        if self.name == "full":
+            return [Phase("full", total)]
+        if self.name == "continuous":
+            return [Phase("curate", total)]
+        if self.name == "chexficient":
+            curate = int(round(self.config.schedule.curation_epochs * steps_per_epoch))
+            return [Phase("curate", min(curate, total)), Phase("subset", -1)]
+        return [Phase("subset", -1)]  # offline
+
+    def initial_total_steps(self, steps_per_epoch: int) -> int:
+        """The run length the LR schedule starts from; a subset phase corrects it when it starts."""
+        phases = self.phases(steps_per_epoch)
+        known = [p.end_step for p in phases if p.end_step >= 0]
+        if phases[-1].end_step >= 0:
+            return phases[-1].end_step
+        start = known[-1] if known else 0
+        expected = (self.offline_subset.size if self.offline_subset is not None else
+                    self.curator.capacity(self.batch_size) / self.batch_size * self.pool_size)
+        return start + self._subset_steps(int(expected), steps_per_epoch)
+
+    def _subset_steps(self, subset_size: int, steps_per_epoch: int) -> int:
+        remaining = self.epochs() - (self.config.schedule.curation_epochs
+                                     if self.name == "chexficient" else 0.0)
+        if self.config.total_steps and self.name == "offline":
+            return self.config.total_steps
+        return max(1, int(round(max(remaining, 0.0) * subset_size / self.batch_size)))
+
+    def subset_end_step(self, indices: np.ndarray, steps_per_epoch: int) -> int:
+        start = self.phases(steps_per_epoch)[0].end_step if self.name == "chexficient" else 0
+        return start + self._subset_steps(len(indices), steps_per_epoch)
+
+    def phase_indices(self, phase: str, ledger: dict) -> np.ndarray | None:
+        """Record positions a phase reads: None (all) except for `subset`, where the ledger decides."""
+        if phase != "subset":
+            return None
+        indices = np.flatnonzero(np.asarray(ledger["first_kept"]) >= 0)
+        if indices.size < self.batch_size:
+            raise ValueError(
+                f"the curated subset has {indices.size} records, fewer than one batch of "
+                f"{self.batch_size}; lower batch_size or keep more (curator / budget)")
+        return indices
+
+    def empty_ledger(self) -> dict:
+        first = np.full(self.pool_size, -1, np.int32)
+        if self.offline_subset is not None:
+            first[self.offline_subset] = 0
+        return dict(first_kept=jnp.asarray(first), score=jnp.zeros(self.pool_size, jnp.float32),
+                    cluster=jnp.full(self.pool_size, -1, jnp.int32),
+                    seen=jnp.zeros(self.pool_size, jnp.int32))
+
+    def data_fraction(self, ledger: dict) -> float:
+        """Share of the pool that ever received a gradient."""
+        if self.name == "full":
+            return 1.0
+        return float(np.mean(np.asarray(ledger["first_kept"]) >= 0))
+
+    def write_report(self, workdir: str, ledger: dict, data_dir: str) -> None:
+        from curation import audit
+
+        audit.write_run_report(workdir, {k: np.asarray(v) for k, v in ledger.items()},
+                               dataset=self.config.data.name, data_dir=data_dir)
+
+
+def make(config: ml_collections.ConfigDict, *, pool_size: int, batch_size: int, embed_dim: int,
+         reference_embed=None) -> Plan:
+    """Validates the schedule/curator pairing and builds the curator, its state and any subset."""
+    name = config.schedule.name
+    if name not in SCHEDULES:
+        raise ValueError(f"schedule.name={name!r}; valid: {', '.join(SCHEDULES)}")
+    curating = name in ("continuous", "chexficient")
+    if curating == (config.curator.name == "none"):
+        raise ValueError(f"schedule {name!r} {'needs a curator' if curating else 'takes no online curator'}"
+                         f" (curator.name={config.curator.name!r})")
+    plan = Plan(config=config, pool_size=pool_size, batch_size=batch_size)
+    if curating:
+        from curation import make_curator
+
+        plan.curator = make_curator(config.curator)
+        example = {k: jnp.zeros((batch_size, embed_dim), jnp.float32) for k in ("image", "text")}
+        plan.curator_state = plan.curator.init(jax.random.key(config.seed + 2), example)
+    if name == "offline":
+        plan.offline_subset = offline_subset(config, pool_size, reference_embed)
+        logging.info("offline %s subset: %d of %d records", config.schedule.offline,
+                     plan.offline_subset.size, pool_size)
+    return plan
+
+
+def budget_count(budget: float, pool_size: int) -> int:
+    """A budget below 1 is a fraction of the pool, from 1 up a record count."""
+    if budget <= 0:
+        raise ValueError("schedule.budget must be > 0 for an offline subset (fraction or count)")
+    return int(round(budget * pool_size)) if budget < 1 else min(int(budget), pool_size)
+
+
+def offline_subset(config: ml_collections.ConfigDict, pool_size: int, reference_embed) -> np.ndarray:
+    """Runs the named offline estimator at the budget and returns sorted record positions."""
+    from curation import offline
+
+    budget = budget_count(config.schedule.budget, pool_size)
+    method = config.schedule.offline
+    estimator = offline.make(method, seed=config.seed)
+    if getattr(estimator, "needs_embeddings", True):
+        if reference_embed is None:
+            raise ValueError(f"offline method {method!r} needs reference embeddings: set reference.path")
+        embeddings = reference_embed()
+    else:
+        embeddings = {"image": np.zeros((pool_size, 1), np.float32),
+                      "text": np.zeros((pool_size, 1), np.float32)}
+    return np.sort(np.asarray(estimator.fit(embeddings).select(budget)))

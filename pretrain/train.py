@@ -1,0 +1,338 @@
+"""The pretraining loop, read top to bottom: setup, data, model, state, steps, restore, loop.
+
+One plain loop serves every schedule. A run is a list of phases: `full` (every row of every
+batch trains), `curate` (the curator selects `capacity` rows of each super-batch inside the
+jitted step and only those train; every kept id goes to the ledger) and `subset` (plain
+training on the records the ledger holds). CheXficient's schedule is curate-then-subset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from chexficient import checkpoint as ckpt_lib
+from chexficient import parallel, run_log
+from chexficient.data import pipeline, registry
+from chexficient.models import build_model
+import optax
+
+from pretrain import losses, optimizer, schedule
+from pretrain.flops import FlopLedger
+
+BATCH_KEYS = ("image", "tokens", "text_mask", "index")
+MAX_LOGIT_SCALE = float(np.log(100.0))
+
+
+def contrastive_loss(config, img, txt, scale, bias, weights=None):
+    """The configured CLIP loss (softmax InfoNCE or sigmoid) with the temperature clamped like CLIP."""
+    scale = jnp.minimum(scale, MAX_LOGIT_SCALE)
+    if config.loss == "softmax":
+        return losses.softmax_contrastive(img, txt, scale, weights)
+    if config.loss == "sigmoid":
+        return losses.sigmoid_contrastive(img, txt, scale, bias, weights)
+    raise ValueError(f"loss={config.loss!r}; valid: 'softmax', 'sigmoid'")
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=float)
+    os.replace(tmp, path)
+
+
+def save_ledger(workdir: str, ledger: dict[str, np.ndarray]) -> None:
+    """ledger.npz: per pool record, the step it was first kept (-1: never), last score and cluster."""
+    tmp = os.path.join(workdir, "ledger.tmp.npz")
+    np.savez(tmp, **{k: np.asarray(v) for k, v in ledger.items()})
+    os.replace(tmp, os.path.join(workdir, "ledger.npz"))
+
+
+def check_finite(metrics: dict, step: int, checkpointer: ckpt_lib.Checkpointer) -> dict[str, float]:
+    """Metrics as floats; a NaN or infinite loss stops the run, naming the last good checkpoint."""
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not math.isfinite(values["loss"]):
+        checkpointer.wait()
+        raise FloatingPointError(
+            f"loss became {values['loss']} at step {step}; stopping. The last good checkpoint is "
+            f"step {checkpointer.latest_step()} in {checkpointer.directory} (lower optim.lr or "
+            "raise optim.warmup_frac, then resume from it).")
+    return values
+
+
+def init_towers_from(model, path: str, towers: str):
+    """Copies the image and/or text tower (with its projection) from another run's checkpoint."""
+    valid = {"both": ("image", "text"), "image": ("image",), "text": ("text",)}
+    if towers not in valid:
+        raise ValueError(f"init_from.towers={towers!r}; valid: {', '.join(valid)}")
+    source, _ = ckpt_lib.load_model(path)
+    for tower in valid[towers]:
+        for name in (tower, f"{tower}_proj"):
+            nnx.update(getattr(model, name), nnx.state(getattr(source, name), nnx.Param))
+    return model
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
+    """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
+
+    `stop_at_step` ends the process early as a preemption would (after checkpointing that
+    step); calling `train` again on the same workdir resumes exactly.
+    """
+    # ----------------------------------------------------------------- setup
+    t_start = time.time()
+    parallel.maybe_initialize_distributed(config)
+    os.makedirs(workdir, exist_ok=True)
+    data_dir = registry.resolve_data_dir(config.data.data_dir or None)
+    tokenizer = registry.load_tokenizer(config.data.name, data_dir)
+    config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
+    if not config.model.text.vocab_size:
+        config.model.text.vocab_size = tokenizer.vocab_size
+    if jax.process_index() == 0:
+        write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
+
+    # ----------------------------------------------------------------- data
+    pool_size = len(registry.data_source(config.data.name, "train", data_dir))
+    batch = config.batch_size
+    if batch % jax.process_count():
+        raise ValueError(f"batch_size={batch} is not divisible by the {jax.process_count()} processes")
+    steps_per_epoch = pool_size // batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
+                         f"{config.data.name}")
+
+    def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
+        return pipeline.make_loader(
+            config.data, "train", train=train_mode, batch_size=batch // jax.process_count(),
+            seed=config.seed + 1000 * phase_index, indices=indices, tokenizer=tokenizer)
+
+    # ----------------------------------------------------------------- mesh & model
+    mesh = parallel.make_mesh(config.mesh)
+    model = build_model(config.model, nnx.Rngs(config.seed))
+    if config.init_from.path:
+        model = init_towers_from(model, config.init_from.path, config.init_from.towers)
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    if jax.tree.leaves(rest):
+        raise ValueError("models must keep all their state in nnx.Param (found other state)")
+    tx = optimizer.make_optimizer(config.optim, params)
+
+    def embed(p, images, tokens, mask, gdef=graphdef):
+        m = nnx.merge(gdef, p)
+        img, txt = m(images, tokens, mask)
+        return img, txt, m.logit_scale.value, m.logit_bias.value
+
+    reference = None  # (graphdef, params) of a frozen model scoring reference losses
+    if config.reference.path:
+        ref_model, _ = ckpt_lib.load_model(config.reference.path)
+        ref_graphdef, ref_params = nnx.split(ref_model, nnx.Param)
+        reference = (ref_graphdef, jax.device_put(ref_params, parallel.replicated(mesh)))
+
+    def reference_embed() -> dict[str, np.ndarray]:
+        """The reference model's embeddings of the whole pool, in record order (for offline rules)."""
+        fn = jax.jit(lambda p, b: embed(p, b["image"], b["tokens"], b["text_mask"], reference[0])[:2])
+        out = {"image": [], "text": []}
+        for b in pipeline.make_loader(config.data, "train", train=False, batch_size=batch,
+                                      seed=0, num_epochs=1, tokenizer=tokenizer, drop_remainder=False):
+            img, txt = jax.device_get(fn(reference[1], {k: b[k] for k in BATCH_KEYS}))
+            out["image"].append(img)
+            out["text"].append(txt)
+        return {k: np.concatenate(v) for k, v in out.items()}
+
+    plan = schedule.make(config, pool_size=pool_size, batch_size=batch,
+                         embed_dim=config.model.embed_dim,
+                         reference_embed=reference_embed if reference is not None else None)
+
+    # ----------------------------------------------------------------- state
+    def init_state(params):
+        return dict(
+            params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
+            rng=jax.random.key_data(jax.random.key(config.seed + 1)),
+            total_steps=jnp.asarray(plan.initial_total_steps(steps_per_epoch), jnp.int32),
+            curator=plan.curator_state, ledger=plan.empty_ledger())
+
+    abstract = jax.eval_shape(init_state, params)
+    shardings = parallel.state_sharding(abstract, mesh)
+    state = jax.jit(init_state, out_shardings=shardings)(params)
+    del params, model
+
+    # ----------------------------------------------------------------- steps
+    def apply_update(state, grads, metrics):
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        lr = optimizer.learning_rate(config.optim, state["step"], state["total_steps"])
+        params = jax.tree.map(lambda p, u: p - lr * u, state["params"], updates)
+        metrics.update(lr=lr, grad_norm=optax.global_norm(grads))
+        return dict(state, params=params, opt=opt, step=state["step"] + 1), metrics
+
+    def loss_on_rows(p, b, weights):
+        img, txt, scale, bias = embed(p, b["image"], b["tokens"], b["text_mask"])
+        loss, per_example = contrastive_loss(config, img, txt, scale, bias, weights)
+        return loss, dict(temperature=jnp.exp(-scale))
+
+    def full_step(state, b):
+        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(state["params"], b, None)
+        return apply_update(state, grads, dict(loss=loss, kept_fraction=jnp.float32(1.0), **aux))
+
+    def curate_step(state, b):
+        rng, sel_rng = jax.random.split(jax.random.wrap_key_data(state["rng"]))
+        p = jax.lax.stop_gradient(state["params"])
+        img, txt, scale, bias = embed(p, b["image"], b["tokens"], b["text_mask"])
+        _, learner_loss = contrastive_loss(config, img, txt, scale, bias)
+        embeddings, per_loss = {"image": img, "text": txt}, {"learner": learner_loss}
+        if reference is not None:
+            r_img, r_txt, r_scale, r_bias = embed(reference[1], b["image"], b["tokens"],
+                                                  b["text_mask"], gdef=reference[0])
+            embeddings.update(ref_image=r_img, ref_text=r_txt)
+            per_loss["reference"] = contrastive_loss(config, r_img, r_txt, r_scale, r_bias)[1]
+        keep, info = plan.curator.select(state["curator"], embeddings, per_loss, sel_rng)
+        rows = info["indices"]
+        sub = {k: b[k][rows] for k in ("image", "tokens", "text_mask")}
+        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(
+            state["params"], sub, info["weights"])
+        metrics = dict(loss=loss, kept_fraction=jnp.mean(keep.astype(jnp.float32)),
+                       trained_rows=jnp.sum(info["weights"] > 0).astype(jnp.float32),
+                       learner_loss=jnp.mean(learner_loss), **aux)
+        metrics.update({k: v for k, v in info.items() if jnp.ndim(v) == 0})
+        state = dict(state, rng=jax.random.key_data(rng),
+                     curator=plan.curator.update(state["curator"], embeddings, keep),
+                     ledger=schedule.record_kept(state["ledger"], b["index"], info, state["step"]))
+        return apply_update(state, grads, metrics)
+
+    def eval_step(params, b):
+        img, txt, scale, bias = embed(params, b["image"], b["tokens"], b["text_mask"])
+        loss, _ = contrastive_loss(config, img, txt, scale, bias)
+        sims = img @ txt.T
+        target = jnp.arange(sims.shape[0])
+        return dict(loss=loss, i2t_acc=jnp.mean(jnp.argmax(sims, 1) == target),
+                    t2i_acc=jnp.mean(jnp.argmax(sims, 0) == target))
+
+    batch_sharding = parallel.batch_sharding(mesh)
+    size, text_len = config.data.image_size, config.data.text_len
+    abstract_batch = {
+        "image": jax.ShapeDtypeStruct((batch, size, size, 1), jnp.float32, sharding=batch_sharding),
+        "tokens": jax.ShapeDtypeStruct((batch, text_len), jnp.int32, sharding=batch_sharding),
+        "text_mask": jax.ShapeDtypeStruct((batch, text_len), jnp.bool_, sharding=batch_sharding),
+        "index": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=batch_sharding)}
+    step_fns = {
+        "full": jax.jit(full_step, donate_argnums=0, out_shardings=(shardings, None)),
+        "subset": jax.jit(full_step, donate_argnums=0, out_shardings=(shardings, None)),
+        "curate": jax.jit(curate_step, donate_argnums=0, out_shardings=(shardings, None)),
+    }
+    eval_fn = jax.jit(eval_step)
+    flops = FlopLedger()
+
+    # ----------------------------------------------------------------- restore
+    checkpointer = ckpt_lib.Checkpointer(
+        os.path.join(workdir, "checkpoints"), every_steps=config.checkpoint.every_steps,
+        max_to_keep=config.checkpoint.max_to_keep)
+    phase_index, data_state = 0, None
+    if checkpointer.latest_step() is not None:
+        abstract_params = abstract["params"]
+        abstract_train = {k: v for k, v in abstract.items() if k != "params"}
+        model_state, train_state, data_state, meta = checkpointer.restore(
+            abstract_params, abstract_train, config)
+        state = jax.device_put(dict(train_state, params=model_state), shardings)
+        phase_index = meta["phase_index"]
+        flops.load(meta.get("flops", {}))
+        logging.info("resumed %s at step %d (phase %s)", workdir, int(state["step"]), phase_index)
+
+    # ----------------------------------------------------------------- evaluator
+    def evaluate() -> dict[str, float]:
+        eval_loader = pipeline.make_loader(
+            config.data, config.eval.split, train=False,
+            batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1,
+            tokenizer=tokenizer)
+        totals: dict[str, list[float]] = {}
+        for i, b in enumerate(eval_loader):
+            if i >= config.eval.max_batches:
+                break
+            out = eval_fn(state["params"], parallel.host_to_global(
+                {k: b[k] for k in BATCH_KEYS}, mesh))
+            for k, v in out.items():
+                totals.setdefault(f"val/{k}", []).append(float(v))
+        return {k: float(np.mean(v)) for k, v in totals.items()}
+
+    # ----------------------------------------------------------------- loop
+    phases = plan.phases(steps_per_epoch)
+    step = int(state["step"])
+    last_metrics: dict[str, float] = {}
+    progress = run_log.Progress(total=int(state["total_steps"]), initial=step,
+                                batch_size=batch, enabled=config.progress and jax.process_index() == 0)
+    stopped_early = False
+    while phase_index < len(phases):
+        phase = phases[phase_index]
+        indices = plan.phase_indices(phase.name, jax.device_get(state["ledger"]))
+        end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(
+            indices, steps_per_epoch)
+        if phase.name == "subset" and indices is not None:
+            state["total_steps"] = jax.device_put(jnp.asarray(end_step, jnp.int32),
+                                                  shardings["total_steps"])
+            progress.set_total(end_step)
+        it = iter(loader(indices, phase_index))
+        if data_state:
+            it.set_state(data_state)
+        data_state = None
+        pending = None  # metrics of the step before: read one step late so the host never waits
+        while step < end_step:
+            b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
+            step_fn = flops.compiled(phase.name, step_fns[phase.name], state, b)
+            state, metrics = step_fn(state, b)
+            step += 1
+            if pending is not None:
+                last_metrics = check_finite(pending, step - 1, checkpointer)
+            pending = metrics
+            is_last = step == end_step and phase_index == len(phases) - 1
+            if step % config.log_every_steps == 0 or is_last:
+                last_metrics = check_finite(pending, step, checkpointer)
+                if writer:
+                    writer.write(step, {**last_metrics, **flops.metrics(step)})
+            if config.eval.every_steps and (step % config.eval.every_steps == 0 or is_last):
+                val = evaluate()
+                if writer:
+                    writer.write(step, val)
+                last_metrics.update(val)
+            if checkpointer.should_save(step) or step == end_step:
+                check_finite(pending, step, checkpointer)
+                meta = dict(fingerprint=ckpt_lib.fingerprint(config),
+                            phase_index=phase_index + (step == end_step), flops=flops.state())
+                checkpointer.save(step, state["params"],
+                                  {k: v for k, v in state.items() if k != "params"},
+                                  it.get_state() if step < end_step else {}, meta, force=True)
+            progress.update(step, last_metrics)
+            if stop_at_step is not None and step >= stop_at_step:
+                stopped_early = True
+                break
+        if stopped_early:
+            break
+        phase_index += 1
+        if jax.process_index() == 0:
+            save_ledger(workdir, jax.device_get(state["ledger"]))
+    progress.close()
+    checkpointer.close()
+
+    # ----------------------------------------------------------------- summary
+    summary = dict(
+        step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
+        data_fraction=plan.data_fraction(jax.device_get(state["ledger"])),
+        **flops.summary(full_step_fn=step_fns["full"], state=state, batch=abstract_batch,
+                        full_steps=int(round(config.total_epochs * steps_per_epoch))
+                        if not config.total_steps else config.total_steps),
+        **{k: float(v) for k, v in last_metrics.items()})
+    if writer:
+        writer.close()
+        write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+        os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+        run_log.plot_metrics(os.path.join(workdir, "metrics.jsonl"),
+                             os.path.join(workdir, "plots", "metrics.png"))
+        if plan.curator_name != "none" and not stopped_early:
+            plan.write_report(workdir, jax.device_get(state["ledger"]), data_dir)
+    return summary

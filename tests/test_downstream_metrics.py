@@ -1,0 +1,121 @@
+"""Downstream metrics against scikit-learn, hand-computed values and known report pairs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from chexficient import findings
+from downstream import metrics
+
+
+def test_auroc_matches_sklearn_and_hand_value():
+    y = np.array([0, 0, 1, 1])
+    s = np.array([0.1, 0.4, 0.35, 0.8])
+    assert metrics.auroc(y, s) == pytest.approx(0.75)  # 3 of 4 positive-negative pairs ordered
+    rng = np.random.default_rng(0)
+    y, s = rng.integers(0, 2, 200), rng.normal(size=200)
+    assert metrics.auroc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_auroc_single_class_is_nan():
+    assert np.isnan(metrics.auroc(np.ones(5), np.arange(5.0)))
+
+
+def test_bootstrap_ci_brackets_estimate_and_is_deterministic():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 300)
+    s = y + rng.normal(scale=1.0, size=300)
+    stat = lambda idx: metrics.auroc(y[idx], s[idx])  # noqa: E731
+    low, high = metrics.bootstrap_ci(stat, 300, n_resamples=200, seed=3)
+    assert low < metrics.auroc(y, s) < high
+    assert 0.5 < low and high < 1.0
+    assert (low, high) == metrics.bootstrap_ci(stat, 300, n_resamples=200, seed=3)
+    assert (low, high) != metrics.bootstrap_ci(stat, 300, n_resamples=200, seed=4)
+
+
+def test_merge_duplicates_keeps_first_seen_order():
+    unique, inverse = metrics.merge_duplicates(["b", "a", "b", "c", "a"])
+    assert unique == ["b", "a", "c"]
+    assert inverse.tolist() == [0, 1, 0, 2, 1]
+
+
+def test_first_relevant_rank_hand_computed():
+    scores = np.array([[0.9, 0.5, 0.1],
+                       [0.9, 0.5, 0.1],
+                       [0.2, 0.2, 0.2]])
+    relevant = np.array([[1, 0, 0],
+                         [0, 0, 1],
+                         [0, 1, 0]], dtype=bool)
+    # Row 2: a constant scorer gets the worst rank (ties count against the query).
+    assert metrics.first_relevant_rank(scores, relevant).tolist() == [1, 3, 3]
+    # Two relevant candidates (a merged duplicate): the better-scored one counts.
+    both = np.array([[0, 1, 1]], dtype=bool)
+    assert metrics.first_relevant_rank(scores[:1], both).tolist() == [2]
+    with pytest.raises(ValueError, match="relevant"):
+        metrics.first_relevant_rank(scores[:1], np.zeros((1, 3), bool))
+
+
+def test_recall_at_k():
+    r = metrics.recall_at_k(np.array([1, 2, 5, 11]), (1, 5, 10))
+    assert r == {1: 0.25, 5: 0.75, 10: 0.75}
+
+
+def test_dice_per_image_hand_computed_and_empty_convention():
+    pred = np.zeros((3, 4, 4), np.uint8)
+    target = np.zeros((3, 4, 4), np.uint8)
+    pred[0, :2] = 1            # 8 pixels
+    target[0, :1] = 1          # 4 pixels, all inside the prediction
+    target[1, 0, 0] = 1        # empty prediction, non-empty target
+    # image 2: both empty
+    np.testing.assert_allclose(metrics.dice_per_image(pred, target), [2 * 4 / 12, 0.0, 1.0])
+
+
+def test_dice_per_channel_and_shape_check():
+    pred = np.zeros((1, 2, 2, 2), bool)
+    target = np.zeros((1, 2, 2, 2), bool)
+    pred[..., 0] = target[..., 0] = True
+    target[0, 0, 0, 1] = True
+    np.testing.assert_allclose(metrics.dice_per_image(pred, target), [[1.0, 0.0]])
+    with pytest.raises(ValueError, match="shape"):
+        metrics.dice_per_image(pred, target[..., :1])
+
+
+def test_clinical_f1_counts_uncertain_as_positive():
+    true = np.full((2, 14), findings.NEGATIVE, np.int8)
+    pred = true.copy()
+    edema, cardio = findings.index("Edema"), findings.index("Cardiomegaly")
+    true[0, edema] = findings.POSITIVE
+    pred[0, edema] = findings.UNCERTAIN          # uncertain counts as 1: a true positive
+    true[1, cardio] = findings.POSITIVE          # missed: a false negative
+    pred[1, findings.index("Fracture")] = findings.POSITIVE  # outside top 5: false positive
+    out = metrics.clinical_f1(pred, true)
+    # top5: tp=1, fn=1, fp=0 -> micro F1 = 2/3; macro over 5: edema 1, others 0 -> 0.2
+    assert out["f1_top5_micro"] == pytest.approx(2 / 3)
+    assert out["f1_top5_macro"] == pytest.approx(0.2)
+    # all14: tp=1, fn=1, fp=1 -> 0.5; macro over 14: only edema scores 1
+    assert out["f1_all14_micro"] == pytest.approx(0.5)
+    assert out["f1_all14_macro"] == pytest.approx(1 / 14)
+
+
+def test_report_metrics_on_known_pairs():
+    refs = ["the heart is enlarged . small left pleural effusion .",
+            "no pneumothorax . lungs are clear ."]
+    perfect = metrics.report_metrics(refs, refs)
+    for key in ("bleu1", "bleu2", "bleu3", "bleu4", "rougeL", "f1_all14_micro"):
+        assert perfect[key] == pytest.approx(1.0), key
+    unrelated = metrics.report_metrics(["xyz qrs", "uvw"], refs)
+    assert unrelated["bleu1"] == 0.0 and unrelated["rougeL"] == 0.0
+    # Half the words right: ROUGE-L F = 2PR/(P+R) with P = 1, R = 3/6 on the one pair.
+    assert metrics.rouge_l(["lungs are clear"], ["no pneumothorax lungs are clear today"]) == \
+        pytest.approx(2 * 1 * 0.5 / 1.5)
+    with pytest.raises(ValueError, match="references"):
+        metrics.report_metrics(refs[:1], refs)
+
+
+def test_bleu_hand_computed():
+    # hyp 6 tokens, ref 6 tokens, 5/6 unigrams and 3/5 bigrams match -> BLEU-2 = sqrt(5/6 * 3/5)
+    out = metrics.bleu(["the cat sat on the mat"], ["the cat sat on a mat"])
+    assert out["bleu1"] == pytest.approx(5 / 6)
+    assert out["bleu2"] == pytest.approx(np.sqrt(5 / 6 * 3 / 5))
