@@ -7,6 +7,7 @@ score is a fraction in [0, 1] (BLEU and ROUGE-L too, not percentages); ranks are
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -25,21 +26,22 @@ def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(y_true, scores))
 
 
-def bootstrap_ci(statistic: Callable[[np.ndarray], float], n: int, *, n_resamples: int,
-                 seed: int, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, *,
+                 n_resamples: int, seed: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of `statistic(indices)` over `n` examples resampled with replacement.
 
-    `statistic` receives an index array (so it can resample several aligned arrays at once);
-    resamples where it is NaN (e.g. one class only) are dropped. Same seed, same interval.
+    `statistic` receives an index array (so it can resample several aligned arrays at once)
+    and returns a scalar or a vector (one CI per entry). NaN resamples (e.g. one class only)
+    are dropped per entry; an entry NaN in every resample gets a NaN interval.
     """
     rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)])
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return float("nan"), float("nan")
+    values = np.array([np.asarray(statistic(rng.integers(0, n, n)), np.float64)
+                       for _ in range(n_resamples)])
     tail = 100 * (1 - level) / 2
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries -> NaN, as documented
+        low, high = np.nanpercentile(values, [tail, 100 - tail], axis=0)
+    return low, high
 
 
 def merge_duplicates(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:

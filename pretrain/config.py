@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ml_collections
 
+import curation
+
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core CPU.
     "tiny": dict(dataset="synthetic_cxr/tiny", res=64, patch=8, width=128, depth=2, heads=4,
@@ -61,7 +63,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    heads=a.heads, mlp_ratio=4.0, pool="map", registers=0,
                    feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth}))),
         text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
-                  max_len=a.text_len, causal=False))
+                  max_len=a.text_len, causal=True))
     c.loss = "softmax"  # or "sigmoid" (SigLIP)
 
     c.batch_size = a.batch_size  # global batch; when curating, the super-batch scored per step
@@ -75,7 +77,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = dict(data=-1, fsdp=1)
     c.distributed = False
 
-    c.curator = dict(name="none")
+    c.curator = curation.default_config()  # name "none": no online curation
     c.schedule = dict(name="full", curation_epochs=1.0, budget=0.0, offline="")
     c.reference = dict(path="")  # a frozen checkpoint for reference losses / offline selection
     c.init_from = dict(path="", towers="both")  # "both" | "image" | "text"

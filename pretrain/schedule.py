@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -152,7 +151,7 @@ def make(config: ml_collections.ConfigDict, *, pool_size: int, batch_size: int, 
     if curating:
         from curation import make_curator
 
-        plan.curator = make_curator(config.curator)
+        plan.curator = make_curator(config)
         example = {k: jnp.zeros((batch_size, embed_dim), jnp.float32) for k in ("image", "text")}
         plan.curator_state = plan.curator.init(jax.random.key(config.seed + 2), example)
     if name == "offline":

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,29 +20,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from chexficient import checkpoint as ckpt_lib
 from chexficient import parallel, run_log
 from chexficient.data import pipeline, registry
 from chexficient.models import build_model
-import optax
-
-from pretrain import losses, optimizer, schedule
+from pretrain import optimizer, schedule
+from pretrain import steps as steps_lib
+from pretrain.steps import BATCH_KEYS
 from pretrain.flops import FlopLedger
-
-BATCH_KEYS = ("image", "tokens", "text_mask", "index")
-MAX_LOGIT_SCALE = float(np.log(100.0))
-
-
-def contrastive_loss(config, img, txt, scale, bias, weights=None):
-    """The configured CLIP loss (softmax InfoNCE or sigmoid) with the temperature clamped like CLIP."""
-    scale = jnp.minimum(scale, MAX_LOGIT_SCALE)
-    if config.loss == "softmax":
-        return losses.softmax_contrastive(img, txt, scale, weights)
-    if config.loss == "sigmoid":
-        return losses.sigmoid_contrastive(img, txt, scale, bias, weights)
-    raise ValueError(f"loss={config.loss!r}; valid: 'softmax', 'sigmoid'")
-
 
 def write_json_atomic(path: str, obj: Any) -> None:
     tmp = path + ".tmp"
@@ -93,7 +80,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
-    tokenizer = registry.load_tokenizer(config.data.name, data_dir)
+    builder = registry.prepared_builder(config.data.name, data_dir)
+    tokenizer = registry.load_tokenizer(builder, config.data.vocab_size)
     config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
     if not config.model.text.vocab_size:
         config.model.text.vocab_size = tokenizer.vocab_size
@@ -102,7 +90,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
 
     # ----------------------------------------------------------------- data
-    pool_size = len(registry.data_source(config.data.name, "train", data_dir))
+    pool_size = builder.info.splits["train"].num_examples
     batch = config.batch_size
     if batch % jax.process_count():
         raise ValueError(f"batch_size={batch} is not divisible by the {jax.process_count()} processes")
@@ -114,7 +102,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
         return pipeline.make_loader(
             config.data, "train", train=train_mode, batch_size=batch // jax.process_count(),
-            seed=config.seed + 1000 * phase_index, indices=indices, tokenizer=tokenizer)
+            seed=config.seed + 1000 * phase_index, indices=indices)
 
     # ----------------------------------------------------------------- mesh & model
     mesh = parallel.make_mesh(config.mesh)
@@ -126,23 +114,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         raise ValueError("models must keep all their state in nnx.Param (found other state)")
     tx = optimizer.make_optimizer(config.optim, params)
 
-    def embed(p, images, tokens, mask, gdef=graphdef):
-        m = nnx.merge(gdef, p)
-        img, txt = m(images, tokens, mask)
-        return img, txt, m.logit_scale.value, m.logit_bias.value
-
     reference = None  # (graphdef, params) of a frozen model scoring reference losses
     if config.reference.path:
         ref_model, _ = ckpt_lib.load_model(config.reference.path)
         ref_graphdef, ref_params = nnx.split(ref_model, nnx.Param)
-        reference = (ref_graphdef, jax.device_put(ref_params, parallel.replicated(mesh)))
+        reference = (ref_graphdef, jax.device_put(ref_params, NamedSharding(mesh, P())))
 
     def reference_embed() -> dict[str, np.ndarray]:
         """The reference model's embeddings of the whole pool, in record order (for offline rules)."""
-        fn = jax.jit(lambda p, b: embed(p, b["image"], b["tokens"], b["text_mask"], reference[0])[:2])
+        fn = jax.jit(steps_lib.embed_fn(reference[0]))
         out = {"image": [], "text": []}
         for b in pipeline.make_loader(config.data, "train", train=False, batch_size=batch,
-                                      seed=0, num_epochs=1, tokenizer=tokenizer, drop_remainder=False):
+                                      seed=0, num_epochs=1, shard=(0, 1)):
             img, txt = jax.device_get(fn(reference[1], {k: b[k] for k in BATCH_KEYS}))
             out["image"].append(img)
             out["text"].append(txt)
@@ -161,73 +144,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             curator=plan.curator_state, ledger=plan.empty_ledger())
 
     abstract = jax.eval_shape(init_state, params)
-    shardings = parallel.state_sharding(abstract, mesh)
+    shardings = parallel.param_sharding(abstract, mesh)
     state = jax.jit(init_state, out_shardings=shardings)(params)
     del params, model
 
     # ----------------------------------------------------------------- steps
-    def apply_update(state, grads, metrics):
-        updates, opt = tx.update(grads, state["opt"], state["params"])
-        lr = optimizer.learning_rate(config.optim, state["step"], state["total_steps"])
-        params = jax.tree.map(lambda p, u: p - lr * u, state["params"], updates)
-        metrics.update(lr=lr, grad_norm=optax.global_norm(grads))
-        return dict(state, params=params, opt=opt, step=state["step"] + 1), metrics
-
-    def loss_on_rows(p, b, weights):
-        img, txt, scale, bias = embed(p, b["image"], b["tokens"], b["text_mask"])
-        loss, per_example = contrastive_loss(config, img, txt, scale, bias, weights)
-        return loss, dict(temperature=jnp.exp(-scale))
-
-    def full_step(state, b):
-        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(state["params"], b, None)
-        return apply_update(state, grads, dict(loss=loss, kept_fraction=jnp.float32(1.0), **aux))
-
-    def curate_step(state, b):
-        rng, sel_rng = jax.random.split(jax.random.wrap_key_data(state["rng"]))
-        p = jax.lax.stop_gradient(state["params"])
-        img, txt, scale, bias = embed(p, b["image"], b["tokens"], b["text_mask"])
-        _, learner_loss = contrastive_loss(config, img, txt, scale, bias)
-        embeddings, per_loss = {"image": img, "text": txt}, {"learner": learner_loss}
-        if reference is not None:
-            r_img, r_txt, r_scale, r_bias = embed(reference[1], b["image"], b["tokens"],
-                                                  b["text_mask"], gdef=reference[0])
-            embeddings.update(ref_image=r_img, ref_text=r_txt)
-            per_loss["reference"] = contrastive_loss(config, r_img, r_txt, r_scale, r_bias)[1]
-        keep, info = plan.curator.select(state["curator"], embeddings, per_loss, sel_rng)
-        rows = info["indices"]
-        sub = {k: b[k][rows] for k in ("image", "tokens", "text_mask")}
-        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(
-            state["params"], sub, info["weights"])
-        metrics = dict(loss=loss, kept_fraction=jnp.mean(keep.astype(jnp.float32)),
-                       trained_rows=jnp.sum(info["weights"] > 0).astype(jnp.float32),
-                       learner_loss=jnp.mean(learner_loss), **aux)
-        metrics.update({k: v for k, v in info.items() if jnp.ndim(v) == 0})
-        state = dict(state, rng=jax.random.key_data(rng),
-                     curator=plan.curator.update(state["curator"], embeddings, keep),
-                     ledger=schedule.record_kept(state["ledger"], b["index"], info, state["step"]))
-        return apply_update(state, grads, metrics)
-
-    def eval_step(params, b):
-        img, txt, scale, bias = embed(params, b["image"], b["tokens"], b["text_mask"])
-        loss, _ = contrastive_loss(config, img, txt, scale, bias)
-        sims = img @ txt.T
-        target = jnp.arange(sims.shape[0])
-        return dict(loss=loss, i2t_acc=jnp.mean(jnp.argmax(sims, 1) == target),
-                    t2i_acc=jnp.mean(jnp.argmax(sims, 0) == target))
-
+    steps = steps_lib.build_steps(config, graphdef, tx, plan.curator, reference)
     batch_sharding = parallel.batch_sharding(mesh)
-    size, text_len = config.data.image_size, config.data.text_len
-    abstract_batch = {
-        "image": jax.ShapeDtypeStruct((batch, size, size, 1), jnp.float32, sharding=batch_sharding),
-        "tokens": jax.ShapeDtypeStruct((batch, text_len), jnp.int32, sharding=batch_sharding),
-        "text_mask": jax.ShapeDtypeStruct((batch, text_len), jnp.bool_, sharding=batch_sharding),
-        "index": jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=batch_sharding)}
-    step_fns = {
-        "full": jax.jit(full_step, donate_argnums=0, out_shardings=(shardings, None)),
-        "subset": jax.jit(full_step, donate_argnums=0, out_shardings=(shardings, None)),
-        "curate": jax.jit(curate_step, donate_argnums=0, out_shardings=(shardings, None)),
-    }
-    eval_fn = jax.jit(eval_step)
+    abstract_batch = steps_lib.abstract_batch(batch, config.data.image_size, config.data.text_len,
+                                              batch_sharding)
+    jit_step = lambda fn: jax.jit(fn, donate_argnums=0, out_shardings=(shardings, None))
+    step_fns = {"full": jit_step(steps.full), "subset": jit_step(steps.full),
+                "curate": jit_step(steps.curate)}
+    eval_fn = jax.jit(steps.eval)
     flops = FlopLedger()
 
     # ----------------------------------------------------------------- restore
@@ -249,12 +178,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     def evaluate() -> dict[str, float]:
         eval_loader = pipeline.make_loader(
             config.data, config.eval.split, train=False,
-            batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1,
-            tokenizer=tokenizer)
+            batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1)
         totals: dict[str, list[float]] = {}
         for i, b in enumerate(eval_loader):
-            if i >= config.eval.max_batches:
-                break
+            if i >= config.eval.max_batches or len(b["index"]) * jax.process_count() < config.eval.batch_size:
+                break  # in-batch retrieval is measured on full batches only
             out = eval_fn(state["params"], parallel.host_to_global(
                 {k: b[k] for k in BATCH_KEYS}, mesh))
             for k, v in out.items():

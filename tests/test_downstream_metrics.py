@@ -35,6 +35,17 @@ def test_bootstrap_ci_brackets_estimate_and_is_deterministic():
     assert (low, high) != metrics.bootstrap_ci(stat, 300, n_resamples=200, seed=4)
 
 
+def test_bootstrap_ci_vector_statistic_and_all_nan_entry():
+    x = np.arange(100.0)
+    stat = lambda idx: np.array([x[idx].mean(), np.nan])  # noqa: E731
+    low, high = metrics.bootstrap_ci(stat, 100, n_resamples=300, seed=0, level=0.9)
+    assert low.shape == high.shape == (2,)
+    assert low[0] < 49.5 < high[0]
+    # the standard error of the mean is ~2.9: a 90% interval spans about 2 * 1.645 * 2.9
+    assert 7 < high[0] - low[0] < 12
+    assert np.isnan(low[1]) and np.isnan(high[1])
+
+
 def test_merge_duplicates_keeps_first_seen_order():
     unique, inverse = metrics.merge_duplicates(["b", "a", "b", "c", "a"])
     assert unique == ["b", "a", "c"]

@@ -154,6 +154,11 @@ class RecordReader:
     def __len__(self) -> int:
         return len(self._source)
 
+    @property
+    def image_size(self) -> int:
+        """The side S of the stored S x S images."""
+        return self._builder.info.features["image"].shape[0]
+
     def file_of(self, position: int) -> str:
         """The ArrayRecord file that holds record `position` of the split."""
         starts, files = self._file_starts

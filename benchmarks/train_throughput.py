@@ -1,0 +1,114 @@
+"""Train-step throughput (pairs/s) and model FLOP utilisation of the pretrainer.
+
+FLOPs per step come from XLA's cost analysis of the compiled step; the machine's peak is
+measured in the same process by a large float32 matmul, so MFU = achieved / measured peak.
+Batches are random arrays already in memory: this measures the step, not the input
+pipeline (benchmarks/pipeline_throughput.py measures that).
+
+    python benchmarks/train_throughput.py --preset tiny --batch 128
+    python benchmarks/train_throughput.py --preset tiny --batch 128 --open_clip_python /path/to/python
+
+The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from chexficient.models import build_model
+from pretrain import optimizer
+from pretrain.config import base_config
+from pretrain.flops import compiled_flops
+from pretrain.steps import build_steps
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
+    """Sustained float32 matmul FLOP/s of this machine, best of `repeats`."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def random_batch(batch: int, size: int, text_len: int, vocab: int) -> dict:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(text_len // 2, text_len, size=batch)
+    mask = np.arange(text_len)[None, :] < lengths[:, None]
+    return {"image": jnp.asarray(rng.standard_normal((batch, size, size, 1)), jnp.float32),
+            "tokens": jnp.asarray(rng.integers(3, vocab, (batch, text_len)) * mask, jnp.int32),
+            "text_mask": jnp.asarray(mask),
+            "index": jnp.arange(batch, dtype=jnp.int32)}
+
+
+def measure(preset: str, batch: int, steps: int, dtype: str) -> dict[str, float]:
+    config = base_config(f"{preset},batch_size={batch}")
+    config.model.text.vocab_size = 4000
+    config.model.dtype = dtype
+    model = build_model(config.model, nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    tx = optimizer.make_optimizer(config.optim, params)
+    state = dict(params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
+                 total_steps=jnp.asarray(10_000, jnp.int32))
+    step = jax.jit(build_steps(config, graphdef, tx).full, donate_argnums=0)
+    b = random_batch(batch, config.data.image_size, config.data.text_len, 4000)
+    compiled = step.lower(state, b).compile()
+    flops = compiled_flops(compiled)
+    for _ in range(3):  # warm-up
+        state, metrics = compiled(state, b)
+    jax.block_until_ready(state)
+    t = time.perf_counter()
+    for _ in range(steps):
+        state, metrics = compiled(state, b)
+    jax.block_until_ready(state)
+    seconds = (time.perf_counter() - t) / steps
+    peak = matmul_peak_flops()
+    return {"pairs_per_s": batch / seconds, "step_ms": 1e3 * seconds, "flops_per_step": flops,
+            "achieved_flops": flops / seconds, "peak_flops": peak, "mfu": flops / seconds / peak,
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def open_clip_pairs_per_s(python: str, preset: str, batch: int, steps: int) -> float:
+    """Runs benchmarks/open_clip_baseline.py under another interpreter (one with open_clip)."""
+    script = Path(__file__).with_name("open_clip_baseline.py")
+    out = subprocess.run([python, str(script), "--preset", preset, "--batch", str(batch),
+                          "--steps", str(steps)], check=True, capture_output=True, text=True)
+    last = out.stdout.strip().splitlines()[-1]
+    return float(dict(kv.split("=") for kv in last.split())["pairs_per_s"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
+    args = parser.parse_args()
+    print(f"devices: {jax.devices()}", file=sys.stderr)
+    r = measure(args.preset, args.batch, args.steps, args.dtype)
+    for k, v in r.items():
+        print(f"{k}: {v:.4g}")
+    if args.open_clip_python:
+        baseline = open_clip_pairs_per_s(args.open_clip_python, args.preset, args.batch, args.steps)
+        print(f"open_clip_pairs_per_s: {baseline:.4g}")
+        print(f"speedup_vs_open_clip: {r['pairs_per_s'] / baseline:.3f}")
+    print(f"pairs_per_s={r['pairs_per_s']:.2f} mfu={r['mfu']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

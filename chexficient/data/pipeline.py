@@ -1,0 +1,260 @@
+"""Training and evaluation batches: tfds.data_source -> grain, with no TensorFlow.
+
+Per host: shard the record positions by JAX process, shuffle per epoch (seeded), read and
+validate, augment (numpy; off for evaluation), batch, tokenize, prefetch. The returned grain
+iterator's state survives a JSON round trip, so a resumed run sees the same next batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Sequence
+
+import grain
+import ml_collections
+import numpy as np
+from absl import flags
+
+from chexficient.data import registry
+from chexficient.data.records import REQUIRED, RecordReader, SkipLog
+from chexficient.data.tokenizer import Tokenizer
+
+PIXEL_MEAN, PIXEL_STD = 0.5, 0.25
+"""Images enter models as (x / 255 - PIXEL_MEAN) / PIXEL_STD: roughly zero mean, unit variance."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Augment:
+    """Random resized crop (area fraction), rotation, brightness, contrast, gaussian noise."""
+
+    crop_scale: tuple[float, float] = (0.85, 1.0)
+    rotate_deg: float = 5.0
+    brightness: float = 0.1
+    contrast: float = 0.1
+    noise_std: float = 0.02
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict | None) -> Augment | None:
+        """None when `config` is missing or has enabled=False; unset fields keep defaults."""
+        if config is None or not config.get("enabled", True):
+            return None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in config.items() if k in fields}
+        if "crop_scale" in values:
+            values["crop_scale"] = tuple(values["crop_scale"])
+        return cls(**values)
+
+
+class ImageTransform:
+    """Record -> model-ready image float32 [S, S, 1] (and mask uint8 [S, S, C]) for one size S.
+
+    Geometry (crop, scale, rotation, resize) is one affine warp: bilinear for the image,
+    nearest for the mask, zeros outside the source. Without augmentation and at the stored
+    size, the image is only normalised.
+    """
+
+    def __init__(self, out_size: int, augment: Augment | None):
+        self.out_size, self.augment = out_size, augment
+
+    def __call__(self, record: dict[str, Any], rng: np.random.Generator | None = None
+                 ) -> dict[str, Any]:
+        image = record["image"]
+        size = image.shape[0]
+        out = {k: v for k, v in record.items() if k not in ("image", "id")}
+        if self.augment is None and size == self.out_size:
+            pixels = image.astype(np.float32) * (1 / (255 * PIXEL_STD)) - PIXEL_MEAN / PIXEL_STD
+            out["image"] = pixels[..., None]
+            return out
+        matrix = (_random_affine(rng, size, self.out_size, self.augment) if self.augment
+                  else _resize_affine(size, self.out_size))
+        coords = _source_coords(matrix, self.out_size)
+        pixels = _bilinear(image, coords) * (1 / 255)
+        if self.augment is not None:
+            pixels = _photometric(pixels, rng, self.augment)
+        out["image"] = ((pixels - PIXEL_MEAN) * (1 / PIXEL_STD)).reshape(
+            self.out_size, self.out_size, 1)
+        if "mask" in record:
+            out["mask"] = _nearest(record["mask"], coords, self.out_size)
+        return out
+
+
+class TokenizeBatch:
+    """Batched records -> the model batch: reports become `tokens` and `text_mask`."""
+
+    def __init__(self, tokenizer: Tokenizer, text_len: int):
+        self.tokenizer, self.text_len = tokenizer, text_len
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = dict(batch)
+        tokens, mask = self.tokenizer.encode(batch.pop("report").tolist(), self.text_len)
+        batch["tokens"], batch["text_mask"] = tokens, mask
+        return batch
+
+
+def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, batch_size: int,
+                seed: int, num_epochs: int | None = None, indices: Sequence[int] | None = None,
+                with_mask: bool = False, shard: tuple[int, int] | None = None
+                ) -> grain.DatasetIterator:
+    """Batches of `config` (the `config.data` section) for one host.
+
+    num_epochs=None repeats forever when training and reads once otherwise. `indices` limits
+    reading to those record positions; `shard` = (index, count) defaults to this JAX process.
+    Training drops the last partial batch; evaluation keeps it.
+    """
+    reader = _reader(config, split, with_mask)
+    positions = _positions(len(reader), indices)
+    shard_index, shard_count = shard or _jax_process()
+    ds = grain.MapDataset.source(positions[shard_index::shard_count]).seed(seed)
+    if train:
+        ds = ds.shuffle()
+    ds = ds.repeat(num_epochs if num_epochs is not None or not train else None)
+    ds = ds.map(_Indexed(reader))
+    out_size = config.get("image_size") or reader.image_size
+    augment = Augment.from_config(config.get("augment")) if train else None
+    transform = ImageTransform(out_size, augment)
+    ds = ds.random_map(transform) if augment else ds.map(transform)
+    tokenizer = registry.load_tokenizer(registry.prepared_builder(config.name, _data_dir(config)),
+                                        config.get("vocab_size", 4000))
+    it = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.get("read_threads", 2),
+                                              prefetch_buffer_size=2 * batch_size))
+    it = it.batch(batch_size, drop_remainder=train).map(TokenizeBatch(tokenizer, config.get("text_len", 64)))
+    workers = config.get("worker_count", 0)
+    if workers:
+        if not flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
+            flags.FLAGS.mark_as_parsed()
+        it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                         per_worker_buffer_size=2))
+    return iter(it)
+
+
+def preprocess_images(images: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 [B, H, W] -> float32 [B, S, S, 1], exactly as evaluation batches are prepared."""
+    transform = ImageTransform(image_size, None)
+    return np.stack([transform({"image": im})["image"] for im in np.asarray(images)])
+
+
+class _Indexed:
+    """Reads the record at a position and adds that position as `index` (int32)."""
+
+    def __init__(self, reader: RecordReader):
+        self.reader = reader
+
+    def __call__(self, position: int) -> dict[str, Any] | None:
+        record = self.reader(position)
+        if record is not None:
+            record["index"] = np.int32(position)
+        return record
+
+
+def _reader(config: ml_collections.ConfigDict, split: str, with_mask: bool) -> RecordReader:
+    """Reads the exported subset at config.subset when set, else the named dataset."""
+    builder_dir = config.get("subset") or registry.prepared_builder(
+        config.name, _data_dir(config)).data_dir
+    on_error = config.get("on_error", "raise")
+    skip_path = config.get("skip_log") or os.path.join(builder_dir, f"skipped_{split}.tsv")
+    keys = REQUIRED + (("mask",) if with_mask else ())
+    return RecordReader(builder_dir, split, keys=keys, on_error=on_error,
+                        skip_log=SkipLog(skip_path) if on_error == "skip" else None)
+
+
+def _positions(n: int, indices: Sequence[int] | None) -> np.ndarray:
+    if indices is None:
+        return np.arange(n, dtype=np.int64)
+    positions = np.asarray(indices, dtype=np.int64)
+    if positions.ndim != 1 or (positions.size and (positions.min() < 0 or positions.max() >= n)):
+        raise ValueError(f"indices must be a 1-D list of record positions in [0, {n})")
+    return positions
+
+
+def _data_dir(config: ml_collections.ConfigDict) -> str | None:
+    return config.get("data_dir") or None
+
+
+def _jax_process() -> tuple[int, int]:
+    import jax  # here, not at the top: grain workers unpickle this module without needing jax
+
+    return jax.process_index(), jax.process_count()
+
+
+# --- geometry: affine maps from output pixel centres to source coordinates -----------------
+
+def _resize_affine(in_size: int, out_size: int) -> np.ndarray:
+    scale = in_size / out_size
+    return np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5]], np.float32)
+
+
+def _random_affine(rng: np.random.Generator, in_size: int, out_size: int, aug: Augment
+                   ) -> np.ndarray:
+    """A square crop of random area fraction and place, rotated by a small random angle."""
+    side = in_size * np.sqrt(rng.uniform(*aug.crop_scale))
+    cx, cy = rng.uniform(side / 2, in_size - side / 2, size=2)
+    angle = np.deg2rad(rng.uniform(-aug.rotate_deg, aug.rotate_deg))
+    scale = side / out_size
+    cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+    c = (out_size - 1) / 2  # output centre maps to the crop centre
+    return np.array([[cos, -sin, cx - 0.5 - cos * c + sin * c],
+                     [sin, cos, cy - 0.5 - sin * c - cos * c]], np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(out_size: int) -> np.ndarray:
+    ys, xs = np.mgrid[0:out_size, 0:out_size].astype(np.float32)
+    return np.stack([xs.ravel(), ys.ravel(), np.ones(out_size * out_size, np.float32)])
+
+
+def _source_coords(matrix: np.ndarray, out_size: int) -> np.ndarray:
+    return matrix @ _grid(out_size)  # [2, out*out]: x then y, in source pixels
+
+
+def _bilinear(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Samples `image` at `coords` [2, N] (float32); zeros outside, via a one-pixel zero border."""
+    h, w = image.shape
+    padded = np.pad(image, 1).astype(np.float32).ravel()
+    x = np.clip(coords[0] + 1, 0, w + 0.999)  # in-place arithmetic below: this is the hot path
+    y = np.clip(coords[1] + 1, 0, h + 0.999)
+    x0, y0 = x.astype(np.int32), y.astype(np.int32)
+    x -= x0
+    y -= y0
+    i = y0 * (w + 2)
+    i += x0
+    top, top_right = np.take(padded, i), np.take(padded, i + 1)
+    bottom, bottom_right = np.take(padded, i + (w + 2)), np.take(padded, i + (w + 3))
+    top_right -= top
+    top_right *= x
+    top += top_right
+    bottom_right -= bottom
+    bottom_right *= x
+    bottom += bottom_right
+    bottom -= top
+    bottom *= y
+    top += bottom
+    return top
+
+
+def _nearest(mask: np.ndarray, coords: np.ndarray, out_size: int) -> np.ndarray:
+    h, w = mask.shape[:2]
+    x, y = np.rint(coords[0]).astype(np.int32), np.rint(coords[1]).astype(np.int32)
+    inside = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    flat = mask.reshape(h * w, -1)
+    out = flat[np.clip(y, 0, h - 1) * w + np.clip(x, 0, w - 1)] * inside[:, None].astype(np.uint8)
+    return out.reshape((out_size, out_size) + mask.shape[2:])
+
+
+def _photometric(pixels: np.ndarray, rng: np.random.Generator, aug: Augment) -> np.ndarray:
+    """Contrast about the image mean, brightness shift and gaussian noise, on [0, 1] pixels."""
+    contrast = rng.uniform(1 - aug.contrast, 1 + aug.contrast)
+    shift = (1 - contrast) * pixels.mean() + rng.uniform(-aug.brightness, aug.brightness)
+    pixels = pixels * np.float32(contrast) + np.float32(shift)
+    if aug.noise_std > 0:
+        bank = _noise_bank()
+        start = rng.integers(0, bank.size - pixels.size)
+        pixels += bank[start: start + pixels.size] * np.float32(aug.noise_std)
+    return pixels
+
+
+@functools.lru_cache(maxsize=1)
+def _noise_bank() -> np.ndarray:
+    """2**20 fixed N(0, 1) draws; an image takes a random window (8x faster than fresh draws)."""
+    return np.random.default_rng(0).standard_normal(1 << 20, dtype=np.float32)

@@ -1,0 +1,425 @@
+"""Rule-based radiology report labeler: mentions, negation and uncertainty -> 14 CheXpert labels.
+
+Works like the CheXpert labeler (mention extraction, then classification by cues, then
+aggregation per report) with regular expressions instead of a dependency parse, so that
+it labels thousands of reports a second on one core. Everything is driven by three tables
+below: `_MENTIONS` (phrases per observation), `_CUES` (negation / uncertainty cues) and
+`_BREAKERS` (where a cue's scope ends). Conventions chosen, where real reports are ambiguous:
+
+* Scope. A cue before its target ("no", "possible", "concerning for") reaches forward, a cue
+  after it ("is not seen", "has resolved", "cannot be excluded") reaches back, "versus" /
+  "vs" / "or" / "and/or" make the nearest mention on each side uncertain. Scope ends at a
+  sentence end, a contrast or relative word ("but", "however", "although", "which", "with",
+  "except", "there is"...) or a finite verb ("is", "are", "has"...), so that "no effusion,
+  pneumothorax or consolidation" negates all three while "no pneumothorax; the heart is
+  enlarged" does not negate the heart. A cue that lies inside a mention ("heart is not
+  enlarged") applies to that mention only.
+* Precedence within one mention: negation beats uncertainty ("no consolidation to suggest
+  pneumonia" -> Pneumonia 0). Double negations are matched first as uncertainty ("cannot be
+  excluded", "not ruled out"), and change statements are not negations ("no change in the
+  small effusion" -> 1). "No new consolidation" is negative (CheXpert marks it uncertain).
+* Aggregation over the mentions of one report (CheXpert): positive beats uncertain beats
+  negative; an observation never mentioned is -2.
+* State words keep their meaning: "stable / improved / decreased effusion" is positive,
+  "resolved effusion" and "removed tube" negative. Some phrases are uncertain by default
+  (CheXpert): "blunting of the costophrenic angle" (effusion or thickening), "pulmonary
+  vascular congestion" (Edema), "borderline heart size".
+* Heart and mediastinum are labeled only from what is said about them: "heart size is
+  normal" / "normal cardiomediastinal silhouette" -> 0 (the latter for both Cardiomegaly and
+  Enlarged Cardiomediastinum), "enlarged cardiac silhouette" -> Cardiomegaly 1, while a bare
+  "stable cardiomediastinal silhouette" says nothing and leaves both unmentioned.
+* "The lungs are clear" labels no single observation (as CheXpert), but counts as a normal
+  statement for No Finding.
+* No Finding: 0 when any observation other than Support Devices is positive or uncertain,
+  or when the report asserts some other abnormality outside the 14 (emphysema, granuloma,
+  scoliosis, hernia... as CheXpert's No Finding list); otherwise 1 when the report mentions
+  any observation or makes a normal statement ("no acute cardiopulmonary process", "normal
+  chest radiograph", "lungs are clear"); otherwise -2: an empty report, or one that says
+  nothing about any observation, is all -2 including No Finding (nothing was reported, so
+  normality is unknown rather than asserted).
+* Sections named INDICATION, HISTORY, COMPARISON, TECHNIQUE... are not labeled when the
+  report carries section headers ("eval for pneumonia" is a question, not a finding).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from chexficient import findings
+
+_NEG, _UNC, _POS = 1, 2, 3
+"""Mention states as ranks, so that aggregation is a max (0 = no mention)."""
+_RANK_TO_LABEL = np.array([findings.UNMENTIONED, findings.NEGATIVE, findings.UNCERTAIN,
+                           findings.POSITIVE], dtype=np.int8)
+_OTHER, _NORMAL = "other abnormality", "normal statement"
+"""Pseudo-observations for the No Finding rule: abnormalities outside the 14, and normal statements."""
+_COLUMNS = findings.FINDINGS + (_OTHER, _NORMAL)
+_EXCLUDED = ()
+"""Findings of a phrase that must be recognised only to keep a shorter phrase from matching."""
+
+# Building blocks of the heart / mediastinum phrases: subject, copula, adverb, predicate.
+_COP = (r"(?:(?:is|are|was|were|has been|have been|has become|remains?|appears?(?: to be)?|"
+        r"seems?(?: to be)?|looks?|again|now|still|also|overall|otherwise|stably|persistently|"
+        r"likely|probably|possibly|questionably|may be|might be|could be|unchanged and|"
+        r"stable and|unchanged,|stable,) )*")
+_ADV = r"(?:(?:\w+ly|slightly|mild|moderate|severe|at least)(?: to \w+ly)? )?"
+_HEART = (r"(?:the )?(?:heart(?: size)?|cardiac (?:size|silhouette(?: size)?|shadow|contours?|"
+          r"diameter|dimensions?)|size of the heart|heart shadow)")
+_CARDIOMEDIASTINAL = (r"(?:the )?(?:cardiomediastinal(?: and hilar)? (?:silhouettes?|contours?|"
+                      r"structures|shadows?|borders?)|cardiomediastinum|heart and mediastinum|"
+                      r"(?:cardiac|heart),? (?:and )?(?:the )?mediastinal(?:,? and hilar)? "
+                      r"(?:silhouettes?|contours?|structures)|mediastinal and cardiac "
+                      r"(?:silhouettes?|contours?))")
+_MEDIASTINUM = (r"(?:the )?(?:(?:superior )?mediastinum|mediastinal(?:,? and hilar)? "
+                r"(?:silhouettes?|contours?|configuration|width|shadows?|structures)|"
+                r"hilar and mediastinal (?:silhouettes?|contours?))")
+_NORMAL_SIZE = (r"(?:normal(?: in (?:size|contour|configuration|appearance))?(?: size)?|"
+                r"within normal limits|unremarkable|not (?:\w+ly )?(?:enlarged|widened)|"
+                r"no longer (?:enlarged|widened)|normalized|top[- ]normal(?: in size)?|"
+                r"(?:at |within )?(?:the )?upper (?:limits?|range|end) of normal(?: in size)?|"
+                r"upper normal)")
+_BORDERLINE = r"(?:borderline(?: enlarged| in size)?|prominent)"
+_HEART_BIG = r"(?:enlarged|enlarging|increased(?: in size)?|large|big)"
+_MEDIASTINUM_WIDE = r"(?:widened|wide|widening|enlarged)"
+
+
+def _said_of(subject: str, predicate: str) -> str:
+    """Phrase `subject (copula) (adverb) predicate`, e.g. "heart size is mildly enlarged"."""
+    return rf"{subject} {_COP}{_ADV}{predicate}"
+
+
+_MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
+    # (observations, state when no cue applies, phrases). Earlier rows win when phrases start
+    # at the same place, so longer and excluding phrases come first.
+    ((_EXCLUDED), _POS, (
+        r"pleural lines?", r"skin (?:folds?|lines?)", r"midline", r"mass effect",
+        r"(?:ecg|ekg|monitoring|telemetry|cardiac monitor(?:ing)?) (?:leads?|wires?|electrodes?)",
+        r"(?:bone|soft[- ]tissue) densit(?:y|ies)", r"joint effusions?")),
+    (("Lung Lesion", "Lung Opacity"), _POS, (
+        r"nodular (?:opacit(?:y|ies)|densit(?:y|ies)|opacification)",)),
+    (("Consolidation", "Lung Opacity"), _POS, (
+        r"consolidative (?:opacit(?:y|ies)|changes?|process)",)),
+    (("Pneumothorax", "Pleural Effusion"), _POS, (r"hydro-?pneumothora(?:x|ces)",)),
+    ((_OTHER,), _POS, (
+        r"pericardial effusions?", r"(?:soft[- ]tissue|subcutaneous|chest wall|body wall) edema",
+        r"(?:lytic|sclerotic|blastic|bone|osseous|skin) lesions?", r"pneumonitis",
+        r"calcified (?:granulomas?|nodules?|(?:hilar |mediastinal )?lymph nodes?)",
+        r"granulomas?", r"granulomatous", r"emphysema(?:tous)?", r"hyperinflat\w*",
+        r"hyperexpan\w*", r"copd", r"chronic obstructive pulmonary disease", r"bullae",
+        r"bullous", r"blebs?", r"scolio\w*", r"kypho\w*", r"(?:hiatal |hiatus )?hernias?",
+        r"pneumomediastinum", r"pneumoperitoneum",
+        r"free (?:intraperitoneal |sub-?diaphragmatic )?air",
+        r"(?:elevated|elevation of the) (?:right |left )?hemidiaphragms?",
+        r"hemidiaphragm (?:is |remains )?elevated", r"eventration",
+        r"degenerative (?:changes?|disease)", r"spondylo\w*", r"osteophyt\w*", r"osteopeni\w*",
+        r"osteoporo\w*", r"tortuous (?:thoracic )?aorta", r"(?:aortic )?tortuosity",
+        r"atheroscler\w*", r"calcifi\w*", r"calcific", r"(?:lymph)?adenopathy",
+        r"bronchiectasis", r"fibrosis", r"aspiration", r"contusions?", r"hematomas?",
+        r"hemorrhage", r"deformit(?:y|ies)", r"(?:metallic )?foreign bod(?:y|ies)",
+        r"bullet(?: fragments?)?", r"shrapnel", r"volume loss", r"hyperlucen\w*",
+        r"bronchitis", r"bronchiolitis", r"(?:reactive )?airways? disease", r"asthma")),
+    ((_NORMAL,), _NEG, (
+        r"(?:acute|active) (?:\w+ )?(?:process|abnormalit(?:y|ies)|disease|findings?|pathology)",
+        r"(?:normal|negative|unremarkable) (?:chest|study|exam(?:ination)?|(?:chest )?radiograph|"
+        r"chest (?:x-?ray|film))",
+        r"(?:chest|study|exam(?:ination)?|radiograph) (?:is |appears )?(?:normal|unremarkable|"
+        r"within normal limits)",
+        r"lungs? (?:(?:are|is|appear|remain|otherwise|again|now|well[- ]expanded and) )*clear",
+        r"clear lungs", r"within normal limits")),
+    # Heart and mediastinum: what is said of them.
+    (("Enlarged Cardiomediastinum", "Cardiomegaly"), _NEG, (
+        _said_of(_CARDIOMEDIASTINAL, _NORMAL_SIZE),
+        rf"normal(?: size)? {_CARDIOMEDIASTINAL}")),
+    (("Enlarged Cardiomediastinum",), _NEG, (
+        _said_of(_MEDIASTINUM, _NORMAL_SIZE), rf"normal {_MEDIASTINUM}")),
+    (("Cardiomegaly",), _NEG, (
+        _said_of(_HEART, _NORMAL_SIZE), rf"normal(?:[- ]sized?)? {_HEART}",
+        r"(?:top|upper)[- ]normal (?:heart|cardiac) size", r"normal[- ]sized heart")),
+    (("Cardiomegaly",), _UNC, (
+        _said_of(_HEART, _BORDERLINE), rf"(?:borderline|(?:\w+ly )?prominent) (?:enlarged )?"
+        rf"(?:cardiomegaly|{_HEART})", r"prominence of the (?:heart|cardiac silhouette)")),
+    (("Enlarged Cardiomediastinum",), _UNC, (
+        _said_of(_CARDIOMEDIASTINAL, _BORDERLINE), _said_of(_MEDIASTINUM, _BORDERLINE),
+        r"(?:mediastinal|cardiomediastinal) prominence",
+        r"prominen(?:t|ce of the) (?:superior )?mediastin(?:um|al contours?)")),
+    (("Enlarged Cardiomediastinum",), _POS, (
+        _said_of(_CARDIOMEDIASTINAL, _MEDIASTINUM_WIDE), _said_of(_MEDIASTINUM, _MEDIASTINUM_WIDE),
+        rf"{_ADV}(?:widened|enlarged|wide) (?:superior )?(?:mediastinum|(?:cardio)?mediastinal "
+        r"(?:silhouette|contours?|shadow))", r"(?:cardio)?mediastinal (?:widening|enlargement)",
+        r"(?:widening|enlargement) of the (?:superior )?(?:mediastinum|cardiomediastinal "
+        r"silhouette)", r"enlarged cardiomediastinum")),
+    (("Cardiomegaly",), _POS, (
+        r"cardiomegaly", _said_of(_HEART, _HEART_BIG),
+        rf"{_ADV}(?:enlarged|increased|large) (?:heart(?: size)?|cardiac (?:silhouette|shadow|"
+        r"size|contours?))", r"(?:heart|cardiac) enlargement",
+        r"enlargement of the (?:\w+ )?(?:heart|cardiac (?:silhouette|shadow|contour))")),
+    # Pleura.
+    (("Pleural Effusion",), _NEG, (
+        r"(?:costophrenic|cp) (?:angles?|sulci|sulcus) (?:(?:is|are|remains?|again) )*"
+        r"(?:sharp(?:ly defined)?|clear|preserved|normal)",
+        r"sharp (?:costophrenic|cp) (?:angles?|sulci)")),
+    (("Pleural Effusion",), _UNC, (
+        r"blunting of the (?:\w+ ){0,3}?(?:costophrenic|cp) (?:angles?|sulci|sulcus|recess(?:es)?)",
+        r"(?:costophrenic|cp) (?:angle|sulcus) blunting",
+        r"blunted (?:\w+ ){0,2}?(?:costophrenic|cp) (?:angles?|sulci|sulcus)",
+        r"(?:costophrenic|cp) (?:angles?|sulci|sulcus) (?:(?:is|are|remains?|again) )*"
+        rf"{_ADV}blunted")),
+    (("Pleural Effusion",), _POS, (
+        r"effusions?", r"pleural fluid", r"hydrothorax", r"hemothorax", r"empyema",
+        r"(?:layering|loculated|fissural|subpulmonic) fluid",
+        r"fluid (?:in|within|along|tracking along) the (?:\w+ )?(?:fissures?|pleural spaces?)")),
+    (("Pleural Other",), _POS, (
+        r"pleural (?:thickening|plaques?|scar\w*|calcifications?|fibrosis)",
+        r"pleuro-?(?:parenchymal|pericardial) (?:scar\w*|thickening|changes?)",
+        r"pleural[- ]parenchymal (?:scar\w*|thickening|changes?)", r"fibrothorax",
+        r"(?:bi)?apical (?:pleural )?(?:thickening|capping|caps?)", r"mesothelioma",
+        r"asbestos(?:-related)?(?: pleural disease)?")),
+    (("Pneumothorax",), _POS, (r"pneumothora(?:x|ces)", r"ptx")),
+    # Lungs.
+    (("Edema",), _NEG, (
+        r"normal (?:pulmonary )?vascular(?:ity|ture)",
+        r"(?:pulmonary )?vascular(?:ity|ture) (?:(?:is|are|remains?|appears?) )*(?:normal|"
+        r"within normal limits|unremarkable|not engorged)")),
+    (("Edema",), _UNC, (
+        r"(?:pulmonary (?:vascular |venous )?|vascular |venous |central (?:venous |vascular )?|"
+        r"hilar )congestion",
+        r"(?:pulmonary )?vascular (?:engorgement|prominence|redistribution|indistinctness)",
+        r"(?:engorged|indistinct) (?:pulmonary |hilar )?vessels", r"cephalization")),
+    (("Edema",), _POS, (
+        r"edema(?:tous)?", r"(?:fluid|volume) overload", r"(?:congestive )?heart failure",
+        r"chf", r"kerley b?[- ]?lines", r"septal lines")),
+    (("Lung Lesion",), _POS, (
+        r"mass(?:es)?", r"nodules?", r"nodularity", r"lesions?", r"tumou?rs?", r"neoplasms?",
+        r"carcinoma", r"malignan(?:cy|cies|t)", r"cancer", r"metasta\w*", r"cavitation",
+        r"cavitary (?:lesions?|mass(?:es)?)", r"lump", r"spiculated")),
+    (("Atelectasis",), _POS, (r"atelecta\w*", r"collaps\w*")),
+    (("Consolidation",), _POS, (r"consolidat\w*", r"air bronchograms?")),
+    (("Pneumonia",), _POS, (
+        r"(?:broncho)?pneumonias?", r"pneumonic", r"pna", r"infections?",
+        r"infectious(?: process| etiology)?")),
+    (("Lung Opacity",), _POS, (
+        r"opacit(?:y|ies)", r"opacification", r"opacifi(?:ed|ying)",
+        r"air[- ]?space (?:disease|opacit(?:y|ies)|process|filling)",
+        r"infiltrat(?:e|es|ion|ive)", r"(?:increased|hazy|patchy|streaky|ill[- ]defined|focal|"
+        r"linear|retrocardiac|bibasilar|basilar|perihilar) densit(?:y|ies)",
+        r"ground[- ]glass", r"haziness", r"hazy", r"reticula(?:r|tion)\w*", r"reticulonodular",
+        r"interstitial (?:markings?|opacit(?:y|ies)|pattern|prominence|abnormalit(?:y|ies)|"
+        r"thickening|(?:lung )?disease|changes)", r"(?:parenchymal |pulmonary |lung )?scar(?:ring|s)?",
+        r"fibrotic changes?", r"peribronchial (?:thickening|cuffing)",
+        r"bronchial wall thickening")),
+    # Fracture and devices.
+    (("Fracture",), _POS, (r"fractur\w*", r"fx", r"compression deformit(?:y|ies)")),
+    (("Support Devices",), _POS, (
+        r"(?:endotracheal|tracheostomy|trach|nasogastric|orogastric|enteric|feeding|dobb?hoff|"
+        r"chest|gastric|gastrostomy|jejunostomy|thoracostomy|nasoenteric|nasojejunal|"
+        r"pigtail|mediastinal|pleural|et|ng|og|g|j) tubes?", r"ett", r"ngt", r"tubes?",
+        r"tracheostomy", r"(?:central venous|central|venous|picc|pic|swan[- ]ganz|"
+        r"pulmonary arter(?:y|ial)|pa|(?:hemo)?dialysis|subclavian|(?:internal )?jugular|ij|"
+        r"triple[- ]lumen|tunnel(?:l)?ed|arterial|access|midline) (?:lines?|catheters?)",
+        r"picc", r"cvc", r"cvl", r"(?:introducer )?sheath", r"catheters?", r"lines?",
+        r"port-?a-?cath", r"mediport", r"(?:chest(?: wall)?|power|infusion|implanted|"
+        r"subcutaneous|venous access|(?:right|left)[- ]sided|dual[- ]lumen) port",
+        r"pacemakers?", r"pacers?", r"(?:pacemaker|pacer|pacing|icd|defibrillator|"
+        r"(?:transvenous )?pacing) (?:leads?|wires?|generator|device)", r"a?icd",
+        r"defibrillators?", r"loop recorder", r"lvad", r"ventricular assist device",
+        r"intra-?aortic balloon(?: pump)?", r"iabp", r"impella", r"cannula",
+        r"(?:epicardial )?pacing wires", r"sternotomy(?: wires| sutures)?",
+        r"sternal (?:wires|sutures|cerclage wires)", r"prosthetic (?:\w+ )?valves?",
+        r"(?:aortic|mitral|tricuspid) (?:valve )?(?:replacement|prosthesis)",
+        r"valve replacement", r"annuloplasty(?: ring)?", r"stents?", r"(?:embolization )?coils?",
+        r"(?:spinal |orthopedic |surgical |fusion )?hardware", r"plates?(?: and screws)?",
+        r"screws", r"(?:ivc )?filter", r"(?:surgical |jp |pleural |pigtail |mediastinal )?drains?",
+        r"(?:support|monitoring|indwelling|medical) (?:devices?|lines)", r"devices?",
+        r"electrodes?", r"apparatus", r"hemodialysis catheter")),
+)
+
+_AUX = (r"(?:(?:is|are|was|were|has been|have been|had been|has|have|had|being|be) )?"
+        r"(?:(?:now|also|again|currently|still|definitely|clearly|completely|entirely|totally|"
+        r"otherwise|radiographically|largely|nearly|since|subsequently) )?")
+_CLAUSE_END = r"(?=\s*(?:[.,;:!?]|$|\b(?:and|but|however|although|though|given)\b))"
+_UNC_TAIL = (r"(?: (?:be|been|being|have|has|had|also|consistent with|compatible with|"
+             r"represent\w*|reflect\w*|indicat\w*|due to|related to|secondary to))*")
+
+_CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # (kind, phrases). Kinds: pseudo (looks like a negation, is not one), unc_post / neg_post
+    # (reach back), unc_pre / neg_pre (reach forward), unc_bi (nearest mention each side).
+    # Earlier kinds win when phrases start at the same place.
+    ("pseudo", (
+        r"no (?:(?:significant|substantial|appreciable|definite|major|marked|other) )?(?:interval )?"
+        r"(?:change|increase|decrease|worsening|progression|improvement|enlargement|difference)"
+        r"(?: in| of)?",
+        r"(?:not|without) (?:(?:significant(?:ly)?|substantial(?:ly)?|appreciabl[ey]|much) )?"
+        r"(?:interval )?(?:change[ds]?|increased?|decreased?|worse|worsened|improved)",
+        r"not only", r"gram[- ]negative")),
+    ("unc_post", (
+        rf"{_AUX}(?:not|cannot be|can ?not be|can't be|could not be|may not be|not yet) "
+        r"(?:(?:entirely|completely|definitely|totally|fully|excluded or) )?(?:excluded|ruled out)",
+        r"(?:is |are )?(?:not well|poorly|incompletely|suboptimally|not fully) "
+        r"(?:seen|visualized|evaluated|assessed|imaged)",
+        rf"{_AUX}(?:possible|suspected|questioned|likely|probable|favored|considered|"
+        rf"a consideration|in question|uncertain|equivocal|questionable|suggested){_CLAUSE_END}",
+        r"(?:could|may|might|can|would) (?:also )?(?:be|have been) (?:present|seen|noted|"
+        r"considered|possible|obscured|hidden|masked)",
+        r"(?:is|are) (?:possibly|probably|likely|questionably) (?:present|seen|noted)",
+        r"(?<=\w)\?")),
+    ("unc_pre", (
+        r"(?:cannot|can ?not|can't|could not|does not|do not|would not|did not|difficult to|"
+        r"unable to) (?:entirely |completely |definitely )?(?:exclude|rule out)",
+        r"no evidence to (?:exclude|rule out)",
+        rf"(?:may|might|could|can|would|possibl[ey]|probabl[ey]|likely|presum(?:ed|ably|ptive)|"
+        rf"questionabl[ey]|question of|query|suspicious (?:for|of)|suspicion (?:for|of)|"
+        rf"suspect(?:ed|s)?|concern(?:ing)? for|worrisome for|suggestive of|suggests?|suggesting|"
+        rf"suggestion of|differential (?:diagnosis )?(?:includes?|considerations? include)|"
+        rf"considerations? include|consider(?:ed)?|favou?r(?:ed|ing|s)?|equivocal|indeterminate|"
+        rf"uncertain|unclear(?: if| whether)?|evaluate for|eval(?:uation)? for|"
+        rf"assess(?:ment)? for|(?:to )?rule out|r/o|to exclude|raising (?:the )?(?:possibility|"
+        rf"question|concern) (?:of|for)|(?:clinical(?:ly)? )?correlat(?:e|ion) (?:clinically )?"
+        rf"for|atypical for|cannot be excluded){_UNC_TAIL}",
+        r"(?<!\w)\?")),
+    ("neg_post", (
+        rf"{_AUX}(?:not|no longer) (?:\w+ly )?(?:seen|identified|visualized|visible|appreciated|"
+        r"demonstrated|evident|present|detected|noted|apparent|delineated)",
+        rf"{_AUX}(?:resolved|cleared|disappeared|removed|excluded|ruled out)",
+        rf"{_AUX}absent")),
+    ("neg_pre", (
+        r"no", r"not", r"without", r"negative for", r"free of", r"clear of", r"absence of",
+        r"absent", r"(?:interval )?(?:resolution|removal|clearing|disappearance) of",
+        r"resolved", r"removed", r"rather than", r"instead of", r"nor", r"neither")),
+    ("unc_bi", (r"versus", r"vs", r"and/or", r"or")),
+)
+
+_BREAKERS: tuple[str, ...] = (
+    r"[;:!?]", r"\.(?!\d)", r"but", r"however", r"although", r"though", r"whereas", r"while",
+    r"which", r"who", r"yet", r"except", r"aside from", r"apart from", r"other than",
+    r"otherwise", r"with", r"and (?:the|there)", r"there (?:is|are|was|were|has|have)",
+    r"is", r"are", r"was", r"were", r"has", r"have", r"had", r"remains?", r"persists?",
+    r"appears?", r"seems?", r"demonstrat\w*", r"shows?", r"measur\w*", r"terminat\w*",
+    r"extend\w*", r"projects?", r"courses?",
+)
+"""Where the scope of a cue ends: sentence ends, contrast and relative words, finite verbs."""
+
+_SECTION_HEADERS = (
+    "clinical history", "clinical information", "clinical indication", "reason for examination",
+    "reason for exam", "reason for study", "indication", "history", "comparison", "comparisons",
+    "technique", "examination", "exam", "procedure", "findings", "impression", "conclusion",
+    "summary", "opinion", "recommendations", "recommendation", "notification", "wet read")
+_UNLABELED_SECTIONS = frozenset(_SECTION_HEADERS[:13])
+"""Headers whose sections are not labeled (history and technique, not findings)."""
+_ABBREVIATIONS = {"vs.": "vs", "v.s.": "vs", "e.g.": "eg", "i.e.": "ie", "dr.": "dr",
+                  "approx.": "approx", "cf.": "cf", "etc.": "etc", "no.": "number"}
+
+
+def _alternation(rows: Sequence[tuple[str, Sequence[str]]], prefix: str) -> re.Pattern:
+    """One regex, a named group per table row, matching whole words; row order is priority."""
+    groups = "|".join(f"(?P<{prefix}{i}>{'|'.join(phrases)})" for i, (_, phrases) in enumerate(rows))
+    pattern = re.compile(rf"(?<![\w/?-])(?:{groups})(?![\w/-])")
+    if pattern.groups != len(rows):
+        raise AssertionError(f"capturing group inside a {prefix!r} phrase; use (?:...)")
+    return pattern
+
+
+_MENTION_RE = _alternation([(names, phrases) for names, _, phrases in _MENTIONS], "m")
+_MENTION_ROWS = {f"m{i}": (tuple(_COLUMNS.index(n) for n in names), state)
+                 for i, (names, state, _) in enumerate(_MENTIONS)}
+_CUE_RE = _alternation(_CUES, "c")
+_CUE_KIND = {f"c{i}": kind for i, (kind, _) in enumerate(_CUES)}
+_BREAK_RE = re.compile(r"(?:[;:!?]|\.(?!\d)|\b(?:" + "|".join(_BREAKERS[2:]) + r")\b)")
+_HEADER_RE = re.compile(r"\b(" + "|".join(_SECTION_HEADERS) + r")\s*:")
+_ABBREVIATION_RE = re.compile("|".join(re.escape(a) for a in _ABBREVIATIONS))
+_PARAGRAPH_RE = re.compile(r"\n\s*\n")
+_SPACE_RE = re.compile(r"\s+")
+_ABNORMAL_COLUMNS = np.array([i for i, name in enumerate(_COLUMNS)
+                              if name not in ("No Finding", "Support Devices", _NORMAL)])
+
+
+def _normalize(report: str) -> str:
+    """Lower case, labeled sections only, paragraph breaks as sentence ends, single spaces."""
+    text = report.lower()
+    if ":" in text:
+        pieces, start, keep = [], 0, True
+        for header in _HEADER_RE.finditer(text):
+            if keep:
+                pieces.append(text[start:header.start()])
+            keep, start = header.group(1) not in _UNLABELED_SECTIONS, header.end()
+        if keep:
+            pieces.append(text[start:])
+        text = " . ".join(pieces)
+    text = _ABBREVIATION_RE.sub(lambda m: _ABBREVIATIONS[m.group(0)], text)
+    return _SPACE_RE.sub(" ", _PARAGRAPH_RE.sub(" . ", text))
+
+
+def _mention_states(text: str) -> np.ndarray:
+    """Rank (0 none, 1 neg, 2 unc, 3 pos) of every column of `_COLUMNS` for one normalized report."""
+    ranks = np.zeros(len(_COLUMNS), dtype=np.int8)
+    mentions = [(m.start(), m.end(), m.lastgroup) for m in _MENTION_RE.finditer(text)]
+    if not mentions:
+        return ranks
+    starts = [start for start, _, _ in mentions]
+    breaks = [b.start() for b in _BREAK_RE.finditer(text)]
+    negated, uncertain = [False] * len(mentions), [False] * len(mentions)
+    for cue in _CUE_RE.finditer(text):
+        kind, c0, c1 = _CUE_KIND[cue.lastgroup], cue.start(), cue.end()
+        if kind == "pseudo":
+            continue
+        flags = negated if kind.startswith("neg") else uncertain
+        inside = [i for i, (m0, m1, _) in enumerate(mentions) if m0 <= c0 and c1 <= m1]
+        if inside:  # "heart is not enlarged": the cue belongs to that mention only
+            for i in inside:
+                flags[i] = True
+            continue
+        first_after = bisect.bisect_left(starts, c1)
+        if kind.endswith(("_pre", "_bi")):
+            # next breaker at or after the cue's end bounds the forward scope
+            limit_index = bisect.bisect_left(breaks, c1)
+            limit = breaks[limit_index] if limit_index < len(breaks) else len(text)
+            stop = len(mentions) if kind.endswith("_pre") else min(first_after + 1, len(mentions))
+            for i in range(first_after, stop):
+                if starts[i] > limit:
+                    break
+                flags[i] = True
+        if kind.endswith(("_post", "_bi")):
+            # last breaker before the cue's start bounds the backward scope
+            bound_index = bisect.bisect_left(breaks, c0) - 1
+            bound = breaks[bound_index] if bound_index >= 0 else -1
+            i = bisect.bisect_right(starts, c0) - 1
+            while i >= 0 and mentions[i][1] <= c0 and starts[i] > bound:
+                flags[i] = True
+                if kind.endswith("_bi"):
+                    break
+                i -= 1
+    for i, (_, _, group) in enumerate(mentions):
+        columns, default = _MENTION_ROWS[group]
+        state = _NEG if negated[i] or default == _NEG else (
+            _UNC if uncertain[i] or default == _UNC else _POS)
+        for column in columns:
+            if state > ranks[column]:
+                ranks[column] = state
+    return ranks
+
+
+def _report_labels(report: str) -> np.ndarray:
+    """The 14 labels of one report (see the module docstring for the No Finding rule)."""
+    ranks = _mention_states(_normalize(report))
+    if ranks[_ABNORMAL_COLUMNS].max() >= _UNC:
+        ranks[findings.NO_FINDING] = _NEG
+    elif ranks.max() > 0:
+        ranks[findings.NO_FINDING] = _POS
+    return _RANK_TO_LABEL[ranks[:findings.NUM_FINDINGS]]
+
+
+def label(reports: Sequence[str]) -> np.ndarray:
+    """Labels each report: int8 array (n, 14) in `FINDINGS` order, 1 / 0 / -1 / -2 encoding.
+
+    An empty report (or one that mentions no observation) is all -2, No Finding included.
+    Raises TypeError naming the index of any report that is not a str.
+    """
+    out = np.empty((len(reports), findings.NUM_FINDINGS), dtype=np.int8)
+    for i, report in enumerate(reports):
+        if not isinstance(report, str):
+            raise TypeError(f"report {i} is {type(report).__name__}, expected str")
+        out[i] = _report_labels(report)
+    return out

@@ -1,0 +1,23 @@
+"""`chexficient export --workdir=DIR --out=OUT [--force]`: the command around `curation.export`."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from curation.export import ExportError, export_subset
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory of a curated run.")
+_OUT = flags.DEFINE_string("out", None, "Directory to write the subset to.")
+_FORCE = flags.DEFINE_bool("force", False, "Replace OUT if it exists.")
+flags.mark_flags_as_required(["workdir", "out"])
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+        info = export_subset(_WORKDIR.value, _OUT.value, force=_FORCE.value)
+    except ExportError as e:
+        raise SystemExit(f"chexficient export: {e}") from None
+    print(f"exported {info['count']} of {info['pool_size']} records "
+          f"({100 * info['kept_fraction']:.1f}%) to {_OUT.value}")

@@ -1,0 +1,123 @@
+"""A dataset as the adapters see it: whole splits as numpy arrays, read once and cached.
+
+Records come through the project's input pipeline (`pipeline.make_loader`: validation,
+skips, resizing to the model's image size, no augmentation); report strings come from the
+split's `registry.data_source`, by record position.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from chexficient.data import pipeline, registry
+
+
+class MissingFieldsError(ValueError):
+    """A dataset lacks the fields or splits an adapter needs; the message names both."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """One split in memory, rows aligned: images [n,S,S,1] float32, labels [n,14] int8, ..."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    reports: list[str]
+    ids: list[str]
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> Split:
+        """The subset at `rows`, in that order."""
+        rows = np.asarray(rows)
+        return Split(self.name, self.images[rows], self.labels[rows],
+                     [self.reports[i] for i in rows], [self.ids[i] for i in rows],
+                     None if self.masks is None else self.masks[rows])
+
+
+def subset_rows(n: int, fraction: float, seed: int) -> np.ndarray:
+    """A seeded random `fraction` of `n` rows (at least one), sorted: the 1/10/100% label subsets."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
+    k = max(1, int(round(fraction * n)))
+    return np.sort(np.random.default_rng(seed).permutation(n)[:k])
+
+
+class BenchData:
+    """The splits of one dataset at one image size: `train` for fitting, `eval_splits` for scoring.
+
+    `max_examples` caps each split (a seeded random subset, so a quick run still spans the
+    split). Loaded splits are cached, so several adapters and checkpoints share one read.
+    """
+
+    def __init__(self, data_config: ml_collections.ConfigDict, *, image_size: int,
+                 train_split: str = "train", eval_splits: tuple[str, ...] = ("test",),
+                 max_examples: dict[str, int] | None = None, batch_size: int = 64, seed: int = 0):
+        self.config = ml_collections.ConfigDict(data_config.to_dict())
+        self.config.image_size = image_size
+        self.config.worker_count = 0
+        self.name = self.config.name
+        self.train_split, self.eval_splits = train_split, tuple(eval_splits)
+        self.max_examples = dict(max_examples or {})
+        self.batch_size, self.seed = batch_size, seed
+        self._cache: dict[tuple[str, bool], Split] = {}
+
+    @functools.cached_property
+    def _builder(self):
+        return registry.prepared_builder(self.name, self.config.get("data_dir") or None)
+
+    @property
+    def features(self) -> set[str]:
+        return set(self._builder.info.features.keys())
+
+    def require(self, adapter: str, fields: tuple[str, ...] = (),
+                splits: tuple[str, ...] = ()) -> None:
+        """Raises MissingFieldsError naming the adapter and the dataset when something is missing."""
+        missing = [f for f in fields if f not in self.features]
+        absent = [s for s in splits if s not in self._builder.info.splits]
+        if missing or absent:
+            what = ([f"fields {missing} (it has {sorted(self.features)})"] if missing else []) + (
+                [f"splits {absent} (it has {sorted(self._builder.info.splits)})"] if absent else [])
+            raise MissingFieldsError(f"adapter {adapter!r} needs {' and '.join(what)}, "
+                                     f"which dataset {self.name!r} lacks")
+
+    def mask_channels(self) -> int:
+        shape = self._builder.info.features["mask"].shape
+        return shape[2] if len(shape) == 3 else 1
+
+    def split(self, name: str, *, with_mask: bool = False) -> Split:
+        """The split `name` (capped by `max_examples`), with masks [n,S,S,C] when asked for."""
+        for key in ((name, True), (name, with_mask)):
+            if key in self._cache:
+                return self._cache[key]
+        self._cache[name, with_mask] = self._read(name, with_mask)
+        return self._cache[name, with_mask]
+
+    def _read(self, name: str, with_mask: bool) -> Split:
+        if name not in self._builder.info.splits:
+            raise MissingFieldsError(f"dataset {self.name!r} has no split {name!r}; it has "
+                                     f"{sorted(self._builder.info.splits)}")
+        n = self._builder.info.splits[name].num_examples
+        cap = self.max_examples.get(name, self.max_examples.get("default", 0))
+        indices = subset_rows(n, cap / n, self.seed) if 0 < cap < n else None
+        loader = pipeline.make_loader(self.config, name, train=False, batch_size=self.batch_size,
+                                      seed=self.seed, num_epochs=1, indices=indices,
+                                      with_mask=with_mask, shard=(0, 1))
+        batches = list(tqdm(loader, desc=f"read {self.name}:{name}", unit="batch", leave=False))
+        if not batches:
+            raise MissingFieldsError(f"split {name!r} of dataset {self.name!r} has no readable records")
+        cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+        source = registry.data_source(self.name, name, self.config.get("data_dir") or None)
+        records = [source[int(i)] for i in cat["index"]]
+        text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)  # noqa: E731
+        return Split(name, cat["image"], cat["labels"].astype(np.int8),
+                     [text(r["report"]) for r in records], [text(r["id"]) for r in records],
+                     cat["mask"] if with_mask else None)

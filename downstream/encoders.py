@@ -1,0 +1,116 @@
+"""What adapters receive: a CLIP and its tokenizer as batched, jitted numpy-in/numpy-out functions.
+
+Adapters never touch training code: they see embeddings and feature maps (big_vision's
+"evaluators get predict functions"). The model itself stays reachable (`model`) for the
+adapters' optional fine-tuning modes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from chexficient import checkpoint
+from chexficient.data import registry
+from chexficient.data.tokenizer import Tokenizer
+from chexficient.models import CLIP, build_model
+
+IMAGE_OUTPUTS = ("embed", "pooled", "tokens", "features")
+
+
+def _image_outputs(graphdef, state, images, output: str):
+    emb, aux = nnx.merge(graphdef, state).encode_image(images)
+    return emb if output == "embed" else aux[output]
+
+
+def _text_embed(graphdef, state, tokens, mask):
+    return nnx.merge(graphdef, state).encode_text(tokens, mask)
+
+
+def _batched(fn: Callable, arrays: Sequence[np.ndarray], batch_size: int):
+    """Applies `fn` to fixed-size batches (the last one padded), so it compiles once per size."""
+    n = len(arrays[0])
+    if n == 0:
+        raise ValueError("no inputs to encode")
+    outs = []
+    for start in range(0, n, batch_size):
+        chunk = [a[start:start + batch_size] for a in arrays]
+        pad = batch_size - len(chunk[0])
+        if pad:
+            chunk = [np.concatenate([c, np.repeat(c[-1:], pad, axis=0)]) for c in chunk]
+        outs.append(jax.tree.map(lambda x: np.asarray(x)[:batch_size - pad], fn(*chunk)))
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+
+
+def load_tokenizer(data_config: ml_collections.ConfigDict) -> Tokenizer:
+    """The tokenizer a run was trained with: the one stored beside its pretraining dataset."""
+    builder = registry.prepared_builder(data_config.name, data_config.get("data_dir") or None)
+    return registry.load_tokenizer(builder, data_config.get("vocab_size", 4000))
+
+
+class Encoders:
+    """Frozen image and text towers of one CLIP, plus the run config they came from."""
+
+    def __init__(self, model: CLIP, tokenizer: Tokenizer, config: ml_collections.ConfigDict, *,
+                 batch_size: int = 64):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.batch_size = batch_size
+        self.image_size = int(config.model.image.image_size)
+        self.text_len = int(config.data.text_len)
+        graphdef, state = nnx.split(model)
+        self._image = jax.jit(functools.partial(_image_outputs, graphdef),
+                              static_argnames="output")
+        self._text = jax.jit(functools.partial(_text_embed, graphdef))
+        self._state = state
+
+    @classmethod
+    def from_checkpoint(cls, path: str, *, batch_size: int = 64) -> Encoders:
+        """Restores the latest checkpoint of a run directory (raises CheckpointError if unreadable)."""
+        model, config = checkpoint.load_model(path)
+        return cls(model, load_tokenizer(config.data), config, batch_size=batch_size)
+
+    @classmethod
+    def random_init(cls, config: ml_collections.ConfigDict, *, seed: int = 0,
+                    batch_size: int = 64) -> Encoders:
+        """The same architecture, untrained: the reference row every pretrained encoder must beat."""
+        tokenizer = load_tokenizer(config.data)
+        config = ml_collections.ConfigDict(config.to_dict())
+        if not config.model.text.vocab_size:
+            config.model.text.vocab_size = tokenizer.vocab_size
+        model = build_model(config.model, nnx.Rngs(seed))
+        return cls(model, tokenizer, config, batch_size=batch_size)
+
+    def _images(self, images: np.ndarray, output: str):
+        images = np.asarray(images, np.float32)
+        expected = (self.image_size, self.image_size, 1)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(f"images must be [B, {', '.join(map(str, expected))}], got {images.shape}")
+        fn = functools.partial(self._image, self._state, output=output)
+        return _batched(fn, [images], self.batch_size)
+
+    def embed_images(self, images: np.ndarray) -> np.ndarray:
+        """[B,S,S,1] normalised images -> [B,D] unit-norm embeddings."""
+        return self._images(images, "embed")
+
+    def image_features(self, images: np.ndarray) -> np.ndarray:
+        """[B,S,S,1] -> pooled pre-projection features [B,W] (what linear probes read)."""
+        return self._images(images, "pooled")
+
+    def image_tokens(self, images: np.ndarray) -> np.ndarray:
+        """[B,S,S,1] -> final patch tokens [B,N,W] (what the report decoder attends to)."""
+        return self._images(images, "tokens")
+
+    def image_feature_maps(self, images: np.ndarray) -> list[np.ndarray]:
+        """[B,S,S,1] -> patch grids [B,h,w,W] from several depths, shallow to deep."""
+        return self._images(images, "features")
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """Report or prompt strings -> [B,D] unit-norm embeddings."""
+        tokens, mask = self.tokenizer.encode(list(texts), self.text_len)
+        return _batched(functools.partial(self._text, self._state), [tokens, mask],
+                        self.batch_size)

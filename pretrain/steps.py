@@ -1,0 +1,120 @@
+"""The jitted hot path: full-data step, curated step and eval step, built from a config.
+
+The curated step embeds the whole super-batch without gradients, lets the curator pick a
+fixed number of rows, and runs forward-backward on those rows only, so curation saves
+compute instead of only re-weighting it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from pretrain import losses, optimizer, schedule
+
+MAX_LOGIT_SCALE = float(np.log(100.0))
+BATCH_KEYS = ("image", "tokens", "text_mask", "index")
+
+
+def contrastive_loss(loss_name: str, img, txt, scale, bias, weights=None):
+    """The configured CLIP loss (softmax InfoNCE or sigmoid) with the temperature clamped like CLIP."""
+    scale = jnp.minimum(scale, MAX_LOGIT_SCALE)
+    if loss_name == "softmax":
+        return losses.softmax_contrastive(img, txt, scale, weights)
+    if loss_name == "sigmoid":
+        return losses.sigmoid_contrastive(img, txt, scale, bias, weights)
+    raise ValueError(f"loss={loss_name!r}; valid: 'softmax', 'sigmoid'")
+
+
+def abstract_batch(batch_size: int, image_size: int, text_len: int, sharding=None) -> dict:
+    """Shapes of a training batch, for lowering steps without data."""
+    spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+    return {"image": spec((batch_size, image_size, image_size, 1), jnp.float32),
+            "tokens": spec((batch_size, text_len), jnp.int32),
+            "text_mask": spec((batch_size, text_len), jnp.bool_),
+            "index": spec((batch_size,), jnp.int32)}
+
+
+@dataclasses.dataclass
+class Steps:
+    """Pure step functions (state, batch) -> (state, metrics) and eval (params, batch) -> metrics."""
+
+    full: Callable
+    curate: Callable
+    eval: Callable
+
+
+def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientTransformation,
+                curator: Any = None, reference: tuple | None = None) -> Steps:
+    """Step functions for `config`; `reference` is (graphdef, params) of a frozen scoring model."""
+    loss_name, optim_cfg = config.loss, config.optim
+
+    def embed(p, b, gdef=graphdef):
+        m = nnx.merge(gdef, p)
+        img, txt = m(b["image"], b["tokens"], b["text_mask"])
+        return img, txt, m.logit_scale.value, m.logit_bias.value
+
+    def loss_on_rows(p, b, weights):
+        img, txt, scale, bias = embed(p, b)
+        loss, _ = contrastive_loss(loss_name, img, txt, scale, bias, weights)
+        return loss, dict(temperature=jnp.exp(-jnp.minimum(scale, MAX_LOGIT_SCALE)))
+
+    def apply_update(state, grads, metrics):
+        updates, opt = tx.update(grads, state["opt"], state["params"])
+        lr = optimizer.learning_rate(optim_cfg, state["step"], state["total_steps"])
+        params = jax.tree.map(lambda p, u: p - lr * u, state["params"], updates)
+        metrics.update(lr=lr, grad_norm=optax.global_norm(grads))
+        return dict(state, params=params, opt=opt, step=state["step"] + 1), metrics
+
+    def full(state, b):
+        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(state["params"], b, None)
+        return apply_update(state, grads, dict(loss=loss, kept_fraction=jnp.float32(1.0), **aux))
+
+    def curate(state, b):
+        rng, sel_rng = jax.random.split(jax.random.wrap_key_data(state["rng"]))
+        img, txt, scale, bias = embed(jax.lax.stop_gradient(state["params"]), b)
+        _, learner_loss = contrastive_loss(loss_name, img, txt, scale, bias)
+        embeddings, per_loss = {"image": img, "text": txt}, {"learner": learner_loss}
+        if reference is not None:
+            r_img, r_txt, r_scale, r_bias = embed(reference[1], b, gdef=reference[0])
+            embeddings.update(ref_image=r_img, ref_text=r_txt)
+            per_loss["reference"] = contrastive_loss(loss_name, r_img, r_txt, r_scale, r_bias)[1]
+        keep, info = curator.select(state["curator"], embeddings, per_loss, sel_rng)
+        sub = {k: b[k][info["indices"]] for k in ("image", "tokens", "text_mask")}
+        (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(
+            state["params"], sub, info["weights"])
+        metrics = dict(loss=loss, learner_loss=jnp.mean(learner_loss),
+                       trained_rows=jnp.sum(info["weights"] > 0).astype(jnp.float32), **aux)
+        metrics.update({k: v for k, v in info.items() if jnp.ndim(v) == 0})
+        metrics["kept_fraction"] = jnp.mean(keep.astype(jnp.float32))
+        state = dict(state, rng=jax.random.key_data(rng),
+                     curator=curator.update(state["curator"], embeddings, keep),
+                     ledger=schedule.record_kept(state["ledger"], b["index"], info, state["step"]))
+        return apply_update(state, grads, metrics)
+
+    def evaluate(params, b):
+        img, txt, scale, bias = embed(params, b)
+        loss, _ = contrastive_loss(loss_name, img, txt, scale, bias)
+        sims = img @ txt.T
+        target = jnp.arange(sims.shape[0])
+        return dict(loss=loss, i2t_acc=jnp.mean(jnp.argmax(sims, 1) == target),
+                    t2i_acc=jnp.mean(jnp.argmax(sims, 0) == target))
+
+    return Steps(full=full, curate=curate, eval=evaluate)
+
+
+def embed_fn(graphdef) -> Callable:
+    """(params, batch) -> (image embeddings, text embeddings), for scoring a whole pool."""
+
+    def fn(p, b):
+        m = nnx.merge(graphdef, p)
+        return m(b["image"], b["tokens"], b["text_mask"])
+
+    return fn
