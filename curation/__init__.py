@@ -12,7 +12,7 @@ from typing import Callable
 
 import ml_collections
 
-from curation.base import Curator, chain, keep_all
+from curation.base import Curator, chain, keep_all, on_global_batch
 from curation.combined import combined
 from curation.jest import jest
 from curation.loss_scores import loss_curator
@@ -63,4 +63,4 @@ def make_curator(config: ml_collections.ConfigDict) -> Curator:
         raise ValueError(f"unknown curator {unknown or c.name!r}; valid: {', '.join(CURATORS)}, "
                          "or 'chain' with config.curator.chain naming them")
     curators = [CURATORS[n](c) for n in names]
-    return curators[0] if len(curators) == 1 else chain(*curators)
+    return on_global_batch(curators[0] if len(curators) == 1 else chain(*curators))

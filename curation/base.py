@@ -52,6 +52,40 @@ def update_step_state(state: StepState, embeddings: Embeddings, keep: jax.Array)
     return StepState(step=state.step + 1)
 
 
+def replicated(tree: Any) -> Any:
+    """The pytree with every explicitly sharded array gathered to all devices.
+
+    Rules rank and sort over the whole global batch; under explicit sharding, sorting a
+    sharded axis is an error, so the (small, B x D) inputs are all-gathered first. Arrays
+    of auto-sharded meshes, or on one device, pass through (XLA partitions them itself).
+    """
+
+    def gather(x):
+        sharding = jax.typeof(x).sharding
+        if any(axis is not None for axis in sharding.spec):
+            return jax.sharding.reshard(x, jax.sharding.NamedSharding(sharding.mesh,
+                                                                      jax.sharding.PartitionSpec()))
+        return x
+
+    return jax.tree.map(gather, tree)
+
+
+def on_global_batch(curator: Curator) -> Curator:
+    """The curator with its inputs replicated first (see `replicated`)."""
+
+    def init(rng, embeddings):
+        return curator.init(rng, replicated(embeddings))
+
+    def select(state, embeddings, losses, rng, candidates=None):
+        embeddings, losses, candidates = replicated((embeddings, losses, candidates))
+        return curator.select(state, embeddings, losses, rng, candidates=candidates)
+
+    def update(state, embeddings, keep):
+        return curator.update(state, *replicated((embeddings, keep)))
+
+    return curator._replace(init=init, select=select, update=update)
+
+
 def batch_size_of(embeddings: Embeddings) -> int:
     """Static number of rows of a batch of embeddings."""
     return embeddings["image"].shape[0]

@@ -10,6 +10,7 @@ mean of its members, then re-normalises it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import NamedTuple
 
 import jax
@@ -63,6 +64,7 @@ def assign(prototypes: jax.Array, joint: jax.Array) -> tuple[jax.Array, jax.Arra
     return cluster, jnp.sqrt(jnp.min(d, axis=-1))
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
 def kmeans(x: jax.Array, k: int, iterations: int, key: jax.Array) -> jax.Array:
     """k-means++ seeding then Lloyd iterations; returns L2-normalised centroids [k, D].
 
@@ -171,5 +173,8 @@ def update_state(config: PrototypeConfig, state: PrototypeState, joint: jax.Arra
         drift = jnp.mean(jnp.linalg.norm(prototypes - state.prototypes, axis=-1))
         return state._replace(prototypes=prototypes, drift=drift, occupancy=onehot.sum(0))
 
-    state = jax.lax.cond(state.initialized, curate, warmup, state)
+    if config.warmup_batches == 0:  # initialised by init_state; no buffer to fill
+        state = curate(state)
+    else:
+        state = jax.lax.cond(state.initialized, curate, warmup, state)
     return state._replace(step=state.step + 1)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
+from chexficient import findings
 from chexficient.data import pipeline, registry
 
 
@@ -35,12 +37,22 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def targets(self, names: Sequence[str], uncertain_as: int) -> np.ndarray:
+        """0/1 labels [n, len(names)] of the named findings (uncertain -> `uncertain_as`)."""
+        columns = [findings.index(name) for name in names]  # unknown names list the valid ones
+        return findings.binarize(self.labels, uncertain_as=uncertain_as)[:, columns]
+
     def take(self, rows: np.ndarray) -> Split:
         """The subset at `rows`, in that order."""
         rows = np.asarray(rows)
         return Split(self.name, self.images[rows], self.labels[rows],
                      [self.reports[i] for i in rows], [self.ids[i] for i in rows],
                      None if self.masks is None else self.masks[rows])
+
+
+def finding_names(configured: Sequence[str]) -> list[str]:
+    """The configured findings, else all but No Finding (the absence of the rest, not a sign)."""
+    return list(configured) or [n for n in findings.FINDINGS if n != "No Finding"]
 
 
 def subset_rows(n: int, fraction: float, seed: int) -> np.ndarray:

@@ -32,7 +32,7 @@ def _text_embed(graphdef, state, tokens, mask):
     return nnx.merge(graphdef, state).encode_text(tokens, mask)
 
 
-def _batched(fn: Callable, arrays: Sequence[np.ndarray], batch_size: int):
+def batched(fn: Callable, arrays: Sequence[np.ndarray], batch_size: int):
     """Applies `fn` to fixed-size batches (the last one padded), so it compiles once per size."""
     n = len(arrays[0])
     if n == 0:
@@ -91,7 +91,7 @@ class Encoders:
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"images must be [B, {', '.join(map(str, expected))}], got {images.shape}")
         fn = functools.partial(self._image, self._state, output=output)
-        return _batched(fn, [images], self.batch_size)
+        return batched(fn, [images], self.batch_size)
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
         """[B,S,S,1] normalised images -> [B,D] unit-norm embeddings."""
@@ -112,5 +112,5 @@ class Encoders:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Report or prompt strings -> [B,D] unit-norm embeddings."""
         tokens, mask = self.tokenizer.encode(list(texts), self.text_len)
-        return _batched(functools.partial(self._text, self._state), [tokens, mask],
+        return batched(functools.partial(self._text, self._state), [tokens, mask],
                         self.batch_size)

@@ -26,6 +26,26 @@ def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(y_true, scores))
 
 
+def finding_aurocs(y: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """[F + 2]: AUROC per finding (columns of y/scores), then their mean and the rare-finding mean.
+
+    Findings with one class only are NaN and left out of both means.
+    """
+    per = np.array([auroc(y[:, j], scores[:, j]) for j in range(len(names))])
+    rare = np.array([name in findings.RARE_FINDINGS for name in names], dtype=bool)
+    return np.concatenate([per, [_nanmean(per), _nanmean(per[rare])]])
+
+
+def finding_auroc_keys(names: Sequence[str]) -> list[str]:
+    """Result keys matching `finding_aurocs`."""
+    return [f"auroc/{name}" for name in names] + ["auroc/mean", "auroc/mean_rare"]
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
 def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, *,
                  n_resamples: int, seed: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of `statistic(indices)` over `n` examples resampled with replacement.

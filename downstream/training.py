@@ -6,13 +6,16 @@ there is a single jitted step (`jax.jit` over the `nnx.split` state) and one pro
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
+
+from downstream.encoders import batched
 
 LossFn = Callable[[nnx.Module, dict[str, jax.Array]], jax.Array]
 
@@ -67,3 +70,11 @@ def fit(module: nnx.Module, loss_fn: LossFn, arrays: dict[str, np.ndarray], *, s
     if not np.all(np.isfinite(losses)):
         raise FloatingPointError(f"{desc}: the loss became non-finite during training")
     return losses
+
+
+def predict(module: nnx.Module, apply_fn: Callable[..., jax.Array], inputs: Sequence[np.ndarray],
+            batch_size: int) -> np.ndarray:
+    """`apply_fn(module, *batch)` over fixed-size batches of `inputs`, jitted, as numpy."""
+    graphdef, state = nnx.split(module)
+    fn = jax.jit(lambda state, *xs: apply_fn(nnx.merge(graphdef, state), *xs))
+    return batched(functools.partial(fn, state), list(inputs), batch_size)

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from chexficient import findings as fnd
 from downstream import metrics
-from downstream.data import BenchData
+from downstream.data import BenchData, finding_names
 from downstream.encoders import Encoders
 
 
@@ -39,40 +38,26 @@ def probabilities(image_emb: np.ndarray, prompt_emb: np.ndarray, scale: float = 
 
 def auroc_summary(y: np.ndarray, scores: np.ndarray, names: Sequence[str], *,
                   n_resamples: int, seed: int, level: float = 0.95) -> dict[str, float]:
-    """AUROC per finding, mean, mean over rare findings, each with its bootstrap CI.
-
-    A finding with one class only in `y` has no AUROC (NaN) and is left out of the means.
-    """
-    rare = np.array([name in fnd.RARE_FINDINGS for name in names])
-
-    def stat(rows: np.ndarray) -> np.ndarray:
-        per = np.array([metrics.auroc(y[rows, j], scores[rows, j]) for j in range(len(names))])
-        return np.concatenate([per, [_nanmean(per), _nanmean(per[rare])]])
-
-    keys = [f"auroc/{name}" for name in names] + ["auroc/mean", "auroc/mean_rare"]
+    """AUROC per finding, mean, mean over rare findings, each with its bootstrap CI."""
+    stat = lambda rows: metrics.finding_aurocs(y[rows], scores[rows], names)  # noqa: E731
     point = stat(np.arange(len(y)))
     low, high = metrics.bootstrap_ci(stat, len(y), n_resamples=n_resamples, seed=seed, level=level)
     out = {"n_images": float(len(y)), "n_findings_defined": float(np.sum(~np.isnan(point[:-2])))}
-    for key, p, lo, hi in zip(keys, point, low, high):
+    for key, p, lo, hi in zip(metrics.finding_auroc_keys(names), point, low, high):
         out.update({key: float(p), f"{key}/ci_low": float(lo), f"{key}/ci_high": float(hi)})
     return out
-
-
-def _nanmean(x: np.ndarray) -> float:
-    return float(np.mean(x[~np.isnan(x)])) if np.any(~np.isnan(x)) else float("nan")
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Zero-shot AUROCs on every eval split, keys `<split>/auroc/...`."""
     data.require("zero_shot", ("image", "labels"), data.eval_splits)
-    names = list(config.findings) or [n for n in fnd.FINDINGS if n != "No Finding"]
-    columns = [fnd.index(name) for name in names]  # unknown names raise, listing the valid ones
+    names = finding_names(config.findings)
     prompt_emb = prompt_embeddings(encoders, names, [tuple(p) for p in config.prompts])
     out = {}
     for split_name in data.eval_splits:
         split = data.split(split_name)
         scores = probabilities(encoders.embed_images(split.images), prompt_emb)
-        y = fnd.binarize(split.labels, uncertain_as=config.uncertain_as)[:, columns]
+        y = split.targets(names, config.uncertain_as)
         summary = auroc_summary(y, scores, names, n_resamples=config.bootstrap.n_resamples,
                                 seed=config.seed, level=config.bootstrap.level)
         out.update({f"{split_name}/{k}": v for k, v in summary.items()})

@@ -130,11 +130,45 @@ class Plan:
             return 1.0
         return float(np.mean(np.asarray(ledger["first_kept"]) >= 0))
 
-    def write_report(self, workdir: str, ledger: dict, data_dir: str) -> None:
+    def write_report(self, workdir: str, ledger: dict, data_dir: str, compute_fraction: float) -> dict:
+        """curation_report.{json,md} + plots from the ledger and the pool's labels and audit truth."""
         from curation import audit
+        from chexficient.data import registry
 
-        audit.write_run_report(workdir, {k: np.asarray(v) for k, v in ledger.items()},
-                               dataset=self.config.data.name, data_dir=data_dir)
+        source = registry.data_source(self.config.data.name, "train", data_dir)
+        fields = {k: [] for k in ("labels", "report", "duplicate_of", "mismatched", "quality")}
+        for record in source:
+            for key, values in fields.items():
+                if key in record:
+                    values.append(_plain(record[key]))
+        inputs = {k: v for k, v in fields.items() if len(v) == len(source)}
+        if "labels" in inputs:
+            inputs["labels"] = np.stack(inputs["labels"])
+        if "mismatched" in inputs:
+            inputs["mismatched"] = np.asarray(inputs["mismatched"], bool)
+        if "report" in inputs:
+            inputs["reports"] = inputs.pop("report")
+        return audit.write_report(
+            workdir, np.asarray(ledger["first_kept"]), images=_LazyImages(source),
+            distances=np.asarray(ledger["score"]), clusters=np.asarray(ledger["cluster"]),
+            compute_fraction=compute_fraction, **inputs)
+
+
+def _plain(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class _LazyImages:
+    """Pool images read on demand (the audit draws a few per prototype, never the whole pool)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.source[int(i)]["image"]
 
 
 def make(config: ml_collections.ConfigDict, *, pool_size: int, batch_size: int, embed_dim: int,

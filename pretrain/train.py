@@ -262,5 +262,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         run_log.plot_metrics(os.path.join(workdir, "metrics.jsonl"),
                              os.path.join(workdir, "plots", "metrics.png"))
         if plan.curator_name != "none" and not stopped_early:
-            plan.write_report(workdir, jax.device_get(state["ledger"]), data_dir)
+            plan.write_report(workdir, jax.device_get(state["ledger"]), data_dir,
+                              summary["compute_fraction"])
     return summary

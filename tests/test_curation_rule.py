@@ -202,7 +202,8 @@ def test_default_config_keeps_about_the_papers_share():
         if not info["warmup"]:
             fractions.append(float(info["kept_fraction"]))
             assert int(info["n_kept"]) <= curator.capacity(batch) == 114
-    assert len(fractions) == 5
+    assert len(fractions) == 5, fractions
+    print("kept fractions", fractions)
     assert 0.20 <= np.mean(fractions) <= 0.235
 
 
@@ -216,7 +217,7 @@ def test_capacity_bounds_every_batch():
         state = curator.init(jax.random.key(0), embeddings)._replace(prototypes=protos,
                                                                       initialized=jnp.asarray(True))
         assert chexficient_capacity(batch, k, 0.85, 0.95, cap) == curator.capacity(batch)
-        keep, info = curator.select(state, embeddings, {}, jax.random.key(0))
+        keep, info = jax.jit(curator.select)(state, embeddings, {}, jax.random.key(0))
         assert int(np.sum(np.asarray(info["region"]) == SUPPORT)) + int(info["n_central_kept"]) \
             == int(keep.sum()) <= curator.capacity(batch)
 
@@ -227,7 +228,7 @@ def test_nothing_kept_falls_back_to_random_rows():
                           max_per_cluster=0)
     embeddings = clustered_pairs(rng, 64)
     state = initialized_state(curator, embeddings, np.eye(64)[:2])
-    keep, info = curator.select(state, embeddings, {}, jax.random.key(0))
+    keep, info = jax.jit(curator.select)(state, embeddings, {}, jax.random.key(0))
     assert int(info["n_support"]) == 0 and int(keep.sum()) == curator.capacity(64) == 2
 
 

@@ -1,0 +1,194 @@
+"""3D thorax phantoms: a patient's normal anatomy as tables of analytic shapes.
+
+`sample_anatomy` draws the patient parameters (habitus, lung and heart size, diaphragm
+height, rib spacing, inspiration...); `normal_phantom` turns them into shape tables that the
+renderer projects. Findings are added by pathology.py, which edits the same tables.
+Coordinates in cm: x to the patient's left, y posterior, z superior (shapes.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from chexficient.data.synthetic.shapes import Row, ellipsoid, extent_x, polyline, scaled, table, tube
+
+# Named slots of the CSG table (shapes combined by interval logic, not simply added).
+CAV_R, CAV_L, PAR_R, PAR_L, PLE_R, PLE_L, DOME_R, DOME_L = range(8)
+HEART_V, HEART_A, MEDIAST, KNOB, AORTA, SVC, MEN_R, MEN_L, CAGE = range(8, 17)
+N_CSG = 17
+N_BLOB, N_ELL, N_TUBE = 12, 10, 24
+BLOB_META = ("side", "sharp", "mask")
+"""Per blob: lung side (0 right, 1 left), sharp edge (1) or smooth profile (0), in mask (1)."""
+
+SCALARS = (
+    "body_a", "body_b", "body_y", "shoulder_z", "shoulder_a", "shoulder_h", "neck_r",
+    "lung_density_r", "lung_density_l", "fluid_z_r", "fluid_z_l",
+    "rib_top", "rib_space", "rib_quad", "rib_rv", "rib_rr", "rib_a", "rib_b",
+    "frac_side", "frac_rib", "frac_eta", "frac_gap", "frac_shift",
+    "spine_y", "spine_r", "vert_h", "hil_rx", "hil_rz", "hil_lx", "hil_lz",
+    "ves_amp", "ves_n1", "ves_n2", "ves_p1", "ves_p2", "ves_wob", "ves_decay",
+)
+"""Named per-patient scalars (body outline, lungs, ribs, spine, vessel texture)."""
+
+# Attenuation differences from soft tissue (1/cm at an effective ~60 keV).
+MU_TISSUE = 0.20
+D_AIR = -0.20
+D_BONE = 0.30
+D_CANCELLOUS = 0.12
+D_WIRE = 1.5
+D_METAL = 3.0
+
+
+@dataclasses.dataclass
+class Phantom:
+    """One patient's shape tables (float32), ready to stack into a render batch."""
+
+    csg: list[Row]
+    blobs: list[Row]
+    blob_meta: list[tuple[float, float, float]]
+    ellipsoids: list[Row]
+    tubes: list[Row]
+    scalars: dict[str, float]
+    anatomy: dict[str, float]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Fixed-size arrays: csg [17,11], blob [12,11], blob_meta [12,3], ell, tube, scalars."""
+        meta = list(self.blob_meta) + [(0.0, 0.0, 0.0)] * (N_BLOB - len(self.blob_meta))
+        return {
+            "csg": table(self.csg, N_CSG, "csg"),
+            "blob": table(self.blobs, N_BLOB, "pathology blobs"),
+            "blob_meta": np.array(meta[:N_BLOB], np.float32).reshape(N_BLOB, 3),
+            "ell": table(self.ellipsoids, N_ELL, "ellipsoids"),
+            "tube": table(self.tubes, N_TUBE, "tubes"),
+            "scalars": np.array([self.scalars[k] for k in SCALARS], np.float32),
+        }
+
+
+def sample_anatomy(rng: np.random.Generator) -> dict[str, float]:
+    """Patient parameters: size, habitus, fat, sex, inspiration, heart, ribs, vessels."""
+    n = rng.standard_normal
+    return {
+        "scale": float(np.clip(1.0 + 0.055 * n(), 0.86, 1.15)),
+        "width": float(np.clip(1.0 + 0.05 * n(), 0.9, 1.1)),
+        "fat": float(rng.beta(2.0, 3.0)),
+        "female": float(rng.random() < 0.45),
+        "inspiration": float(np.clip(n(), -2.0, 2.0)),
+        "dome_lr": float(np.clip(1.4 + 0.6 * n(), 0.0, 3.0)),
+        "ctr": float(rng.uniform(0.39, 0.465)),
+        "heart_tilt": float(np.radians(38 + 6 * n())),
+        "mediast": float(np.clip(2.5 + 0.25 * n(), 2.0, 3.1)),
+        "rib_space": float(np.clip(1.0 + 0.04 * n(), 0.9, 1.1)),
+        "rib_slope": float(np.clip(1.0 + 0.12 * n(), 0.7, 1.3)),
+        "vert_h": float(np.clip(2.5 + 0.08 * n(), 2.3, 2.7)),
+        "ves_n1": float(rng.integers(11, 17)),
+        "ves_n2": float(rng.integers(19, 27)),
+        "ves_p1": float(rng.uniform(0, 2 * np.pi)),
+        "ves_p2": float(rng.uniform(0, 2 * np.pi)),
+        "ves_wob": float(rng.uniform(0.05, 0.15)),
+        "ves_amp": float(rng.uniform(0.7, 1.1)),
+    }
+
+
+def normal_phantom(a: dict[str, float]) -> Phantom:
+    """The healthy thorax of patient parameters `a` (from sample_anatomy)."""
+    g, w = a["scale"], a["scale"] * a["width"]
+    dome_r = -1.1 * a["inspiration"]
+    dome_l = dome_r - a["dome_lr"]
+    apex = 23.5 * g
+    carina = 15.0 * g
+    cage_a, cage_b, cage_y, cage_z, cage_c = 14.2 * w, 10.2 * g, 0.6 * g, 8.0 * g, 27.0 * g
+    body_a = cage_a + (1.0 + 3.0 * a["fat"]) * g
+    body_b = cage_b + (1.2 + 2.5 * a["fat"]) * g
+
+    csg: list[Row] = [ellipsoid((0, 0, 1000), (1, 1, 1))] * N_CSG
+    for side, sign, dome in ((0, -1.0, dome_r), (1, 1.0, dome_l)):
+        z_l = dome + 3.5 * g
+        half_cage = cage_a * math.sqrt(max(0.0, 1 - ((z_l - cage_z) / cage_c) ** 2))
+        lateral, medial = half_cage - 0.7 * g, 1.1 * g
+        lung = ellipsoid((sign * (lateral + medial) / 2, 1.0 * g, z_l),
+                         ((lateral - medial) / 2, 8.3 * g, apex - z_l))
+        csg[CAV_R + side] = csg[PAR_R + side] = csg[PLE_R + side] = lung
+        csg[DOME_R + side] = ellipsoid((sign * 6.5 * w, 1.0 * g, dome - 9.0 * g), (9.5 * w, 12 * g, 9 * g))
+        csg[MEN_R + side] = ellipsoid((0, 0, 1000), (1, 1, 1))
+    csg[CAGE] = ellipsoid((0, cage_y, cage_z), (cage_a, cage_b, cage_c))
+    _heart(csg, a, g, dome_r, dome_l)
+    csg[MEDIAST] = ellipsoid((0, -0.5 * g, carina + 1.0 * g), (a["mediast"] * g, 4.5 * g, 7.5 * g))
+    csg[KNOB] = ellipsoid((2.7 * g, 0.5 * g, carina + 2.4 * g), (1.7 * g, 2.2 * g, 1.6 * g))
+    csg[AORTA] = tube((2.4 * g, 3.6 * g, carina + 2.2 * g), (1.9 * g, 4.0 * g, dome_l - 3), 1.2 * g)
+    csg[SVC] = tube((-2.3 * g, -0.5 * g, carina + 6 * g), (-2.6 * g, -0.5 * g, carina - 5 * g), 1.1 * g)
+
+    ells = [
+        *[ellipsoid((s * (cage_a + 4.1 * g), 1.5 * g, 24.5 * g), (2.4 * g,) * 3, w=D_CANCELLOUS + 0.08)
+          for s in (-1, 1)],
+        *[ellipsoid((s * (cage_a - 0.6 * g), 6.5 * g, 19.0 * g), (4.0 * g, 0.5 * g, 7.0 * g),
+                    rot=(0, 0, -s * math.radians(45)), w=D_BONE) for s in (-1, 1)],
+        ellipsoid((0, -cage_b + cage_y + 0.4 * g, 16 * g), (1.8 * g, 0.6 * g, 8 * g), w=D_CANCELLOUS),
+        ellipsoid((5.5 * g, -1.0 * g, dome_l - 3.6 * g), (3.2 * g, 3.0 * g, 1.8 * g), w=D_AIR),
+    ]
+    if a["female"]:
+        size = (0.8 + 0.8 * a["fat"]) * g
+        ells += [ellipsoid((s * 8.5 * w, -body_b - 1.0 * g, 4.0 * g), (5.5 * size, 4.0 * size, 5.0 * size),
+                           w=MU_TISSUE) for s in (-1, 1)]  # soft tissue in front of the body outline
+
+    tubes: list[Row] = []
+    for s in (-1, 1):
+        tubes += polyline([(s * 1.8 * g, -6.8 * g, 25.0 * g), (s * 8.5 * w, -7.2 * g, 25.6 * g),
+                           (s * (cage_a + 2.6 * g), -3.0 * g, 27.4 * g)], 0.75 * g, D_BONE)
+        tubes.append(tube((s * (cage_a + 4.3 * g), 1.5 * g, 23.5 * g),
+                          (s * (cage_a + 5.6 * g), 1.5 * g, 6.0 * g), 1.25 * g, D_BONE))
+        tubes.append(tube((s * (body_a + 4.5 * g), 1.0 * g, 24.0 * g),
+                          (s * (body_a + 6.5 * g), 2.0 * g, -12.0 * g), 4.3 * g, MU_TISSUE))
+    tubes.append(tube((0, -1.0 * g, 45.0), (0, -1.0 * g, carina), 0.85 * g, D_AIR))
+    tubes.append(tube((0, -0.6 * g, carina), (-3.0 * g, 0.0, carina - 2.8 * g), 0.62 * g, D_AIR))
+    tubes.append(tube((0, -0.6 * g, carina), (4.2 * g, 0.3 * g, carina - 2.2 * g), 0.55 * g, D_AIR))
+
+    scalars = {
+        "body_a": body_a, "body_b": body_b, "body_y": 0.5 * g,
+        "shoulder_z": 25.0 * g, "shoulder_a": body_a + 3.2 * g, "shoulder_h": 5.5 * g, "neck_r": 6.0 * g,
+        "lung_density_r": 1.0, "lung_density_l": 1.0, "fluid_z_r": -1000.0, "fluid_z_l": -1000.0,
+        "rib_top": 27.0 * g, "rib_space": 2.45 * g * a["rib_space"] * (1 + 0.025 * a["inspiration"]),
+        "rib_quad": 0.012, "rib_rv": 0.55 * g, "rib_rr": 0.42 * g,
+        "rib_a": 0.7 * g * a["rib_slope"], "rib_b": 1.15 * g * a["rib_slope"],
+        "frac_side": -1.0, "frac_rib": -1.0, "frac_eta": 0.0, "frac_gap": 0.0, "frac_shift": 0.0,
+        "spine_y": 6.0 * g, "spine_r": 2.0 * g, "vert_h": a["vert_h"] * g,
+        "hil_rx": -5.6 * g, "hil_rz": carina - 3.0 * g, "hil_lx": 5.4 * g, "hil_lz": carina - 2.2 * g,
+        "ves_amp": a["ves_amp"], "ves_n1": a["ves_n1"], "ves_n2": a["ves_n2"],
+        "ves_p1": a["ves_p1"], "ves_p2": a["ves_p2"], "ves_wob": a["ves_wob"], "ves_decay": 7.0 * g,
+    }
+    return Phantom(csg=csg, blobs=[], blob_meta=[], ellipsoids=ells, tubes=tubes,
+                   scalars=scalars, anatomy=dict(a, dome_r=dome_r, dome_l=dome_l, apex=apex,
+                                                 carina=carina, cage_a=cage_a, cage_b=cage_b))
+
+
+def set_ctr(p: Phantom, ctr: float) -> None:
+    """Scales the heart about its centre so that its width / thoracic width equals `ctr`."""
+    heart = [p.csg[HEART_V], p.csg[HEART_A]]
+    lo = min(extent_x(r)[0] for r in heart)
+    hi = max(extent_x(r)[1] for r in heart)
+    thorax = thoracic_width(p)
+    factor = ctr * thorax / (hi - lo)
+    center = ((lo + hi) / 2, heart[0][1], heart[0][2])
+    bottom_before = min(r[2] - r[5] for r in heart)
+    heart = [scaled(r, factor, center) for r in heart]
+    drop = min(r[2] - r[5] for r in heart) - bottom_before
+    p.csg[HEART_V], p.csg[HEART_A] = [(r[0], r[1], r[2] - drop, *r[3:]) for r in heart]
+
+
+def thoracic_width(p: Phantom) -> float:
+    """Distance between the lateral lung margins (the cardiothoracic ratio's denominator)."""
+    right, left = p.csg[CAV_R], p.csg[CAV_L]
+    return (left[0] + left[3]) - (right[0] - right[3])
+
+
+def _heart(csg: list[Row], a: dict[str, float], g: float, dome_r: float, dome_l: float) -> None:
+    """Ventricles (tilted down-left) and right atrium, resting on the diaphragm, at ratio `ctr`."""
+    base = (dome_r + dome_l) / 2
+    tilt = a["heart_tilt"]
+    csg[HEART_V] = ellipsoid((1.6 * g, -2.8 * g, base + 4.6 * g), (5.4 * g, 4.3 * g, 4.4 * g),
+                             rot=(0.0, tilt, math.radians(15)))
+    csg[HEART_A] = ellipsoid((-2.6 * g, -1.4 * g, base + 5.4 * g), (2.9 * g, 3.3 * g, 3.7 * g))
+    tmp = Phantom(csg=csg, blobs=[], blob_meta=[], ellipsoids=[], tubes=[], scalars={}, anatomy={})
+    set_ctr(tmp, a["ctr"])

@@ -1,0 +1,79 @@
+"""Benchmark results on disk: results.json (strict JSON) and results.md (rows = task/metric,
+columns = checkpoints), both written atomically.
+
+A metric with bootstrap bounds (`<key>/ci_low`, `<key>/ci_high`) shows as one cell,
+`value [low, high]`; a missing or undefined value shows as `-`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from typing import Any
+
+Results = dict[str, dict[str, dict[str, float]]]
+"""column (checkpoint) -> adapter -> metric -> value."""
+
+
+def write_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
+
+
+def to_json(results: Results, errors: dict[str, dict[str, str]], meta: dict[str, Any]) -> str:
+    """Strict JSON (NaN -> null), keys in run order, so equal runs give equal files."""
+    clean = {col: {a: {k: _finite_or_none(v) for k, v in m.items()} for a, m in by.items()}
+             for col, by in results.items()}
+    return json.dumps({**meta, "results": clean, "errors": errors}, indent=2,
+                      allow_nan=False) + "\n"
+
+
+def _cell(metrics: dict[str, float] | None, key: str) -> str:
+    value = None if metrics is None else _finite_or_none(metrics.get(key))
+    if value is None:
+        return "-"
+    text = f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
+    low, high = (_finite_or_none(metrics.get(f"{key}/{b}")) for b in ("ci_low", "ci_high"))
+    return f"{text} [{low:.3f}, {high:.3f}]" if low is not None and high is not None else text
+
+
+def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: list[str],
+                adapters: list[str], title: str) -> str:
+    """One table per adapter; rows are the union of the columns' metrics, in first-seen order."""
+    lines = [f"# {title}", ""]
+    for adapter in adapters:
+        rows: dict[str, None] = {}
+        for col in columns:
+            rows.update(dict.fromkeys(results.get(col, {}).get(adapter, {})))
+        keys = [k for k in rows if not k.endswith(("/ci_low", "/ci_high"))]
+        lines += [f"## {adapter}", ""]
+        if not keys:
+            lines += ["(no results: see errors)", ""]
+            continue
+        lines += ["| metric | " + " | ".join(columns) + " |",
+                  "|---|" + "---|" * len(columns)]
+        for key in keys:
+            cells = [_cell(results.get(col, {}).get(adapter), key) for col in columns]
+            lines.append(f"| {key} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(errors.values()):
+        lines += ["## Errors", ""]
+        for col in columns:
+            lines += [f"- **{col}** / {what}: {msg}".replace("\n", " ")
+                      for what, msg in errors.get(col, {}).items()]
+        lines.append("")
+    return "\n".join(lines)

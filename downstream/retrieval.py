@@ -1,0 +1,52 @@
+"""Image-report retrieval: image-to-text and text-to-image Recall@K and mean rank.
+
+Identical report texts are merged first (the field's protocol): an image's query succeeds on
+its report's unique text, and a text's query succeeds on any image that carries it. Records
+with an empty report are left out and counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import ml_collections
+import numpy as np
+
+from downstream import metrics
+from downstream.data import BenchData
+from downstream.encoders import Encoders
+
+
+def retrieval_metrics(image_emb: np.ndarray, text_emb: np.ndarray, text_of_image: np.ndarray,
+                      ks: Sequence[int]) -> dict[str, float]:
+    """Recall@K and mean rank both ways, from unit embeddings of images and of unique texts.
+
+    text_of_image[i] is the row of `text_emb` holding image i's (merged) report.
+    """
+    sims = image_emb @ text_emb.T
+    relevant = text_of_image[:, None] == np.arange(len(text_emb))[None, :]
+    out = {}
+    for direction, s, r in (("i2t", sims, relevant), ("t2i", sims.T, relevant.T)):
+        ranks = metrics.first_relevant_rank(s, r)
+        out.update({f"{direction}/R@{k}": v for k, v in metrics.recall_at_k(ranks, ks).items()})
+        out[f"{direction}/mean_rank"] = float(np.mean(ranks))
+    return out
+
+
+def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Retrieval metrics on every eval split, keys `<split>/i2t/R@1`, ..."""
+    data.require("retrieval", ("image", "report"), data.eval_splits)
+    out = {}
+    for split_name in data.eval_splits:
+        split = data.split(split_name)
+        keep = np.array([bool(r.strip()) for r in split.reports])
+        if not keep.any():
+            raise ValueError(f"split {split_name!r} of dataset {data.name!r} has no non-empty "
+                             "reports to retrieve")
+        texts, inverse = metrics.merge_duplicates([r for r, k in zip(split.reports, keep) if k])
+        result = retrieval_metrics(encoders.embed_images(split.images[keep]),
+                                   encoders.embed_texts(texts), inverse, tuple(config.ks))
+        result.update(n_images=float(keep.sum()), n_unique_texts=float(len(texts)),
+                      n_empty_reports_skipped=float((~keep).sum()))
+        out.update({f"{split_name}/{k}": v for k, v in result.items()})
+    return out

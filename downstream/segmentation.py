@@ -1,0 +1,113 @@
+"""Segmentation: a U-Net-style decoder over the image tower's feature grids, scored by Dice.
+
+Targets are unions of mask channels (synthetic world: lungs = left + right lung, heart,
+pathology). The encoder stays frozen (its grids are computed once), or with
+`config.finetune` a copy of it trains with the decoder. One decoder per label fraction;
+overlays of the first eval images are written for the largest fraction.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from downstream import metrics, plots, training
+from downstream.data import BenchData, MissingFieldsError, subset_rows
+from downstream.encoders import Encoders
+from downstream.unet import UNetDecoder
+
+
+def target_masks(masks: np.ndarray, targets: dict[str, tuple[int, ...]]) -> np.ndarray:
+    """[n,S,S,C] 0/1 masks -> [n,S,S,T]: target t is the union of its channels."""
+    masks = masks if masks.ndim == 4 else masks[..., None]
+    return np.stack([masks[..., list(ch)].max(axis=-1) for ch in targets.values()], axis=-1)
+
+
+def segmentation_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Binary cross-entropy plus soft Dice loss, averaged over targets."""
+    target = target.astype(jnp.float32)
+    bce = optax.sigmoid_binary_cross_entropy(logits, target).mean()
+    prob = jax.nn.sigmoid(logits)
+    inter = jnp.sum(prob * target, axis=(1, 2))
+    dice = (2 * inter + 1) / (jnp.sum(prob, axis=(1, 2)) + jnp.sum(target, axis=(1, 2)) + 1)
+    return bce + jnp.mean(1 - dice)
+
+
+class Segmenter(nnx.Module):
+    """Fine-tuning mode: a trainable copy of the image tower feeding the decoder."""
+
+    def __init__(self, encoders: Encoders, decoder: UNetDecoder):
+        self.tower, self.decoder = nnx.clone(encoders.model.image), decoder
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        return self.decoder(self.tower(images)[1]["features"])
+
+
+def _train_and_predict(encoders: Encoders, train_images: np.ndarray, train_targets: np.ndarray,
+                       eval_images: dict[str, np.ndarray], features: dict | None,
+                       rows: np.ndarray, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+    """Trains one decoder on `rows` of the train split; returns eval logits per split."""
+    probe = encoders.image_feature_maps(train_images[:1])
+    decoder = UNetDecoder(feature_width=probe[0].shape[-1], num_levels=len(probe),
+                          out_channels=train_targets.shape[-1], image_size=encoders.image_size,
+                          width=config.width, rngs=nnx.Rngs(config.seed))
+    fit = dict(steps=config.steps, batch_size=config.batch_size,
+               learning_rate=config.learning_rate, seed=config.seed)
+    if config.finetune:
+        module = Segmenter(encoders, decoder)
+        training.fit(module, lambda m, b: segmentation_loss(m(b["image"]), b["mask"]),
+                     {"image": train_images[rows], "mask": train_targets[rows]},
+                     desc="fine-tune segmenter", **fit)
+        return {s: training.predict(module, lambda m, x: m(x), [x], encoders.batch_size)
+                for s, x in eval_images.items()}
+    levels = range(len(probe))
+    arrays = {f"f{i}": features["train"][i][rows] for i in levels}
+    training.fit(decoder, lambda m, b: segmentation_loss(m([b[f"f{i}"] for i in levels]),
+                                                         b["mask"]),
+                 {**arrays, "mask": train_targets[rows]}, desc="segmentation decoder", **fit)
+    return {s: training.predict(decoder, lambda m, *fs: m(list(fs)), features[s],
+                                encoders.batch_size) for s in eval_images}
+
+
+def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Dice per target and mean, per label fraction and eval split: `<split>/<pct>%/dice/...`."""
+    data.require("segmentation", ("image", "mask"), (data.train_split, *data.eval_splits))
+    targets = {name: tuple(int(c) for c in ch) for name, ch in config.targets.items()}
+    channels = data.mask_channels()
+    for name, chs in targets.items():
+        if max(chs) >= channels:
+            raise MissingFieldsError(
+                f"adapter 'segmentation' needs mask channels {list(chs)} for target {name!r}, "
+                f"but dataset {data.name!r} has {channels} mask channel(s)")
+    train = data.split(data.train_split, with_mask=True)
+    evals = {s: data.split(s, with_mask=True) for s in data.eval_splits}
+    train_targets = target_masks(train.masks, targets)
+    features = None
+    if not config.finetune:
+        features = {"train": encoders.image_feature_maps(train.images),
+                    **{s: encoders.image_feature_maps(e.images) for s, e in evals.items()}}
+    out = {}
+    for fraction in config.fractions:
+        rows = subset_rows(len(train), fraction, config.seed)
+        logits = _train_and_predict(encoders, train.images, train_targets,
+                                    {s: e.images for s, e in evals.items()}, features, rows, config)
+        for s, split in evals.items():
+            truth = target_masks(split.masks, targets)
+            dice = metrics.dice_per_image(logits[s] > 0, truth)  # [n, T]
+            prefix = f"{s}/{fraction * 100:g}%"
+            out.update({f"{prefix}/dice/{name}": float(dice[:, t].mean())
+                        for t, name in enumerate(targets)})
+            out[f"{prefix}/dice/mean"] = float(dice.mean())
+            out[f"{prefix}/n_train"] = float(len(rows))
+            if fraction == max(config.fractions) and config.overlays and config.get("out_dir"):
+                plots.segmentation_overlays(
+                    os.path.join(config.out_dir, f"segmentation_{s}.png"),
+                    split.images[:config.overlays], truth[:config.overlays],
+                    logits[s][:config.overlays] > 0, list(targets))
+    return out

@@ -1,0 +1,161 @@
+"""`chexficient bench --checkpoints=DIR[,DIR...] --config=configs/bench.py:quick --out=OUT`.
+
+Runs every configured adapter on every checkpoint (plus, optionally, a randomly initialised
+encoder of the same architecture as the reference column), each on the eval splits, and
+writes OUT/results.json, OUT/results.md, OUT/config.json and the figures. A checkpoint that
+cannot be read, or an adapter that fails (e.g. a dataset without the fields it needs), is
+reported with the names of both; everything else still runs. Exit status 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+from collections.abc import Sequence
+
+import ml_collections
+from absl import flags, logging
+from ml_collections import config_flags
+from tqdm.auto import tqdm
+
+import downstream
+from downstream import plots, report
+from downstream.data import BenchData
+from downstream.encoders import Encoders
+
+REFERENCE = "random_init"
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "configs", "bench.py") + ":quick"
+
+_CHECKPOINTS = flags.DEFINE_list("checkpoints", None, "Run directories (or their checkpoints/).")
+_OUT = flags.DEFINE_string("out", None, "Output directory for results and figures.")
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
+                                          "Bench config, e.g. configs/bench.py:quick.")
+
+
+def column_names(paths: Sequence[str]) -> list[str]:
+    """Short, unique column names: the run directory's name, numbered when names repeat."""
+    base = [os.path.basename(os.path.normpath(p)) or p for p in paths]
+    base = [os.path.basename(os.path.dirname(os.path.normpath(p))) if b == "checkpoints" else b
+            for b, p in zip(base, paths)]
+    return [b if base.count(b) == 1 else f"{b}#{i + 1}" for i, b in enumerate(base)]
+
+
+def adapter_module(name: str):
+    """The adapter `downstream.<name>` (a module with `run`); unknown names list the valid ones."""
+    try:
+        module = importlib.import_module(f"downstream.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"downstream.{name}":
+            raise
+        module = None
+    if module is None or not callable(getattr(module, "run", None)):
+        valid = [m.name for m in pkgutil.iter_modules(downstream.__path__)
+                 if callable(getattr(importlib.import_module(f"downstream.{m.name}"), "run", None))]
+        raise ValueError(f"unknown adapter {name!r}; valid: {', '.join(valid)}")
+    return module
+
+
+class Bench:
+    """Holds the datasets (shared across checkpoints of one image size) and the results."""
+
+    def __init__(self, config: ml_collections.ConfigDict, out_dir: str):
+        self.config, self.out_dir = config, out_dir
+        self.modules = {name: adapter_module(name) for name in config.adapters}
+        self.results: report.Results = {}
+        self.errors: dict[str, dict[str, str]] = {}
+        self._data: dict[tuple, BenchData] = {}
+
+    def data_for(self, encoders: Encoders) -> BenchData:
+        d = ml_collections.ConfigDict(encoders.config.data.to_dict())
+        d.name = self.config.data.name or d.name
+        d.data_dir = self.config.data.data_dir or d.get("data_dir", "")
+        d.on_error = self.config.data.on_error
+        key = (d.name, d.data_dir, encoders.image_size)
+        if key not in self._data:
+            self._data[key] = BenchData(
+                d, image_size=encoders.image_size, train_split=self.config.data.train_split,
+                eval_splits=tuple(self.config.data.eval_splits),
+                max_examples=dict(self.config.data.max_examples),
+                batch_size=self.config.batch_size, seed=self.config.seed)
+        return self._data[key]
+
+    def run_column(self, column: str, encoders: Encoders, source: str) -> None:
+        """Every adapter on one encoder; a failure is recorded and the next adapter runs."""
+        data = self.data_for(encoders)
+        self.results[column] = {}
+        for name, module in tqdm(self.modules.items(), desc=f"bench {column}", unit="adapter"):
+            cfg = ml_collections.ConfigDict(self.config[name].to_dict())
+            cfg.seed = self.config.seed
+            cfg.out_dir = os.path.join(self.out_dir, column, name)
+            try:
+                self.results[column][name] = module.run(encoders, data, cfg)
+            except Exception as e:  # noqa: BLE001  (one adapter's failure must not stop the rest)
+                message = (f"adapter {name!r} failed on {source} with dataset {data.name!r}: "
+                           f"{type(e).__name__}: {e}")
+                logging.error("%s", message)
+                self.errors.setdefault(column, {})[name] = message
+
+    def write(self, columns: list[str], meta: dict) -> None:
+        adapters = list(self.config.adapters)
+        report.write_atomic(os.path.join(self.out_dir, "results.json"),
+                            report.to_json(self.results, self.errors, meta))
+        report.write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
+            self.results, self.errors, columns, adapters, "Downstream benchmark"))
+        report.write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
+        if self.config.plots and "zero_shot" in adapters:
+            self._plot_zero_shot(columns)
+
+    def _plot_zero_shot(self, columns: list[str]) -> None:
+        for split in self.config.data.eval_splits:
+            prefix = f"{split}/auroc/"
+            values = {c: {k[len(prefix):]: v for k, v in
+                          self.results.get(c, {}).get("zero_shot", {}).items()
+                          if k.startswith(prefix) and "/" not in k[len(prefix):]
+                          and not k[len(prefix):].startswith("mean")}
+                      for c in columns}
+            if any(values.values()):
+                plots.auroc_per_finding(os.path.join(self.out_dir, f"zero_shot_auroc_{split}.png"),
+                                        values, f"Zero-shot AUROC per finding ({split})")
+
+
+def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out_dir: str) -> dict:
+    """Runs the suite and writes its files; returns the results.json content as a dict."""
+    if not checkpoints:
+        raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
+    bench = Bench(config, out_dir)
+    columns = column_names(checkpoints)
+    reference_config = None
+    for column, path in zip(columns, checkpoints):
+        source = f"checkpoint {path!r}"
+        try:
+            encoders = Encoders.from_checkpoint(path, batch_size=config.batch_size)
+        except Exception as e:  # noqa: BLE001  (an unreadable checkpoint: report, go on)
+            message = f"{source} cannot be read: {type(e).__name__}: {e}"
+            logging.error("%s", message)
+            bench.errors[column] = {"checkpoint": message}
+            continue
+        reference_config = reference_config or encoders.config
+        bench.run_column(column, encoders, source)
+    if config.reference and reference_config is not None:
+        columns.append(REFERENCE)
+        encoders = Encoders.random_init(reference_config, seed=config.seed,
+                                        batch_size=config.batch_size)
+        bench.run_column(REFERENCE, encoders, "the randomly initialised reference encoder")
+    meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
+            "preset": config.get("preset", "")}
+    bench.write(columns, meta)
+    return json.loads(report.to_json(bench.results, bench.errors, meta))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _OUT.value:
+        raise SystemExit("--out=DIR is required")
+    logging.set_verbosity(logging.INFO)
+    summary = run_bench(_CHECKPOINTS.value or [], _CONFIG.value, _OUT.value)
+    print(f"wrote {os.path.join(_OUT.value, 'results.md')}")
+    return 1 if any(summary["errors"].values()) else 0

@@ -1,0 +1,160 @@
+"""Adapter building blocks on hand-made arrays: retrieval, zero-shot scoring, probes, decoders,
+the training loop and the results table. (Adapters on real synthetic data: test_downstream_adapters.)"""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from downstream import linear_probe, metrics, report, retrieval, segmentation, training, zero_shot
+from downstream.report_decoder import ReportDecoder, beam_decode, greedy_decode
+from downstream.unet import UNetDecoder
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_retrieval_perfect_embeddings_with_merged_duplicates():
+    reports = ["a", "b", "a", "c"]  # images 0 and 2 share a report
+    texts, inverse = metrics.merge_duplicates(reports)
+    basis = np.eye(3)
+    image_emb = basis[inverse] + 0.01 * np.arange(4)[:, None]
+    out = retrieval.retrieval_metrics(_unit(image_emb), basis, inverse, (1, 5))
+    assert out["i2t/R@1"] == 1.0 and out["i2t/mean_rank"] == 1.0
+    assert out["t2i/R@1"] == 1.0 and out["t2i/mean_rank"] == 1.0
+
+
+def test_retrieval_reversed_embeddings_rank_last():
+    basis = np.eye(4)
+    inverse = np.arange(4)
+    out = retrieval.retrieval_metrics(-basis, basis, inverse, (1, 5))
+    # every image is least similar to its own text: rank 4 of 4
+    assert out["i2t/mean_rank"] == 4.0 and out["i2t/R@1"] == 0.0 and out["i2t/R@5"] == 1.0
+
+
+def test_zero_shot_probability_is_softmax_of_prompt_pair():
+    prompts = _unit(np.array([[[1.0, 0.0], [0.0, 1.0]]]))  # one finding: (positive, negative)
+    images = _unit(np.array([[1.0, 0.2], [0.2, 1.0], [1.0, 1.0]]))
+    p = zero_shot.probabilities(images, prompts, scale=3.0)[:, 0]
+    sims = images @ prompts[0].T * 3.0
+    np.testing.assert_allclose(p, np.exp(sims[:, 0]) / np.exp(sims).sum(1), rtol=1e-6)
+    assert p[0] > 0.5 > p[1] and p[2] == pytest.approx(0.5)
+
+
+def test_auroc_summary_keys_means_and_rare_mean():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (200, 3))
+    scores = np.stack([y[:, 0], 1 - y[:, 1], rng.random(200)], axis=1).astype(float)
+    names = ["Edema", "Pneumonia", "Fracture"]  # Pneumonia and Fracture are rare
+    out = zero_shot.auroc_summary(y, scores, names, n_resamples=50, seed=0)
+    assert out["auroc/Edema"] == 1.0 and out["auroc/Pneumonia"] == 0.0
+    assert out["auroc/mean"] == pytest.approx(np.mean([1.0, 0.0, out["auroc/Fracture"]]))
+    assert out["auroc/mean_rare"] == pytest.approx(np.mean([0.0, out["auroc/Fracture"]]))
+    assert out["auroc/mean/ci_low"] <= out["auroc/mean"] <= out["auroc/mean/ci_high"]
+    assert out == zero_shot.auroc_summary(y, scores, names, n_resamples=50, seed=0)
+
+
+def test_linear_probe_separable_and_single_class_columns():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 5))
+    y = np.stack([(x[:, 0] > 0), np.zeros(120, bool)], axis=1).astype(np.int8)
+    probe = linear_probe.LinearProbe().fit(x[:80], y[:80])
+    scores = probe.predict_scores(x[80:])
+    assert metrics.auroc(y[80:, 0], scores[:, 0]) > 0.97
+    np.testing.assert_array_equal(scores[:, 1], 0.0)  # learned from one class: a constant
+
+
+def test_target_masks_union_of_channels():
+    masks = np.zeros((1, 2, 2, 3), np.uint8)
+    masks[0, 0, 0, 0] = masks[0, 1, 1, 1] = masks[0, 0, 1, 2] = 1
+    t = segmentation.target_masks(masks, {"lungs": (0, 1), "heart": (2,)})
+    assert t.shape == (1, 2, 2, 2)
+    np.testing.assert_array_equal(t[0, ..., 0], [[1, 0], [0, 1]])
+    np.testing.assert_array_equal(t[0, ..., 1], [[0, 1], [0, 0]])
+
+
+def test_minibatches_static_size_seeded_and_covering():
+    arrays = {"x": np.arange(10)}
+    batches = list(training.minibatches(arrays, 4, 5, seed=0))
+    assert all(len(b["x"]) == 4 for b in batches)
+    assert sorted(np.concatenate([b["x"] for b in batches[:2]])) == sorted(
+        set(np.concatenate([b["x"] for b in batches[:2]])))  # no repeats within a pass
+    again = list(training.minibatches(arrays, 4, 5, seed=0))
+    assert all((a["x"] == b["x"]).all() for a, b in zip(batches, again))
+    assert len(next(training.minibatches({"x": np.arange(3)}, 8, 1, seed=0))["x"]) == 3
+
+
+def test_unet_decoder_learns_masks_from_feature_grids():
+    """A decoder trained through `fit` recovers masks that the feature grids encode."""
+    rng = np.random.default_rng(0)
+    shallow = rng.normal(size=(48, 4, 4, 8)).astype(np.float32)
+    deep = rng.normal(size=(48, 4, 4, 8)).astype(np.float32)
+    coarse = (deep[..., 0] > 0).astype(np.uint8)
+    masks = coarse.repeat(4, axis=1).repeat(4, axis=2)[..., None]  # 16 x 16
+    decoder = UNetDecoder(feature_width=8, num_levels=2, out_channels=1, image_size=16, width=16,
+                          rngs=nnx.Rngs(0))
+    losses = training.fit(decoder, lambda m, b: segmentation.segmentation_loss(
+        m([b["f0"], b["f1"]]), b["mask"]), {"f0": shallow[:32], "f1": deep[:32], "mask": masks[:32]},
+        steps=150, batch_size=16, learning_rate=3e-3, seed=0)
+    assert losses[-1] < 0.5 * losses[0]
+    logits = training.predict(decoder, lambda m, a, b: m([a, b]), [shallow[32:], deep[32:]], 8)
+    dice = metrics.dice_per_image(logits > 0, masks[32:])
+    assert dice.mean() > 0.8
+
+
+def _sequence_logprob(decoder, tokens, ids, eos):
+    logp = jax.nn.log_softmax(decoder(tokens, ids[:, :-1]))
+    picked = jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
+    alive = jnp.cumsum(ids[:, :-1] == eos, axis=1) == 0  # up to and including the first eos
+    return np.asarray(jnp.sum(picked * alive, axis=1))
+
+
+def test_beam_search_with_one_beam_is_greedy_and_wider_beams_score_higher():
+    decoder = ReportDecoder(image_width=8, vocab_size=12, max_len=7, width=16, depth=1, heads=2,
+                            rngs=nnx.Rngs(1))
+    tokens = jax.random.normal(jax.random.key(0), (6, 5, 8))
+    special = dict(bos=2, eos=3, pad=0)
+    greedy = greedy_decode(decoder, tokens, **special)
+    np.testing.assert_array_equal(beam_decode(decoder, tokens, beams=1, **special), greedy)
+    wide = beam_decode(decoder, tokens, beams=4, length_penalty=0.0, **special)
+    assert (wide[:, 0] == 2).all()
+    assert np.all(_sequence_logprob(decoder, tokens, wide, 3)
+                  >= _sequence_logprob(decoder, tokens, greedy, 3) - 1e-5)
+
+
+def test_report_decoder_memorises_two_reports():
+    """Teacher forcing through `fit` then greedy decoding reproduces what each image says."""
+    from downstream.report_generation import teacher_forcing_loss
+
+    targets = np.array([[2, 5, 6, 7, 3, 0, 0, 0], [2, 8, 9, 3, 0, 0, 0, 0]], np.int32)
+    tokens = np.stack([np.full((4, 8), 1.0), np.full((4, 8), -1.0)]).astype(np.float32)
+    decoder = ReportDecoder(image_width=8, vocab_size=10, max_len=8, width=32, depth=1, heads=2,
+                            rngs=nnx.Rngs(0))
+    training.fit(decoder, teacher_forcing_loss,
+                 {"tokens": tokens, "ids": targets, "mask": targets != 0},
+                 steps=150, batch_size=2, learning_rate=3e-3, seed=0)
+    np.testing.assert_array_equal(greedy_decode(decoder, tokens, bos=2, eos=3, pad=0), targets)
+    np.testing.assert_array_equal(
+        beam_decode(decoder, tokens, beams=3, bos=2, eos=3, pad=0), targets)
+
+
+def test_results_table_for_two_checkpoints():
+    results = {"run_a": {"zero_shot": {"test/auroc/mean": 0.81234, "test/auroc/mean/ci_low": 0.7,
+                                       "test/auroc/mean/ci_high": 0.9, "test/n": float("nan")}},
+               "run_b": {"zero_shot": {"test/auroc/mean": 0.6}, "retrieval": {"test/i2t/R@1": 0.25}}}
+    errors = {"run_a": {"retrieval": "adapter 'retrieval' failed on checkpoint 'a': boom"}}
+    md = report.to_markdown(results, errors, ["run_a", "run_b"], ["zero_shot", "retrieval"], "T")
+    assert "| metric | run_a | run_b |" in md
+    assert "| test/auroc/mean | 0.812 [0.700, 0.900] | 0.600 |" in md
+    assert "| test/n | - | - |" in md
+    assert "| test/i2t/R@1 | - | 0.250 |" in md
+    assert "ci_low" not in md and "boom" in md
+    data = json.loads(report.to_json(results, errors, {"columns": ["run_a", "run_b"]}))
+    assert data["results"]["run_a"]["zero_shot"]["test/n"] is None
+    assert data["errors"] == errors
