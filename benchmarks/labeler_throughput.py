@@ -58,7 +58,7 @@ SENTENCES = (
 
 
 def make_corpus(n: int, seed: int) -> list[str]:
-    """`n` reports of 3 to 12 sentences drawn with a fixed seed, with FINDINGS/IMPRESSION headers."""
+    """`n` reports of 3 to 12 sentences, drawn with a fixed seed, under FINDINGS / IMPRESSION."""
     rng = random.Random(seed)
     reports = []
     for _ in range(n):

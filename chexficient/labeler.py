@@ -4,16 +4,18 @@ Works like the CheXpert labeler (mention extraction, then classification by cues
 aggregation per report) with regular expressions instead of a dependency parse, so that
 it labels thousands of reports a second on one core. Everything is driven by three tables
 below: `_MENTIONS` (phrases per observation), `_CUES` (negation / uncertainty cues) and
-`_BREAKERS` (where a cue's scope ends). Conventions chosen, where real reports are ambiguous:
+`_BREAK_WORDS` (where a cue's scope ends). Conventions chosen, where real reports are ambiguous:
 
 * Scope. A cue before its target ("no", "possible", "concerning for") reaches forward, a cue
   after it ("is not seen", "has resolved", "cannot be excluded") reaches back, "versus" /
   "vs" / "or" / "and/or" make the nearest mention on each side uncertain. Scope ends at a
   sentence end, a contrast or relative word ("but", "however", "although", "which", "with",
-  "except", "there is"...) or a finite verb ("is", "are", "has"...), so that "no effusion,
-  pneumothorax or consolidation" negates all three while "no pneumothorax; the heart is
-  enlarged" does not negate the heart. A cue that lies inside a mention ("heart is not
-  enlarged") applies to that mention only.
+  "except", "there is"...), a finite verb ("is", "are", "has"...) or a comma that opens a
+  new statement (", stable ..."), so that "no effusion, pneumothorax or consolidation"
+  negates all three while "no pneumothorax, the heart is enlarged" and "no pneumothorax,
+  stable small effusion" do not negate the heart or the effusion. A cue that lies inside a
+  mention ("heart is not enlarged") applies to that mention only. "History of" negates (a
+  past finding is not in this image).
 * Precedence within one mention: negation beats uncertainty ("no consolidation to suggest
   pneumonia" -> Pneumonia 0). Double negations are matched first as uncertainty ("cannot be
   excluded", "not ruled out"), and change statements are not negations ("no change in the
@@ -45,7 +47,7 @@ from __future__ import annotations
 
 import bisect
 import re
-import re._constants as sre
+import re._constants as sre  # the regex parser of `re`, to index phrases by first character
 import re._parser as sre_parse
 from collections.abc import Sequence
 
@@ -58,10 +60,10 @@ _NEG, _UNC, _POS = 1, 2, 3
 _RANK_TO_LABEL = np.array([findings.UNMENTIONED, findings.NEGATIVE, findings.UNCERTAIN,
                            findings.POSITIVE], dtype=np.int8)
 _OTHER, _NORMAL = "other abnormality", "normal statement"
-"""Pseudo-observations for the No Finding rule: abnormalities outside the 14, and normal statements."""
+"""Pseudo-observations for the No Finding rule: other abnormalities, normal statements."""
 _COLUMNS = findings.FINDINGS + (_OTHER, _NORMAL)
-_EXCLUDED = ()
-"""Findings of a phrase that must be recognised only to keep a shorter phrase from matching."""
+_EXCLUDED: tuple[str, ...] = ()
+"""Observations of phrases matched only to hide a shorter phrase: "pleural line" is no line."""
 
 # Building blocks of the heart / mediastinum phrases: subject, copula, adverb, predicate.
 _COP = (r"(?:(?:is|are|was|were|has been|have been|has become|remains?|appears?(?: to be)?|"
@@ -84,7 +86,8 @@ _NORMAL_SIZE = (r"(?:normal(?: in (?:size|contour|configuration|appearance))?(?:
                 r"no longer (?:enlarged|widened)|normalized|top[- ]normal(?: in size)?|"
                 r"(?:at |within )?(?:the )?upper (?:limits?|range|end) of normal(?: in size)?|"
                 r"upper normal)")
-_BORDERLINE = r"(?:borderline(?: enlarged| in size)?|prominent)"
+_BORDERLINE = (r"(?:borderline(?: enlarged| in size)?|prominent|(?:(?:at |within )?(?:the )?upper "
+               r"(?:limits?|range) of normal|top[- ]normal|normal) to (?:\w+ly )?enlarged)")
 _HEART_BIG = r"(?:enlarged|enlarging|increased(?: in size)?|large|big)"
 _MEDIASTINUM_WIDE = r"(?:widened|wide|widening|enlarged)"
 
@@ -112,13 +115,16 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"calcified (?:granulomas?|nodules?|(?:hilar |mediastinal )?lymph nodes?)",
         r"granulomas?", r"granulomatous", r"emphysema(?:tous)?", r"hyperinflat\w*",
         r"hyperexpan\w*", r"copd", r"chronic obstructive pulmonary disease", r"bullae",
-        r"bullous", r"blebs?", r"scolio\w*", r"kypho\w*", r"(?:hiatal |hiatus )?hernias?",
+        r"bullous", r"blebs?", r"(?:dextro|levo|rotary )?scolio\w*", r"kypho\w*",
+        r"(?:hiatal |hiatus )?hernias?",
         r"pneumomediastinum", r"pneumoperitoneum",
         r"free (?:intraperitoneal |sub-?diaphragmatic )?air",
         r"(?:elevated|elevation of the) (?:right |left )?hemidiaphragms?",
         r"hemidiaphragm (?:is |remains )?elevated", r"eventration",
         r"degenerative (?:changes?|disease)", r"spondylo\w*", r"osteophyt\w*", r"osteopeni\w*",
-        r"osteoporo\w*", r"tortuous (?:thoracic )?aorta", r"(?:aortic )?tortuosity",
+        r"osteoporo\w*", r"tortuous (?:thoracic )?aorta",
+        r"(?:thoracic )?aorta (?:is |remains )?(?:\w+ly )?(?:tortuous|unfolded|calcified)",
+        r"(?:aortic )?tortuosity",
         r"atheroscler\w*", r"calcifi\w*", r"calcific", r"(?:lymph)?adenopathy",
         r"bronchiectasis", r"fibrosis", r"aspiration", r"contusions?", r"hematomas?",
         r"hemorrhage", r"deformit(?:y|ies)", r"(?:metallic )?foreign bod(?:y|ies)",
@@ -138,12 +144,12 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         rf"normal(?: size)? {_CARDIOMEDIASTINAL}")),
     (("Enlarged Cardiomediastinum",), _NEG, (
         _said_of(_MEDIASTINUM, _NORMAL_SIZE), rf"normal {_MEDIASTINUM}")),
-    (("Cardiomegaly",), _NEG, (
-        _said_of(_HEART, _NORMAL_SIZE), rf"normal(?:[- ]sized?)? {_HEART}",
-        r"(?:top|upper)[- ]normal (?:heart|cardiac) size", r"normal[- ]sized heart")),
     (("Cardiomegaly",), _UNC, (
         _said_of(_HEART, _BORDERLINE), rf"(?:borderline|prominent) (?:enlarged )?"
         rf"(?:cardiomegaly|{_HEART})", r"prominence of the (?:heart|cardiac silhouette)")),
+    (("Cardiomegaly",), _NEG, (
+        _said_of(_HEART, _NORMAL_SIZE), rf"normal(?:[- ]sized?)? {_HEART}",
+        r"(?:top|upper)[- ]normal (?:heart|cardiac) size", r"normal[- ]sized heart")),
     (("Enlarged Cardiomediastinum",), _UNC, (
         _said_of(_CARDIOMEDIASTINAL, _BORDERLINE), _said_of(_MEDIASTINUM, _BORDERLINE),
         r"(?:mediastinal|cardiomediastinal) prominence",
@@ -183,8 +189,8 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
     (("Pneumothorax",), _POS, (r"pneumothora(?:x|ces)", r"ptx")),
     # Lungs.
     (("Edema",), _NEG, (
-        r"normal (?:pulmonary )?vascular(?:ity|ture)",
-        r"(?:pulmonary )?vascular(?:ity|ture) (?:(?:is|are|remains?|appears?) )*(?:normal|"
+        r"normal (?:pulmonary )?vascula(?:rity|ture)",
+        r"(?:pulmonary )?vascula(?:rity|ture) (?:(?:is|are|remains?|appears?) )*(?:normal|"
         r"within normal limits|unremarkable|not engorged)")),
     (("Edema",), _UNC, (
         r"(?:pulmonary (?:vascular |venous )?|vascular |venous |central (?:venous |vascular )?|"
@@ -210,39 +216,36 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"linear|retrocardiac|bibasilar|basilar|perihilar) densit(?:y|ies)",
         r"ground[- ]glass", r"haziness", r"hazy", r"reticula(?:r|tion)\w*", r"reticulonodular",
         r"interstitial (?:markings?|opacit(?:y|ies)|pattern|prominence|abnormalit(?:y|ies)|"
-        r"thickening|(?:lung )?disease|changes)", r"(?:parenchymal |pulmonary |lung )?scar(?:ring|s)?",
+        r"thickening|(?:lung )?disease|changes)",
+        r"(?:parenchymal |pulmonary |lung )?scar(?:ring|s)?",
         r"fibrotic changes?", r"peribronchial (?:thickening|cuffing)",
         r"bronchial wall thickening")),
     # Fracture and devices.
     (("Fracture",), _POS, (r"fractur\w*", r"fx", r"compression deformit(?:y|ies)")),
+    (("Support Devices",), _NEG, (r"extubat\w*",)),
     (("Support Devices",), _POS, (
-        r"(?:endotracheal|tracheostomy|trach|nasogastric|orogastric|enteric|feeding|dobb?hoff|"
-        r"chest|gastric|gastrostomy|jejunostomy|thoracostomy|nasoenteric|nasojejunal|"
-        r"pigtail|mediastinal|pleural|et|ng|og|g|j)[- ]tubes?", r"ett", r"ngt", r"tubes?",
-        r"tracheostomy", r"(?:central venous|central|venous|picc|pic|swan[- ]ganz|"
-        r"pulmonary arter(?:y|ial)|pa|(?:hemo)?dialysis|subclavian|(?:internal )?jugular|ij|"
-        r"triple[- ]lumen|tunnel(?:l)?ed|arterial|access|midline) (?:lines?|catheters?)",
-        r"picc", r"cvc", r"cvl", r"(?:introducer )?sheath", r"catheters?", r"lines?",
+        r"tubes?", r"(?:et|ng|og|g|j|peg|t)-tubes?", r"ett", r"ngt", r"tracheostomy", r"trach",
+        r"catheters?", r"lines?", r"picc", r"cvc", r"cvl", r"(?:introducer )?sheath",
         r"port-?a-?cath", r"mediport", r"(?:chest(?: wall)?|power|infusion|implanted|"
         r"subcutaneous|venous access|(?:right|left)[- ]sided|dual[- ]lumen) port",
-        r"pacemakers?", r"pacers?", r"(?:pacemaker|pacer|pacing|icd|defibrillator|"
-        r"(?:transvenous )?pacing) (?:leads?|wires?|generator|device)", r"a?icd",
-        r"defibrillators?", r"loop recorder", r"lvad", r"ventricular assist device",
+        r"pacemakers?", r"pacers?", r"(?:epicardial |transvenous )?pacing (?:leads?|wires?)",
+        r"a?icd", r"defibrillators?", r"loop recorder", r"lvad", r"ventricular assist device",
         r"intra-?aortic balloon(?: pump)?", r"iabp", r"impella", r"cannula",
-        r"(?:epicardial )?pacing wires", r"sternotomy(?: wires| sutures)?",
-        r"sternal (?:wires|sutures|cerclage wires)", r"prosthetic (?:\w+ )?valves?",
-        r"(?:aortic|mitral|tricuspid) (?:valve )?(?:replacement|prosthesis)",
-        r"valve replacement", r"annuloplasty(?: ring)?", r"stents?", r"(?:embolization )?coils?",
-        r"(?:spinal |orthopedic |surgical |fusion )?hardware", r"plates?(?: and screws)?",
-        r"screws", r"(?:ivc )?filter", r"(?:surgical |jp |pleural |pigtail |mediastinal )?drains?",
+        r"sternotomy(?: wires| sutures)?", r"sternal (?:wires|sutures|cerclage wires)",
+        r"prosthetic (?:\w+ )?valves?", r"(?:aortic|mitral|tricuspid) (?:valve )?"
+        r"(?:replacement|prosthesis)", r"valve replacement", r"annuloplasty(?: ring)?",
+        r"stents?", r"(?:embolization )?coils?", r"(?:spinal |orthopedic |surgical |fusion )?"
+        r"hardware", r"plates?(?: and screws)?", r"screws", r"(?:ivc )?filter",
+        r"(?:surgical |jp |pleural |pigtail |mediastinal )?drains?",
         r"(?:support|monitoring|indwelling|medical) (?:devices?|lines)", r"devices?",
-        r"electrodes?", r"apparatus", r"hemodialysis catheter")),
+        r"electrodes?", r"apparatus", r"(?:temperature|esophageal|manometry) probes?")),
 )
 
 _AUX = (r"(?:(?:is|are|was|were|has been|have been|had been|has|have|had|being|be) )?"
         r"(?:(?:now|also|again|currently|still|definitely|clearly|completely|entirely|totally|"
         r"otherwise|radiographically|largely|nearly|since|subsequently) )?")
-_CLAUSE_END = r"(?=\s*(?:[.,;:!?]|$|\b(?:and|but|however|although|though|given)\b))"
+_CLAUSE_END = r"(?=\s*(?:[.,;:!?]|$|\b(?:and|but|however|although|though|given|rather)\b))"
+_SEEN = r"seen|visualized|visible|present|identified|demonstrated|evident|noted"
 _UNC_TAIL = (r"(?: (?:be|been|being|have|has|had|also|consistent with|compatible with|"
              r"represent\w*|reflect\w*|indicat\w*|due to|related to|secondary to))*")
 
@@ -251,33 +254,40 @@ _CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # (reach back), unc_pre / neg_pre (reach forward), unc_bi (nearest mention each side).
     # Earlier kinds win when phrases start at the same place.
     ("pseudo", (
-        r"no (?:(?:significant|substantial|appreciable|definite|major|marked|other) )?(?:interval )?"
+        r"no (?:(?:significant|substantial|appreciable|definite|major|marked|other) )?"
+        r"(?:interval )?"
         r"(?:change|increase|decrease|worsening|progression|improvement|enlargement|difference)"
         r"(?: in| of)?",
         r"(?:not|without) (?:(?:significant(?:ly)?|substantial(?:ly)?|appreciabl[ey]|much) )?"
         r"(?:interval )?(?:change[ds]?|increased?|decreased?|worse|worsened|improved)",
-        r"not only", r"gram[- ]negative")),
+        r"not only", r"gram[- ]negative",
+        rf"{_AUX}not (?:previously (?:{_SEEN})|(?:{_SEEN}) (?:previously|before|on (?:the )?"
+        r"(?:prior|previous)\w*))",
+        r"tips? (?:of (?:the |an? )?(?:[\w-]+ ){1,4}?)?(?:is |are )?not (?:well |clearly )?"
+        r"(?:seen|visualized|visible|identified|included)")),
     ("unc_post", (
         rf"{_AUX}(?:not|cannot be|can ?not be|can't be|could not be|may not be|not yet) "
         r"(?:(?:entirely|completely|definitely|totally|fully|excluded or) )?(?:excluded|ruled out)",
         r"(?:is |are )?(?:not well|poorly|incompletely|suboptimally|not fully) "
         r"(?:seen|visualized|evaluated|assessed|imaged)",
-        rf"{_AUX}(?:possible|suspected|questioned|likely|probable|favored|considered|"
+        rf"{_AUX}(?:possible|suspected|questioned|(?:less |un)?likely|probable|favored|considered|"
         rf"a consideration|in question|uncertain|equivocal|questionable|suggested){_CLAUSE_END}",
         r"(?:could|may|might|can|would) (?:also )?(?:be|have been) (?:present|seen|noted|"
         r"considered|possible|obscured|hidden|masked)",
         r"(?:is|are) (?:possibly|probably|likely|questionably) (?:present|seen|noted)",
+        r"(?:is|are|would be|may be) difficult to (?:exclude|rule out)",
         r"(?<=\w)\?")),
     ("unc_pre", (
         r"(?:cannot|can ?not|can't|could not|does not|do not|would not|did not|difficult to|"
         r"unable to) (?:entirely |completely |definitely )?(?:exclude|rule out)",
         r"no evidence to (?:exclude|rule out)",
-        rf"(?:may|might|could|can|would|possibl[ey]|probabl[ey]|likely|presum(?:ed|ably|ptive)|"
+        rf"(?:may|might|could|can|would|possibl[ey]|probabl[ey]|(?:un)?likely|"
+        rf"presum(?:ed|ably|ptive)|"
         rf"questionabl[ey]|question of|query|suspicious (?:for|of)|suspicion (?:for|of)|"
         rf"suspect(?:ed|s)?|concern(?:ing)? for|worrisome for|suggestive of|suggests?|suggesting|"
         rf"suggestion of|differential (?:diagnosis )?(?:includes?|considerations? include)|"
         rf"considerations? include|consider(?:ed)?|favou?r(?:ed|ing|s)?|equivocal|indeterminate|"
-        rf"uncertain|unclear(?: if| whether)?|evaluate for|eval(?:uation)? for|"
+        rf"uncertain|unclear(?: if| whether)?|apparent(?:ly)?|evaluate for|eval(?:uation)? for|"
         rf"assess(?:ment)? for|(?:to )?rule out|r/o|to exclude|raising (?:the )?(?:possibility|"
         rf"question|concern) (?:of|for)|(?:clinical(?:ly)? )?correlat(?:e|ion) (?:clinically )?"
         rf"for|atypical for){_UNC_TAIL}",
@@ -292,18 +302,25 @@ _CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?:interval )?(?:resolution|removal|clearing|disappearance) of",
         r"(?:(?:prior|remote|known|past) )?history of", r"rather than", r"instead of", r"nor",
         r"neither")),
-    ("unc_bi", (r"versus", r"vs", r"and/or", r"or")),
+    ("unc_bi", (r"versus", r"vs", r"and/or", r"or",
+                r"(?:is |are )?(?:favou?red|preferred|more likely|less likely) over")),
 )
 
 _BREAK_WORDS: tuple[str, ...] = (
     r"but", r"however", r"although", r"though", r"whereas", r"while",
     r"which", r"who", r"yet", r"except", r"aside from", r"apart from", r"other than",
     r"otherwise", r"with", r"and (?:the|there)", r"there (?:is|are|was|were|has|have)",
-    r"is", r"are", r"was", r"were", r"has", r"have", r"had", r"remains?", r"persists?",
+    r"(?:is|are|was|were)(?! (?:seen|identified|noted|present|demonstrated|evident) to\b)",
+    r"has", r"have", r"had", r"remains?", r"persists?",
     r"appears?", r"seems?", r"demonstrat\w*", r"shows?", r"measur\w*", r"terminat\w*",
     r"extend\w*", r"projects?", r"courses?",
 )
 """Words where the scope of a cue ends (contrast, relative words, finite verbs); so do [.;:!?]."""
+_CLAUSE_OPENERS: tuple[str, ...] = (
+    "small", "moderate", "mild", "severe", "stable", "persistent", "unchanged", "new",
+    "increased", "decreased", "improved", "residual", "trace", "tiny", "worsening", "worsened",
+    "redemonstrated", "again")
+"""After a comma these start a new statement: "no pneumothorax, stable small effusion"."""
 
 _UNLABELED_SECTIONS = (
     "clinical history", "clinical information", "clinical indication", "reason for examination",
@@ -312,6 +329,7 @@ _UNLABELED_SECTIONS = (
 """Section headers whose text is not labeled: why and how the study was done, not what it shows."""
 _LABELED_SECTIONS = ("findings", "impression", "conclusion", "summary", "opinion",
                      "recommendations", "recommendation", "notification", "wet read")
+"""Headers of sections that are labeled (each also ends the section before it)."""
 _ABBREVIATIONS = {"vs.": "vs", "v.s.": "vs", "e.g.": "eg", "i.e.": "ie", "dr.": "dr",
                   "approx.": "approx", "cf.": "cf", "etc.": "etc"}
 
@@ -353,14 +371,15 @@ class _Alternation:
     """Leftmost-first match of whole-word phrases, one row of phrases per label, row order first.
 
     Equivalent to one big `(row0|row1|...)` regex, but each position tries only the phrases
-    that can start with its character (parsed once at import): Python's regex engine otherwise
-    tries every phrase at every word, which is 4x slower on these tables.
+    that can start with its character (found by parsing each phrase once, with the parser of
+    the `re` module): the regex engine would otherwise try every phrase at every word, about
+    3x slower on these tables.
     """
 
     _TRAIL = r"(?:(?![\w-])|(?<=\?))"
 
     def __init__(self, rows: Sequence[Sequence[str]]):
-        buckets: dict[str | None, list[str]] = {}
+        buckets: dict[str | None, list[tuple[int, int, str]]] = {}
         self._rows: dict[str, int] = {}
         for row, phrases in enumerate(rows):
             for k, phrase in enumerate(phrases):
@@ -369,12 +388,12 @@ class _Alternation:
                 self._rows[name := f"g{row}_{k}"] = row
                 first, nullable = _first_chars(sre_parse.parse(phrase))
                 for char in (None,) if first is None or nullable else first:
-                    buckets.setdefault(char, []).append(f"{phrase}(?P<{name}>)")
-        anywhere = buckets.pop(None, [])
-        # a phrase that can start with any character joins every bucket, keeping row order
-        self._by_char = {char: re.compile("(?:" + "|".join(sorted(
-            phrases + anywhere, key=lambda p: self._rows[p[p.rindex("(?P<") + 4:-2]])) + ")"
-            + self._TRAIL) for char, phrases in buckets.items()}
+                    buckets.setdefault(char, []).append((row, k, f"{phrase}(?P<{name}>)"))
+        anywhere = buckets.pop(None, [])  # phrases that may start with any character
+        self._by_char = {
+            char: re.compile("(?:" + "|".join(p for *_, p in sorted(entries + anywhere)) + ")"
+                             + self._TRAIL)
+            for char, entries in buckets.items()}
 
     def spans(self, text: str, starts: Sequence[int]) -> list[tuple[int, int, int]]:
         """(start, end, row) of each non-overlapping leftmost match, left to right.
@@ -395,7 +414,8 @@ _MENTION_MATCHER = _Alternation([phrases for _, _, phrases in _MENTIONS])
 _MENTION_ROWS = [(tuple(_COLUMNS.index(n) for n in names), state) for names, state, _ in _MENTIONS]
 _CUE_MATCHER = _Alternation([phrases for _, phrases in _CUES])
 _CUE_KINDS = [kind for kind, _ in _CUES]
-_BREAK_RE = re.compile(r"[;:!?]|\.(?!\d)|\b(?:" + "|".join(_BREAK_WORDS) + r")\b")
+_BREAK_RE = re.compile(r"[;:!?]|\.(?!\d)|,(?= (?:" + "|".join(_CLAUSE_OPENERS) + r")\b)|\b(?:"
+                       + "|".join(_BREAK_WORDS) + r")\b")
 _HEADER_RE = re.compile(r"\b(" + "|".join(_UNLABELED_SECTIONS + _LABELED_SECTIONS) + r")\s*:")
 _ABBREVIATION_RE = re.compile("|".join(re.escape(a) for a in _ABBREVIATIONS))
 _PARAGRAPH_RE = re.compile(r"\n\s*\n")
@@ -404,24 +424,57 @@ _ABNORMAL_COLUMNS = np.array([i for i, name in enumerate(_COLUMNS)
                               if name not in ("No Finding", "Support Devices", _NORMAL)])
 
 
+def _labeled_text(text: str) -> str:
+    """`text` without its history and technique sections, each ending at a header or blank line."""
+    pieces, start, skipping = [], 0, False
+    for header in [*_HEADER_RE.finditer(text), None]:
+        stop = header.start() if header else len(text)
+        if skipping:
+            blank = _PARAGRAPH_RE.search(text, start, stop)
+            start = blank.end() if blank else stop
+        pieces.append(text[start:stop])
+        if header:
+            skipping, start = header.group(1) in _UNLABELED_SECTIONS, header.end()
+    return " . ".join(pieces)
+
+
 def _normalize(report: str) -> str:
     """Lower case, labeled sections only, paragraph breaks as sentence ends, single spaces."""
     text = report.lower()
     if ":" in text:
-        pieces, start, keep = [], 0, True
-        for header in _HEADER_RE.finditer(text):
-            if keep:
-                pieces.append(text[start:header.start()])
-            keep, start = header.group(1) in _LABELED_SECTIONS, header.end()
-        if keep:
-            pieces.append(text[start:])
-        text = " . ".join(pieces)
+        text = _labeled_text(text)
     text = _ABBREVIATION_RE.sub(lambda m: _ABBREVIATIONS[m.group(0)], text)
     return _SPACE_RE.sub(" ", _PARAGRAPH_RE.sub(" . ", text))
 
 
+def _scope(kind: str, c0: int, c1: int, mentions: list[tuple[int, int, int]],
+           starts: list[int], breaks: list[int]) -> list[int]:
+    """Indices of the mentions that a cue of `kind` at text[c0:c1] applies to.
+
+    No breaker may lie between cue and mention, nor inside the mention: a mention with its
+    own verb ("the heart is enlarged") is a statement of its own.
+    """
+    inside = [i for i, (m0, m1, _) in enumerate(mentions) if m0 <= c0 and c1 <= m1]
+    if inside:  # "heart is not enlarged": the cue belongs to that mention only
+        return inside
+    hits = []
+    if kind.endswith(("_pre", "_bi")):  # forward, up to the first breaker after the cue
+        first = bisect.bisect_left(starts, c1)
+        limit_at = bisect.bisect_left(breaks, c1)
+        limit = breaks[limit_at] if limit_at < len(breaks) else mentions[-1][1]
+        last = len(mentions) if kind.endswith("_pre") else min(first + 1, len(mentions))
+        hits += [i for i in range(first, last) if mentions[i][1] <= limit]
+    if kind.endswith(("_post", "_bi")):  # backward, down to the last breaker before the cue
+        bound_at = bisect.bisect_left(breaks, c0) - 1
+        bound = breaks[bound_at] if bound_at >= 0 else -1
+        before = [i for i in range(bisect.bisect_right(starts, c0) - 1, -1, -1)
+                  if starts[i] > bound and mentions[i][1] <= c0]
+        hits += before[:1] if kind.endswith("_bi") else before
+    return hits
+
+
 def _mention_states(text: str) -> np.ndarray:
-    """Rank (0 none, 1 neg, 2 unc, 3 pos) of every column of `_COLUMNS` for one normalized report."""
+    """Rank (0 none, 1 neg, 2 unc, 3 pos) of each column of `_COLUMNS` in one normalized report."""
     ranks = np.zeros(len(_COLUMNS), dtype=np.int8)
     word_starts = [m.start() for m in _WORD_STARTS.finditer(text)]
     mentions = _MENTION_MATCHER.spans(text, word_starts)
@@ -429,45 +482,18 @@ def _mention_states(text: str) -> np.ndarray:
         return ranks
     starts = [start for start, _, _ in mentions]
     breaks = [b.start() for b in _BREAK_RE.finditer(text)]
-    negated, uncertain = [False] * len(mentions), [False] * len(mentions)
+    negated, uncertain = set(), set()
     for c0, c1, row in _CUE_MATCHER.spans(text, word_starts):
         kind = _CUE_KINDS[row]
-        if kind == "pseudo":
-            continue
-        flags = negated if kind.startswith("neg") else uncertain
-        inside = [i for i, (m0, m1, _) in enumerate(mentions) if m0 <= c0 and c1 <= m1]
-        if inside:  # "heart is not enlarged": the cue belongs to that mention only
-            for i in inside:
-                flags[i] = True
-            continue
-        first_after = bisect.bisect_left(starts, c1)
-        if kind.endswith(("_pre", "_bi")):
-            # next breaker at or after the cue's end bounds the forward scope
-            limit_index = bisect.bisect_left(breaks, c1)
-            limit = breaks[limit_index] if limit_index < len(breaks) else len(text)
-            stop = len(mentions) if kind.endswith("_pre") else min(first_after + 1, len(mentions))
-            for i in range(first_after, stop):
-                if starts[i] > limit:
-                    break
-                flags[i] = True
-        if kind.endswith(("_post", "_bi")):
-            # last breaker before the cue's start bounds the backward scope
-            bound_index = bisect.bisect_left(breaks, c0) - 1
-            bound = breaks[bound_index] if bound_index >= 0 else -1
-            i = bisect.bisect_right(starts, c0) - 1
-            while i >= 0 and starts[i] > bound:
-                if mentions[i][1] <= c0:
-                    flags[i] = True
-                    if kind.endswith("_bi"):
-                        break
-                i -= 1
+        if kind != "pseudo":
+            (negated if kind.startswith("neg") else uncertain).update(
+                _scope(kind, c0, c1, mentions, starts, breaks))
     for i, (_, _, row) in enumerate(mentions):
         columns, default = _MENTION_ROWS[row]
-        state = _NEG if negated[i] or default == _NEG else (
-            _UNC if uncertain[i] or default == _UNC else _POS)
+        state = _NEG if i in negated or default == _NEG else (
+            _UNC if i in uncertain or default == _UNC else _POS)
         for column in columns:
-            if state > ranks[column]:
-                ranks[column] = state
+            ranks[column] = max(ranks[column], state)
     return ranks
 
 

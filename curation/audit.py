@@ -169,7 +169,8 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"![retention]({PLOTS_DIR}/retention.png)", ""]
     if "audit_truth" in report:
         lines += ["## Noise and redundancy (synthetic audit truth)", "",
-                  "| category | pool | kept | dropped | kept fraction | vs overall |", "|---|---|---|---|---|---|"]
+                  "| category | pool | kept | dropped | kept fraction | vs overall |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {name} | {r['pool']} | {r['kept']} | {r['dropped']} | {_fmt(r['kept_fraction'])} | "
                   f"{_fmt(r['relative'])} |" for name, r in report["audit_truth"].items()]
         lines += [""]
@@ -179,7 +180,8 @@ def render_markdown(report: dict) -> str:
         if p.get("terms"):
             lines += ["Characteristic terms: " + ", ".join(p["terms"]), ""]
         if p.get("findings"):
-            lines += ["Commonest findings: " + ", ".join(f"{k} {v:.0%}" for k, v in p["findings"].items()), ""]
+            common = ", ".join(f"{k} {v:.0%}" for k, v in p["findings"].items())
+            lines += [f"Commonest findings: {common}", ""]
         if p.get("strip"):
             lines += [f"![prototype {p['prototype']}]({p['strip']})", ""]
     lines += [f"![kept over steps]({PLOTS_DIR}/kept_over_steps.png)", ""]
@@ -212,7 +214,10 @@ def plot_retention(findings: list[dict], path: str) -> None:
     ax.bar(x - 0.2, [r["pool_share"] for r in findings], 0.4, label="pool share", color="0.6")
     ax.bar(x + 0.2, [r["kept_share"] for r in findings], 0.4, label="kept share",
            color=["tab:red" if r["flag"] else "tab:blue" for r in findings])
-    ax.set_xticks(x, [r["finding"] for r in findings], rotation=45, ha="right")
+    ax.set_xticks(x, [r["finding"] + (f" ({r['flag']})" if r["flag"] else "") for r in findings],
+                  rotation=45, ha="right")
+    for tick, r in zip(ax.get_xticklabels(), findings):
+        tick.set_color("tab:red" if r["flag"] else "black")
     ax.set_ylabel("share of records positive")
     ax.legend()
     _save(fig, path)

@@ -110,7 +110,8 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
         raise ExportError(f"{out!r} exists; pass --force to replace it")
     data = config["data"]
     builder = registry.prepared_builder(data["name"], data.get("data_dir") or None)
-    source = registry.data_source(data["name"], SUBSET_SPLIT, data.get("data_dir") or None)
+    source = registry.data_source(data["name"], data.get("train_split", "train"),
+                                  data.get("data_dir") or None)
     positions = np.flatnonzero(ledger["first_kept"] >= 0)
     if positions.size == 0:
         raise ExportError(f"run {workdir!r} kept no record: its ledger is empty")

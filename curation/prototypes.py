@@ -149,8 +149,10 @@ def update_state(config: PrototypeConfig, state: PrototypeState, joint: jax.Arra
     Sinkhorn-assign the kept pairs and move the prototypes by EMA."""
 
     def warmup(state: PrototypeState) -> PrototypeState:
-        start = state.filled * joint.shape[0]
-        buffer = jax.lax.dynamic_update_slice(state.buffer, joint.astype(jnp.float32), (start, 0))
+        rows = state.filled * joint.shape[0] + jnp.arange(joint.shape[0])
+        # a scatter, not dynamic_update_slice: that one rejects a state and a batch placed
+        # on different meshes under explicit sharding.
+        buffer = state.buffer.at[rows].set(joint.astype(jnp.float32))
         filled = state.filled + 1
 
         def run_kmeans(buffer):

@@ -135,7 +135,7 @@ class Plan:
         from curation import audit
         from chexficient.data import registry
 
-        source = registry.data_source(self.config.data.name, "train", data_dir)
+        source = registry.data_source(self.config.data.name, self.config.data.train_split, data_dir)
         fields = {k: [] for k in ("labels", "report", "duplicate_of", "mismatched", "quality")}
         for record in source:
             for key, values in fields.items():

@@ -90,7 +90,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
 
     # ----------------------------------------------------------------- data
-    pool_size = builder.info.splits["train"].num_examples
+    pool_size = builder.info.splits[config.data.train_split].num_examples
     batch = config.batch_size
     if batch % jax.process_count():
         raise ValueError(f"batch_size={batch} is not divisible by the {jax.process_count()} processes")
@@ -101,7 +101,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
 
     def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
         return pipeline.make_loader(
-            config.data, "train", train=train_mode, batch_size=batch // jax.process_count(),
+            config.data, config.data.train_split, train=train_mode,
+            batch_size=batch // jax.process_count(),
             seed=config.seed + 1000 * phase_index, indices=indices)
 
     # ----------------------------------------------------------------- mesh & model
@@ -124,8 +125,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         """The reference model's embeddings of the whole pool, in record order (for offline rules)."""
         fn = jax.jit(steps_lib.embed_fn(reference[0]))
         out = {"image": [], "text": []}
-        for b in pipeline.make_loader(config.data, "train", train=False, batch_size=batch,
-                                      seed=0, num_epochs=1, shard=(0, 1)):
+        for b in pipeline.make_loader(config.data, config.data.train_split, train=False,
+                                      batch_size=batch, seed=0, num_epochs=1, shard=(0, 1)):
             img, txt = jax.device_get(fn(reference[1], {k: b[k] for k in BATCH_KEYS}))
             out["image"].append(img)
             out["text"].append(txt)

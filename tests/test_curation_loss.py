@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from curation import make_curator
+from curation.base import joint_embedding
 from curation.combined import combined, masked_zscore
 from curation.jest import jest
 from curation.loss_scores import loss_curator
 from curation.prototypes import PrototypeConfig, assign
-from curation.base import joint_embedding
 from curation.quantile_rule import OUTLIER, quantile_regions
 
 B = 200
@@ -34,7 +34,8 @@ def planted_losses(rng: np.random.Generator) -> tuple[dict[str, jax.Array], np.n
 
 def random_embeddings(rng: np.random.Generator, batch: int = B, dim: int = 16) -> dict[str, jax.Array]:
     x = rng.normal(size=(batch, dim))
-    return {"image": jnp.asarray(x, jnp.float32), "text": jnp.asarray(x + 0.3 * rng.normal(size=x.shape), jnp.float32)}
+    text = x + 0.3 * rng.normal(size=x.shape)
+    return {"image": jnp.asarray(x, jnp.float32), "text": jnp.asarray(text, jnp.float32)}
 
 
 def test_learnability_topk_finds_planted_pairs():

@@ -81,7 +81,8 @@ def test_rule_on_hand_built_clusters(sampler):
     keep, info = jax.jit(curator.select)(state, embeddings, {}, jax.random.key(1))
     keep, region = np.asarray(keep), np.asarray(info["region"])
     # n = 40: central ranks 0..33 (floor(.85*39)), support 34..37, outliers 38, 39.
-    np.testing.assert_array_equal(region, np.where(rank <= 33, CENTRAL, np.where(rank <= 37, SUPPORT, OUTLIER)))
+    expected = np.where(rank <= 33, CENTRAL, np.where(rank <= 37, SUPPORT, OUTLIER))
+    np.testing.assert_array_equal(region, expected)
     assert not keep[rank >= 38].any()
     assert keep[(rank >= 34) & (rank <= 37)].all()
     for k in range(2):
@@ -202,9 +203,8 @@ def test_default_config_keeps_about_the_papers_share():
         if not info["warmup"]:
             fractions.append(float(info["kept_fraction"]))
             assert int(info["n_kept"]) <= curator.capacity(batch) == 114
-    assert len(fractions) == 5, fractions
-    print("kept fractions", fractions)
-    assert 0.20 <= np.mean(fractions) <= 0.235
+    assert len(fractions) == 5
+    assert 0.20 <= np.mean(fractions) <= 0.235, fractions
 
 
 def test_capacity_bounds_every_batch():

@@ -39,7 +39,7 @@ def run(name, overrides, place):
     emb, _ = batch(100)
     state = curator.init(jax.random.key(0), place(emb))
     kept = []
-    for step in range(4):
+    for step in range(3):
         emb, losses = batch(step)
         emb, losses = place(emb), place(losses)
         keep, info = select(state, emb, losses, jax.random.key(step))
@@ -52,7 +52,6 @@ placements = {"one": lambda tree: jax.device_put(tree, single),
               "auto": lambda tree: jax.device_put(tree, auto)}
 cases = {
     "chexficient": ("chexficient", {}),
-    "chexficient_density": ("chexficient", {"chexficient": {"central_sampler": "density"}}),
     "loss": ("loss", {}),
     "jest": ("jest", {"jest": {"n_chunks": 4}}),
     "combined": ("combined", {}),

@@ -17,8 +17,8 @@ from chexficient.data.synthetic.shapes import Row, ellipsoid, extent_x, polyline
 
 # Named slots of the CSG table (shapes combined by interval logic, not simply added).
 CAV_R, CAV_L, PAR_R, PAR_L, PLE_R, PLE_L, DOME_R, DOME_L = range(8)
-HEART_V, HEART_A, MEDIAST, KNOB, AORTA, SVC, MEN_R, MEN_L, CAGE = range(8, 17)
-N_CSG = 17
+HEART_V, HEART_A, MEDIAST, KNOB, AORTA, SVC, MEN_R, MEN_L, CAGE, APEX_R, APEX_L = range(8, 19)
+N_CSG = 19
 N_BLOB, N_ELL, N_TUBE = 12, 10, 24
 BLOB_META = ("side", "sharp", "mask")
 """Per blob: lung side (0 right, 1 left), sharp edge (1) or smooth profile (0), in mask (1)."""
@@ -27,7 +27,7 @@ SCALARS = (
     "body_a", "body_b", "body_y", "shoulder_z", "shoulder_a", "shoulder_h", "neck_r",
     "lung_density_r", "lung_density_l", "fluid_z_r", "fluid_z_l",
     "rib_top", "rib_space", "rib_quad", "rib_rv", "rib_rr", "rib_a", "rib_b",
-    "frac_side", "frac_rib", "frac_eta", "frac_gap", "frac_shift",
+    "frac_side", "frac_rib", "frac_phi", "frac_gap", "frac_shift",
     "spine_y", "spine_r", "vert_h", "hil_rx", "hil_rz", "hil_lx", "hil_lz",
     "ves_amp", "ves_n1", "ves_n2", "ves_p1", "ves_p2", "ves_wob", "ves_decay",
 )
@@ -78,7 +78,7 @@ def sample_anatomy(rng: np.random.Generator) -> dict[str, float]:
         "inspiration": float(np.clip(n(), -2.0, 2.0)),
         "dome_lr": float(np.clip(1.4 + 0.6 * n(), 0.0, 3.0)),
         "ctr": float(rng.uniform(0.39, 0.465)),
-        "heart_tilt": float(np.radians(38 + 6 * n())),
+        "heart_tilt": float(np.radians(42 + 6 * n())),
         "mediast": float(np.clip(2.5 + 0.25 * n(), 2.0, 3.1)),
         "rib_space": float(np.clip(1.0 + 0.04 * n(), 0.9, 1.1)),
         "rib_slope": float(np.clip(1.0 + 0.12 * n(), 0.7, 1.3)),
@@ -105,13 +105,14 @@ def normal_phantom(a: dict[str, float]) -> Phantom:
 
     csg: list[Row] = [ellipsoid((0, 0, 1000), (1, 1, 1))] * N_CSG
     for side, sign, dome in ((0, -1.0, dome_r), (1, 1.0, dome_l)):
-        z_l = dome + 3.5 * g
+        z_l = dome + 5.0 * g
         half_cage = cage_a * math.sqrt(max(0.0, 1 - ((z_l - cage_z) / cage_c) ** 2))
-        lateral, medial = half_cage - 0.7 * g, 1.1 * g
-        lung = ellipsoid((sign * (lateral + medial) / 2, 1.0 * g, z_l),
-                         ((lateral - medial) / 2, 8.3 * g, apex - z_l))
+        lateral, medial = half_cage - 0.6 * g, 0.9 * g
+        x_l, a_l = sign * (lateral + medial) / 2, (lateral - medial) / 2
+        lung = ellipsoid((x_l, 1.3 * g, z_l), (a_l, 8.0 * g, apex + 3.0 * g - z_l))
         csg[CAV_R + side] = csg[PAR_R + side] = csg[PLE_R + side] = lung
-        csg[DOME_R + side] = ellipsoid((sign * 6.5 * w, 1.0 * g, dome - 9.0 * g), (9.5 * w, 12 * g, 9 * g))
+        csg[APEX_R + side] = ellipsoid((x_l, 1.3 * g, apex - 14.0 * g), (1.02 * a_l, 8.3 * g, 14.0 * g))
+        csg[DOME_R + side] = ellipsoid((sign * 6.5 * w, 1.0 * g, dome - 10.0 * g), (8.7 * w, 12 * g, 10 * g))
         csg[MEN_R + side] = ellipsoid((0, 0, 1000), (1, 1, 1))
     csg[CAGE] = ellipsoid((0, cage_y, cage_z), (cage_a, cage_b, cage_c))
     _heart(csg, a, g, dome_r, dome_l)
@@ -121,12 +122,12 @@ def normal_phantom(a: dict[str, float]) -> Phantom:
     csg[SVC] = tube((-2.3 * g, -0.5 * g, carina + 6 * g), (-2.6 * g, -0.5 * g, carina - 5 * g), 1.1 * g)
 
     ells = [
-        *[ellipsoid((s * (cage_a + 4.1 * g), 1.5 * g, 24.5 * g), (2.4 * g,) * 3, w=D_CANCELLOUS + 0.08)
+        *[ellipsoid((s * (cage_a + 4.1 * g), 1.5 * g, 22.5 * g), (2.4 * g,) * 3, w=D_CANCELLOUS + 0.08)
           for s in (-1, 1)],
         *[ellipsoid((s * (cage_a - 0.6 * g), 6.5 * g, 19.0 * g), (4.0 * g, 0.5 * g, 7.0 * g),
                     rot=(0, 0, -s * math.radians(45)), w=D_BONE) for s in (-1, 1)],
         ellipsoid((0, -cage_b + cage_y + 0.4 * g, 16 * g), (1.8 * g, 0.6 * g, 8 * g), w=D_CANCELLOUS),
-        ellipsoid((5.5 * g, -1.0 * g, dome_l - 3.6 * g), (3.2 * g, 3.0 * g, 1.8 * g), w=D_AIR),
+        ellipsoid((5.8 * g, -1.0 * g, dome_l - 3.4 * g), (2.6 * g, 2.4 * g, 1.4 * g), w=0.6 * D_AIR),
     ]
     if a["female"]:
         size = (0.8 + 0.8 * a["fat"]) * g
@@ -135,30 +136,33 @@ def normal_phantom(a: dict[str, float]) -> Phantom:
 
     tubes: list[Row] = []
     for s in (-1, 1):
-        tubes += polyline([(s * 1.8 * g, -6.8 * g, 25.0 * g), (s * 8.5 * w, -7.2 * g, 25.6 * g),
-                           (s * (cage_a + 2.6 * g), -3.0 * g, 27.4 * g)], 0.75 * g, D_BONE)
-        tubes.append(tube((s * (cage_a + 4.3 * g), 1.5 * g, 23.5 * g),
-                          (s * (cage_a + 5.6 * g), 1.5 * g, 6.0 * g), 1.25 * g, D_BONE))
-        tubes.append(tube((s * (body_a + 4.5 * g), 1.0 * g, 24.0 * g),
-                          (s * (body_a + 6.5 * g), 2.0 * g, -12.0 * g), 4.3 * g, MU_TISSUE))
+        tubes += polyline([(s * 1.9 * g, -6.8 * g, 22.4 * g), (s * 8.0 * w, -7.4 * g, 22.6 * g),
+                           (s * (cage_a + 2.8 * g), -3.0 * g, 25.2 * g)], 0.8 * g, D_BONE)
+        tubes.append(tube((s * (cage_a + 4.3 * g), 1.5 * g, 21.5 * g),
+                          (s * (cage_a + 5.6 * g), 1.5 * g, 4.0 * g), 1.25 * g, D_BONE))
+        tubes.append(tube((s * (body_a + 5.5 * g), 1.0 * g, 22.0 * g),
+                          (s * (body_a + 8.0 * g), 2.0 * g, -12.0 * g), 4.3 * g, MU_TISSUE))
     tubes.append(tube((0, -1.0 * g, 45.0), (0, -1.0 * g, carina), 0.85 * g, D_AIR))
     tubes.append(tube((0, -0.6 * g, carina), (-3.0 * g, 0.0, carina - 2.8 * g), 0.62 * g, D_AIR))
     tubes.append(tube((0, -0.6 * g, carina), (4.2 * g, 0.3 * g, carina - 2.2 * g), 0.55 * g, D_AIR))
 
     scalars = {
         "body_a": body_a, "body_b": body_b, "body_y": 0.5 * g,
-        "shoulder_z": 25.0 * g, "shoulder_a": body_a + 3.2 * g, "shoulder_h": 5.5 * g, "neck_r": 6.0 * g,
+        "shoulder_z": 22.5 * g, "shoulder_a": body_a + 3.4 * g, "shoulder_h": 6.0 * g, "neck_r": 5.8 * g,
         "lung_density_r": 1.0, "lung_density_l": 1.0, "fluid_z_r": -1000.0, "fluid_z_l": -1000.0,
         "rib_top": 27.0 * g, "rib_space": 2.45 * g * a["rib_space"] * (1 + 0.025 * a["inspiration"]),
         "rib_quad": 0.012, "rib_rv": 0.55 * g, "rib_rr": 0.42 * g,
-        "rib_a": 0.7 * g * a["rib_slope"], "rib_b": 1.15 * g * a["rib_slope"],
-        "frac_side": -1.0, "frac_rib": -1.0, "frac_eta": 0.0, "frac_gap": 0.0, "frac_shift": 0.0,
+        "rib_a": 5.5 * g * a["rib_slope"], "rib_b": 7.0 * g * a["rib_slope"],
+        "frac_side": -1.0, "frac_rib": -1.0, "frac_phi": 0.0, "frac_gap": 0.0, "frac_shift": 0.0,
         "spine_y": 6.0 * g, "spine_r": 2.0 * g, "vert_h": a["vert_h"] * g,
         "hil_rx": -5.6 * g, "hil_rz": carina - 3.0 * g, "hil_lx": 5.4 * g, "hil_lz": carina - 2.2 * g,
         "ves_amp": a["ves_amp"], "ves_n1": a["ves_n1"], "ves_n2": a["ves_n2"],
         "ves_p1": a["ves_p1"], "ves_p2": a["ves_p2"], "ves_wob": a["ves_wob"], "ves_decay": 7.0 * g,
     }
-    return Phantom(csg=csg, blobs=[], blob_meta=[], ellipsoids=ells, tubes=tubes,
+    hila = [ellipsoid((s * 5.5 * g, 0.5 * g, carina - 2.6 * g), (2.0 * g, 2.4 * g, 3.4 * g), w=1.0)
+            for s in (-1, 1)]
+    return Phantom(csg=csg, blobs=hila, blob_meta=[(0.0, 0.0, 0.0), (1.0, 0.0, 0.0)],
+                   ellipsoids=ells, tubes=tubes,
                    scalars=scalars, anatomy=dict(a, dome_r=dome_r, dome_l=dome_l, apex=apex,
                                                  carina=carina, cage_a=cage_a, cage_b=cage_b))
 
@@ -171,10 +175,10 @@ def set_ctr(p: Phantom, ctr: float) -> None:
     thorax = thoracic_width(p)
     factor = ctr * thorax / (hi - lo)
     center = ((lo + hi) / 2, heart[0][1], heart[0][2])
-    bottom_before = min(r[2] - r[5] for r in heart)
+    bottom_before = min(r[2] - _extent_z(r) for r in heart)
     heart = [scaled(r, factor, center) for r in heart]
-    drop = min(r[2] - r[5] for r in heart) - bottom_before
-    p.csg[HEART_V], p.csg[HEART_A] = [(r[0], r[1], r[2] - drop, *r[3:]) for r in heart]
+    rise = bottom_before - min(r[2] - _extent_z(r) for r in heart)
+    p.csg[HEART_V], p.csg[HEART_A] = [(r[0], r[1], r[2] + rise, *r[3:]) for r in heart]
 
 
 def thoracic_width(p: Phantom) -> float:
@@ -185,10 +189,19 @@ def thoracic_width(p: Phantom) -> float:
 
 def _heart(csg: list[Row], a: dict[str, float], g: float, dome_r: float, dome_l: float) -> None:
     """Ventricles (tilted down-left) and right atrium, resting on the diaphragm, at ratio `ctr`."""
-    base = (dome_r + dome_l) / 2
     tilt = a["heart_tilt"]
-    csg[HEART_V] = ellipsoid((1.6 * g, -2.8 * g, base + 4.6 * g), (5.4 * g, 4.3 * g, 4.4 * g),
-                             rot=(0.0, tilt, math.radians(15)))
-    csg[HEART_A] = ellipsoid((-2.6 * g, -1.4 * g, base + 5.4 * g), (2.9 * g, 3.3 * g, 3.7 * g))
+    csg[HEART_V] = ellipsoid((1.8 * g, -2.2 * g, 0.0), (6.8 * g, 5.4 * g, 4.0 * g),
+                             rot=(0.0, tilt, math.radians(12)))
+    csg[HEART_A] = ellipsoid((-2.5 * g, -0.8 * g, 1.2 * g), (2.9 * g, 4.0 * g, 4.2 * g))
     tmp = Phantom(csg=csg, blobs=[], blob_meta=[], ellipsoids=[], tubes=[], scalars={}, anatomy={})
     set_ctr(tmp, a["ctr"])
+    floor = min(dome_r, dome_l) - 1.8 * g  # the heart rests in the diaphragm's central tendon
+    bottom = min(r[2] - _extent_z(r) for r in (csg[HEART_V], csg[HEART_A]))
+    csg[HEART_V], csg[HEART_A] = [(r[0], r[1], r[2] + floor - bottom, *r[3:])
+                                  for r in (csg[HEART_V], csg[HEART_A])]
+
+
+def _extent_z(row: Row) -> float:
+    """Half-height of a row rotated about y (heart rows are rotated about y and z only)."""
+    ry = row[7]
+    return math.sqrt((math.sin(ry) * row[3]) ** 2 + (math.cos(ry) * row[5]) ** 2)
