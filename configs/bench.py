@@ -1,69 +1,11 @@
 """The downstream benchmark: `chexficient bench --config=configs/bench.py:quick` (or `full`).
 
-Presets: `quick` runs every adapter on one tiny checkpoint in minutes on a 2-core CPU
-(capped splits, short decoder training, few bootstrap resamples); `full` runs the protocols
-at their usual sizes. Arguments after the preset override its values, e.g.
-`:quick,max_train=256,reference=0`; any field can also be set with `--config.a.b=value`.
+Arguments after the preset override its values, e.g. `:quick,max_train=256,reference=0`;
+any field can also be set with `--config.a.b=value` (see downstream/config.py).
 """
 
-from __future__ import annotations
-
-import ml_collections
-
-ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
-
-PRESETS: dict[str, dict] = {
-    "quick": dict(max_train=512, max_eval=256, n_resamples=100, seg_steps=150, seg_width=32,
-                  rg_steps=150, rg_width=96, rg_max_len=48, beams=2, samples=4, overlays=3,
-                  reference=True),
-    "full": dict(max_train=0, max_eval=0, n_resamples=1000, seg_steps=2000, seg_width=64,
-                 rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16, overlays=6,
-                 reference=True),
-}
+from downstream.config import bench_config
 
 
-def _parse(arg: str | None) -> ml_collections.ConfigDict:
-    parts = [p for p in (arg or "").split(",") if p]
-    preset = parts.pop(0) if parts and "=" not in parts[0] else "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown bench preset {preset!r}; valid: {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset], preset=preset)
-    for part in parts:
-        key, _, raw = part.partition("=")
-        if key not in values:
-            raise ValueError(f"unknown bench argument {key!r}; valid: {', '.join(sorted(values))}")
-        kind = type(values[key])
-        values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
-    return ml_collections.ConfigDict(values)
-
-
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    a = _parse(arg)
-    c = ml_collections.ConfigDict()
-    c.preset = a.preset
-    c.seed = 0
-    c.batch_size = 64  # encoder inference batch
-    c.adapters = ADAPTERS
-    c.reference = a.reference  # add a randomly initialised encoder of the same architecture
-
-    # Empty name: each checkpoint is evaluated on its own pretraining dataset (its config.data).
-    c.data = dict(name="", data_dir="", train_split="train", eval_splits=("test", "test_shift"),
-                  max_examples=dict(train=a.max_train, default=a.max_eval), on_error="raise")
-
-    c.zero_shot = dict(findings=(), uncertain_as=1,
-                       prompts=(("{finding}", "no {finding}"),),
-                       bootstrap=dict(n_resamples=a.n_resamples, level=0.95))
-    c.retrieval = dict(ks=(1, 5, 10))
-    c.linear_probe = dict(
-        findings=(), uncertain_as=1, fractions=(0.01, 0.1, 1.0), C=1.0, max_iter=1000,
-        finetune=dict(enabled=False, steps=500, batch_size=32, learning_rate=1e-4))
-    c.segmentation = dict(
-        fractions=(0.01, 0.1, 1.0), targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)),
-        finetune=False, steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
-        overlays=a.overlays)
-    c.report_generation = dict(
-        max_len=a.rg_max_len, width=a.rg_width, depth=2, heads=4, steps=a.rg_steps,
-        batch_size=32, learning_rate=1e-3, decoding=("greedy", "beam"), beams=a.beams,
-        length_penalty=1.0, samples=a.samples)
-    c.plots = True
-    return c
+def get_config(arg: str | None = None):
+    return bench_config(arg)

@@ -9,7 +9,8 @@ positions. `embeddings` is an array [N, D] or a dict with 'image' and 'text' [N,
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+import inspect
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from sklearn.cluster import KMeans
@@ -74,6 +75,8 @@ class _Scored:
 
 class RandomSubset(_Scored):
     """Uniform random subset: the control every curation claim is measured against."""
+
+    needs_embeddings = False  # fit only counts the rows
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -262,7 +265,7 @@ class HierarchicalKMeansSampling:
         return out
 
 
-BASELINES = {
+BASELINES: dict[str, type] = {
     "random": RandomSubset,
     "semdedup": SemDeDup,
     "ssl_prototypes": SSLPrototypes,
@@ -270,3 +273,12 @@ BASELINES = {
     "hierarchical_kmeans": HierarchicalKMeansSampling,
     "clip_score": ClipScoreTopK,
 }
+
+
+def make(name: str, **hyperparameters: Any):
+    """The baseline called `name`, with the given hyper-parameters it accepts (e.g. seed)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown offline baseline {name!r}; valid: {', '.join(BASELINES)}")
+    cls = BASELINES[name]
+    accepted = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in hyperparameters.items() if k in accepted})

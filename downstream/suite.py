@@ -21,6 +21,7 @@ from ml_collections import config_flags
 from tqdm.auto import tqdm
 
 import downstream
+from chexficient.findings import FINDINGS
 from downstream import plots, report
 from downstream.data import BenchData
 from downstream.encoders import Encoders
@@ -110,12 +111,11 @@ class Bench:
 
     def _plot_zero_shot(self, columns: list[str]) -> None:
         for split in self.config.data.eval_splits:
-            prefix = f"{split}/auroc/"
-            values = {c: {k[len(prefix):]: v for k, v in
-                          self.results.get(c, {}).get("zero_shot", {}).items()
-                          if k.startswith(prefix) and "/" not in k[len(prefix):]
-                          and not k[len(prefix):].startswith("mean")}
-                      for c in columns}
+            values = {}
+            for column in columns:
+                res = self.results.get(column, {}).get("zero_shot", {})
+                values[column] = {name: res[f"{split}/auroc/{name}"] for name in FINDINGS
+                                  if f"{split}/auroc/{name}" in res}
             if any(values.values()):
                 plots.auroc_per_finding(os.path.join(self.out_dir, f"zero_shot_auroc_{split}.png"),
                                         values, f"Zero-shot AUROC per finding ({split})")

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from curation.offline import (BASELINES, ClipScoreTopK, DensityPruning, HierarchicalKMeansSampling,
-                              RandomSubset, SemDeDup, SSLPrototypes, balanced_quota, joint_matrix)
+                              RandomSubset, SemDeDup, SSLPrototypes, balanced_quota, joint_matrix,
+                              make)
 
 
 def blobs(rng: np.random.Generator, sizes, spreads, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +34,14 @@ def test_every_baseline_hits_its_budget(name, budget, expected):
     chosen = BASELINES[name](**kwargs).fit(pairs(np.random.default_rng(0))).select(budget)
     assert chosen.size == expected == np.unique(chosen).size
     assert chosen.min() >= 0 and chosen.max() < 300 and np.all(np.diff(chosen) > 0)
+
+
+def test_make_by_name_passes_accepted_hyperparameters():
+    assert make("semdedup", seed=3, eps=0.1).seed == 3 and make("semdedup", eps=0.1).eps == 0.1
+    assert isinstance(make("clip_score", seed=3), ClipScoreTopK)  # no seed to take
+    assert not RandomSubset.needs_embeddings
+    with pytest.raises(ValueError, match="valid: random, semdedup"):
+        make("nope")
 
 
 def test_budget_errors_are_clear():

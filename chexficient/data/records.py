@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import functools
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -30,18 +30,20 @@ class RecordError(ValueError):
         self.problem, self.record_id = problem, record_id
 
 
-def validate(record: dict[str, Any], *, dataset: str, split: str, file: str) -> dict[str, Any]:
+def validate(record: dict[str, Any], *, dataset: str, split: str, file: str,
+             required: Sequence[str] = REQUIRED) -> dict[str, Any]:
     """Checks `record` against the contract; returns it with text fields as `str`.
 
-    Raises RecordError for a missing field, an image that is not uint8 S x S, a report that
-    is not UTF-8 text, labels that are not 14 values in {1, 0, -1, -2}, or a bad mask.
+    Raises RecordError for a missing `required` field, an image that is not uint8 S x S, a
+    report that is not UTF-8 text, labels that are not 14 values in {1, 0, -1, -2}, or a bad
+    mask. Fields absent from a partial read (not in `required`) are not checked.
     """
     record_id = _as_text(record.get("id")) or "<no id>"
 
     def fail(problem: str) -> RecordError:
         return RecordError(problem, dataset=dataset, split=split, record_id=record_id, file=file)
 
-    missing = [k for k in REQUIRED if k not in record]
+    missing = [k for k in required if k not in record]
     if missing:
         raise fail(f"missing fields {missing}")
     out = dict(record)
@@ -51,18 +53,21 @@ def validate(record: dict[str, Any], *, dataset: str, split: str, file: str) -> 
             if text is None:
                 raise fail(f"{key} is not text: {_describe(out[key])}")
             out[key] = text
-    image = np.asarray(out["image"])
-    if image.dtype != np.uint8 or image.ndim != 2 or image.shape[0] != image.shape[1]:
-        raise fail(f"image must be uint8 S x S, got {_describe(image)}")
-    labels = np.asarray(out["labels"])
-    if labels.shape != (NUM_FINDINGS,) or not np.issubdtype(labels.dtype, np.integer):
-        raise fail(f"labels must be {NUM_FINDINGS} integers, got {_describe(labels)}")
-    if labels.min() < UNMENTIONED or labels.max() > POSITIVE:
-        raise fail(f"labels must lie in [{UNMENTIONED}, {POSITIVE}], got {labels.tolist()}")
+    if "image" in out:
+        image = np.asarray(out["image"])
+        if image.dtype != np.uint8 or image.ndim != 2 or image.shape[0] != image.shape[1]:
+            raise fail(f"image must be uint8 S x S, got {_describe(image)}")
+    if "labels" in out:
+        labels = np.asarray(out["labels"])
+        if labels.shape != (NUM_FINDINGS,) or not np.issubdtype(labels.dtype, np.integer):
+            raise fail(f"labels must be {NUM_FINDINGS} integers, got {_describe(labels)}")
+        if labels.min() < UNMENTIONED or labels.max() > POSITIVE:
+            raise fail(f"labels must lie in [{UNMENTIONED}, {POSITIVE}], got {labels.tolist()}")
     if "mask" in out:
         mask = np.asarray(out["mask"])
-        if mask.dtype != np.uint8 or mask.shape[:2] != image.shape or mask.ndim not in (2, 3):
-            raise fail(f"mask must be uint8 {image.shape} (x C), got {_describe(mask)}")
+        size = np.asarray(out["image"]).shape if "image" in out else mask.shape[:2]
+        if mask.dtype != np.uint8 or mask.shape[:2] != size or mask.ndim not in (2, 3):
+            raise fail(f"mask must be uint8 {size} (x C), got {_describe(mask)}")
         if mask.max(initial=0) > 1:
             raise fail("mask values must be 0 or 1")
     return out
@@ -170,7 +175,7 @@ class RecordReader:
         try:
             record = self._decode(raw, position)
             return validate(record, dataset=self.dataset, split=self.split,
-                            file=self.file_of(position))
+                            file=self.file_of(position), required=self.keys)
         except RecordError as error:
             if self.on_error == "raise":
                 raise

@@ -7,13 +7,13 @@ and every evaluator speak the same vocabulary.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
 from absl import logging
+
+from chexficient.data import write_atomic
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -51,7 +51,7 @@ class Tokenizer:
             logging.warning("tokenizer %s: the corpus (%d texts) supports only %d pieces, "
                             "not the %d asked for", model_prefix, len(corpus), tok.vocab_size,
                             vocab_size)
-        _write_atomic(model_prefix + ".model", tok._proto)
+        write_atomic(model_prefix + ".model", tok._proto)
         return tok
 
     @property
@@ -83,6 +83,10 @@ class Tokenizer:
             row[len(body) + 1] = EOS_ID
         return ids, ids != PAD_ID
 
+    def token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Pieces per text, without bos and eos: what choosing `max_len` needs."""
+        return np.array([len(p) for p in self._sp.encode(list(texts))], np.int64)
+
     def decode(self, ids: np.ndarray | Sequence[Sequence[int]]) -> list[str]:
         """Inverts `encode`: drops bos, eos and padding and joins the pieces."""
         special = (PAD_ID, BOS_ID, EOS_ID)
@@ -94,16 +98,3 @@ class Tokenizer:
     def __setstate__(self, state: dict) -> None:
         self.__init__(model_proto=state["proto"])
 
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Writes `data` to `path` through a temporary file in the same folder, then renames."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -19,7 +19,7 @@ from chexficient.data.synthetic.shapes import Row, ellipsoid, extent_x, polyline
 CAV_R, CAV_L, PAR_R, PAR_L, PLE_R, PLE_L, DOME_R, DOME_L = range(8)
 HEART_V, HEART_A, MEDIAST, KNOB, AORTA, SVC, MEN_R, MEN_L, CAGE, APEX_R, APEX_L = range(8, 19)
 N_CSG = 19
-N_BLOB, N_ELL, N_TUBE = 12, 10, 24
+N_BLOB, N_ELL, N_TUBE = 10, 9, 22
 BLOB_META = ("side", "sharp", "mask")
 """Per blob: lung side (0 right, 1 left), sharp edge (1) or smooth profile (0), in mask (1)."""
 

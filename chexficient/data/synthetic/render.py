@@ -4,7 +4,7 @@ Each pixel is a parallel ray; every shape contributes its exact chord (the roots
 quadratic, cut by a slab), shapes that displace lung are combined by interval logic, ribs
 and vertebrae are periodic tube families evaluated in closed form. The line integral then
 goes through quantum noise, detector blur, edge enhancement and a film-like tone curve.
-Masks are projections of the same 3D structures. One jitted function renders a batch.
+Masks are projections of the same 3D structures.
 """
 
 from __future__ import annotations
@@ -30,9 +30,14 @@ _RIB_END = np.array([1.55, 1.68, 1.68, 1.68, 1.68, 1.66, 1.64, 1.58, 1.5, 1.4, 1
 
 
 def render(batch: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Images uint8 [B,S,S] and masks uint8 [B,S,S,4] of a stacked batch (see stack())."""
-    images, masks = _render_jit(batch, size)
-    return np.asarray(images), np.asarray(masks)
+    """Images uint8 [B,S,S] and masks uint8 [B,S,S,4] of a stacked batch (see stack()).
+
+    Three jitted stages: XLA on CPU would otherwise re-fuse (recompute) every shared value
+    into each of its consumers, and optimisation barriers are dropped on CPU.
+    """
+    prims = _primitives_jit(batch, size=size)
+    line, masks = _compose_jit(prims, batch, size=size)
+    return np.asarray(_detect_jit(line, batch, size=size)), np.asarray(masks)
 
 
 def stack(phantoms: list[dict[str, np.ndarray]], imaging: list[dict[str, float]],
@@ -44,9 +49,12 @@ def stack(phantoms: list[dict[str, np.ndarray]], imaging: list[dict[str, float]]
     return batch
 
 
-@functools.partial(jax.jit, static_argnums=1)
-def _render_jit(batch, size):
-    return jax.vmap(functools.partial(_render_one, size=size))(batch)
+def _batched(fn):
+    """jit(vmap(fn)) over every argument but the static image `size`."""
+    @functools.partial(jax.jit, static_argnames="size")
+    def run(*args, size):
+        return jax.vmap(functools.partial(fn, size=size))(*args)
+    return run
 
 
 def _rotation(angles):
@@ -79,22 +87,29 @@ def _coefficients(rows, d, e_u):
         s1=-jnp.sum(axis * e_u, -1) / rd, s2=-axis[:, 2] / rd, hs=rows[:, 9] / jnp.abs(rd))
 
 
-def _quadratic(k, u, z):
-    """(mid, D) of every shape at every pixel: the chord is mid +- sqrt(D)."""
-    e = lambda a: a[:, None, None]  # noqa: E731
-    du, dz = u - e(k["uc"]), z - e(k["zc"])
-    mid = e(k["t0"]) + e(k["m1"]) * du + e(k["m2"]) * dz
-    disc = e(k["c0"]) + du * (e(k["c3"]) * du + e(k["c4"]) * dz) + e(k["c5"]) * dz * dz
+def _quadratic(k, i, u, z):
+    """(mid, D, du, dz) of shape i at every pixel: its chord is mid +- sqrt(D).
+
+    Shapes are evaluated one at a time on [S, S] (not as an [N, S, S] stack): elementwise
+    chains that XLA fuses and vectorises, instead of a strided reduction over shapes.
+    """
+    du, dz = u - k["uc"][i], z - k["zc"][i]
+    mid = k["t0"][i] + k["m1"][i] * du + k["m2"][i] * dz
+    disc = k["c0"][i] + du * (k["c3"][i] * du + k["c4"][i] * dz) + k["c5"][i] * dz * dz
     return mid, disc, du, dz
 
 
-def _interval(k, u, z):
-    """Entry and exit ray parameters [N,S,S] of each shape cut by its slab (lo >= hi: missed)."""
-    e = lambda a: a[:, None, None]  # noqa: E731
-    mid, disc, du, dz = _quadratic(k, u, z)
+def _interval(k, i, u, z):
+    """Entry and exit ray parameters of shape i cut by its slab (lo >= hi: missed)."""
+    mid, disc, du, dz = _quadratic(k, i, u, z)
     h = jnp.sqrt(jnp.maximum(disc, 0.0))
-    smid = e(k["t0"]) + e(k["s1"]) * du + e(k["s2"]) * dz
-    return jnp.maximum(mid - h, smid - e(k["hs"])), jnp.minimum(mid + h, smid + e(k["hs"]))
+    smid = k["t0"][i] + k["s1"][i] * du + k["s2"][i] * dz
+    return jnp.maximum(mid - h, smid - k["hs"][i]), jnp.minimum(mid + h, smid + k["hs"][i])
+
+
+def _chord(k, i, u, z):
+    """Chord length of (unslabbed) ellipsoid i."""
+    return 2.0 * jnp.sqrt(jnp.maximum(_quadratic(k, i, u, z)[1], 0.0))
 
 
 def _length(*intervals):
@@ -114,10 +129,11 @@ def _upper(cap, above):
     return jnp.where(above, cap[0], -_BIG), jnp.where(above, cap[1], _BIG)
 
 
-def _hull(lo, hi, idx):
-    """Smallest interval holding the non-empty intervals `idx` (union of touching shapes)."""
-    empty = lo[idx] >= hi[idx]
-    return (jnp.min(jnp.where(empty, _BIG, lo[idx]), 0), jnp.max(jnp.where(empty, -_BIG, hi[idx]), 0))
+def _hull(intervals):
+    """Smallest interval holding the non-empty `intervals` (union of touching shapes)."""
+    los = [jnp.where(lo < hi, lo, _BIG) for lo, hi in intervals]
+    his = [jnp.where(lo < hi, hi, -_BIG) for lo, hi in intervals]
+    return functools.reduce(jnp.minimum, los), functools.reduce(jnp.maximum, his)
 
 
 def _carved(x, dome, heart, mediast):
@@ -201,20 +217,22 @@ def _spine(s, u, z, ca, sa, g):
             + 0.25 * P.D_BONE * column(0.0, s["spine_y"] + 4.4 * g, spin_r))
 
 
-def _vessels(s, u, z, ca, left):
-    """Bronchovascular markings: curving, tapering, multiplying lines from each hilum."""
+def _vessels(s, u, z, ca):
+    """Bronchovascular markings: curving, tapering, multiplying lines from the nearer hilum."""
+    left = u > 0.0
     hx = jnp.where(left, s["hil_lx"], s["hil_rx"]) * ca
     hz = jnp.where(left, s["hil_lz"], s["hil_rz"])
     du, dz = u - hx, z - hz
     r = jnp.sqrt(du * du + dz * dz) + 1e-3
-    theta = jnp.arctan2(dz, jnp.where(left, du, -du))
-    spread = jnp.log1p(r / 4.0)
+    theta = jnp.arctan2(dz, jnp.abs(du))
+    spread = r / (r + 6.0)
     bend = s["ves_wob"] * 4.0 * jnp.sin(0.45 * r + s["ves_p2"] + 2.0 * theta)
-    v1 = 0.5 + 0.5 * jnp.cos(s["ves_n1"] * 0.5 * (theta + bend) * (1.0 + 0.6 * spread) + s["ves_p1"])
-    v2 = 0.5 + 0.5 * jnp.cos(s["ves_n2"] * 0.5 * (theta - 0.7 * bend) * (1.0 + 0.9 * spread) + s["ves_p2"])
-    sharp = 3.0 + 1.5 * r / s["ves_decay"]
-    lines = v1 ** sharp + 0.6 * v2 ** (1.5 * sharp)
-    return s["ves_amp"] * jnp.exp(-r / s["ves_decay"]) * lines
+    v1 = 0.5 + 0.5 * jnp.cos(s["ves_n1"] * 0.5 * (theta + bend) * (1.0 + 1.2 * spread) + s["ves_p1"])
+    v2 = 0.5 + 0.5 * jnp.cos(s["ves_n2"] * 0.5 * (theta - 0.7 * bend) * (1.0 + 1.6 * spread) + s["ves_p2"])
+    v1, v2 = v1 * v1, v2 * v2
+    v1, v2 = v1 * v1, v2 * v2 * v2
+    taper = jnp.exp(-r / s["ves_decay"])
+    return s["ves_amp"] * taper * (v1 * (0.4 + 0.6 * taper) + 0.6 * v2 * (1.0 - taper))
 
 
 def _hash_normal(seed, size):
@@ -235,7 +253,7 @@ def _hash_normal(seed, size):
 
 
 def _blur(img, sigma, radius):
-    """Separable Gaussian blur with a per-image sigma (pixels) and a static tap radius."""
+    """Separable Gaussian blur (edge-padded) with a per-image sigma in pixels."""
     taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
     w = jnp.exp(-0.5 * (taps / jnp.maximum(sigma, 0.3)) ** 2)
     w = w / jnp.sum(w)
@@ -246,84 +264,95 @@ def _blur(img, sigma, radius):
     return img
 
 
-def _render_one(batch, size):
-    line, masks = project(batch, size)
-    return _detect(line, dict(zip(IMAGING, batch["imaging"])), batch["seed"], size), masks
-
-
-def project(batch, size):
-    """Line integral [S,S] (relative to air) and masks [S,S,4] of one record (unbatched)."""
-    s = dict(zip(P.SCALARS, batch["scalars"]))
+def _rays(batch, size):
+    """Pixel coordinates (u, z) on the detector plane and the ray direction d, e_u."""
     im = dict(zip(IMAGING, batch["imaging"]))
-    g = s["rib_rv"] / 0.55
     ca, sa = jnp.cos(im["yaw"]), jnp.sin(im["yaw"])
-    d, e_u = jnp.stack([sa, ca, 0.0]), jnp.stack([ca, -sa, 0.0])
     grid = (jnp.arange(size, dtype=jnp.float32) + 0.5) / size - 0.5
     gx, gy = grid[None, :], -grid[:, None]
     cr, sr = jnp.cos(im["roll"]), jnp.sin(im["roll"])
     u = im["fov"] * (cr * gx - sr * gy) + im["shift_u"]
     z = im["fov"] * (sr * gx + cr * gy) + im["center_z"] + im["shift_z"]
+    return u, z, ca, sa
 
-    lo, hi = _interval(_coefficients(batch["csg"], d, e_u), u, z)
-    iv = lambda i: (lo[i], hi[i])  # noqa: E731
-    heart = _hull(lo, hi, np.array([P.HEART_V, P.HEART_A]))
-    mediast = _hull(lo, hi, np.array([P.MEDIAST, P.KNOB, P.AORTA, P.SVC]))
+
+def _primitives(batch, size):
+    """Stage 1: per-pixel intervals of the lung-carving shapes, blob fills, vessel texture
+    and the additive line integral (body, bones, tubes, devices, ribs, spine)."""
+    s = dict(zip(P.SCALARS, batch["scalars"]))
+    u, z, ca, sa = _rays(batch, size)
+    d, e_u = jnp.stack([sa, ca, 0.0]), jnp.stack([ca, -sa, 0.0])
+
+    csg_k = _coefficients(batch["csg"], d, e_u)
+    iv = lambda i: _interval(csg_k, i, u, z)  # noqa: E731
+    intervals = []
+    for side in (0, 1):
+        apex = _upper(iv(P.APEX_R + side), z > batch["csg"][P.APEX_R + side, 2])
+        intervals += [_meet(iv(P.CAV_R + side), apex), _meet(iv(P.PAR_R + side), apex),
+                      _meet(iv(P.PLE_R + side), apex), iv(P.DOME_R + side), iv(P.MEN_R + side)]
+    intervals += [_hull([iv(P.HEART_V), iv(P.HEART_A)]),
+                  _hull([iv(i) for i in (P.MEDIAST, P.KNOB, P.AORTA, P.SVC)])]
 
     blob_k = _coefficients(batch["blob"], d, e_u)
-    _, bdisc, _, _ = _quadratic(blob_k, u, z)
-    bd = jnp.maximum(bdisc, 0.0)
-    meta = batch["blob_meta"]
-    e = lambda a: a[:, None, None]  # noqa: E731
-    blob = e(batch["blob"][:, 10]) * jnp.where(
-        e(meta[:, 1]) > 0.5, 2 * jnp.sqrt(bd), (4.0 / 3.0) * bd * jnp.sqrt(bd) / e(blob_k["c0"]))
+    meta, fill = batch["blob_meta"], batch["blob"][:, 10]
+    blobs = [jnp.zeros_like(u)] * 4  # fill per side, then its in-mask part per side
+    for i in range(P.N_BLOB):
+        bd = jnp.maximum(_quadratic(blob_k, i, u, z)[1], 0.0)
+        rb = jnp.sqrt(bd)
+        value = fill[i] * jnp.where(meta[i, 1] > 0.5, 2 * rb, (4.0 / 3.0) * bd * rb / blob_k["c0"][i])
+        left = meta[i, 0]
+        blobs = [blobs[0] + (1 - left) * value, blobs[1] + left * value,
+                 blobs[2] + (1 - left) * meta[i, 2] * value, blobs[3] + left * meta[i, 2] * value]
 
-    line = P.MU_TISSUE * _body(s, u, z, ca, sa)
-    masks, opaque = [], jnp.zeros_like(u)
-    for side in (1, 0):  # left lung first: mask channel order
-        dome = iv(P.DOME_R + side)
-        apex = _upper(iv(P.APEX_R + side), z > batch["csg"][P.APEX_R + side, 2])
-        cavity = _meet(iv(P.CAV_R + side), apex)
+    fixed = P.MU_TISSUE * _body(s, u, z, ca, sa)
+    ell_k, tube_k = _coefficients(batch["ell"], d, e_u), _coefficients(batch["tube"], d, e_u)
+    for i in range(P.N_ELL):
+        fixed += batch["ell"][i, 10] * _chord(ell_k, i, u, z)
+    for i in range(P.N_TUBE):
+        fixed += batch["tube"][i, 10] * _length(_interval(tube_k, i, u, z))
+    cage_lo, cage_hi = iv(P.CAGE)
+    ribs = sum(_ribs(s, batch["csg"][P.CAGE], t, u, z, ca, sa) for t in (cage_lo, cage_hi))
+    fixed += P.D_BONE * ribs * (cage_hi > cage_lo) + _spine(s, u, z, ca, sa, s["rib_rv"] / 0.55)
+    return jnp.stack([jnp.stack(i) for i in intervals]), jnp.stack(blobs), fixed, _vessels(s, u, z, ca)
+
+
+def _compose(prims, batch, size):
+    """Stage 2: lungs carved by diaphragm, heart and mediastinum, pleural air and fluid,
+    opacities; returns the line integral [S,S] with quantum noise, and masks [S,S,4]."""
+    intervals, blobs, line, vessels = prims
+    s = dict(zip(P.SCALARS, batch["scalars"]))
+    _, z, _, _ = _rays(batch, size)
+    heart, mediast = (intervals[10, 0], intervals[10, 1]), (intervals[11, 0], intervals[11, 1])
+    masks, pathology = [], jnp.zeros(z.shape, bool)
+    for side in (1, 0):  # left lung first: the mask channel order
+        cavity, parenchyma, pleura, dome, meniscus = [(intervals[5 * side + j, 0], intervals[5 * side + j, 1])
+                                                      for j in range(5)]
         cav = _carved(cavity, dome, heart, mediast)
-        par = _carved(_meet(iv(P.PAR_R + side), apex), dome, heart, mediast)
+        par = _carved(parenchyma, dome, heart, mediast)
         fluid = (z < s["fluid_z_r" if side == 0 else "fluid_z_l"]) * jnp.maximum(
-            _length(cavity) - _length(cavity, dome) - _length(cavity, iv(P.MEN_R + side))
-            + _length(cavity, dome, iv(P.MEN_R + side)), 0.0)
+            _length(cavity) - _length(cavity, dome) - _length(cavity, meniscus)
+            + _length(cavity, dome, meniscus), 0.0)
         gap = jnp.maximum(cav - par, 0.0)
         air = jnp.maximum(cav - fluid, 0.0)
         lung = jnp.maximum(par - fluid, 0.0)
-        on_side = e((meta[:, 0] == side).astype(jnp.float32))
-        opac = jnp.minimum(jnp.sum(on_side * blob, 0), lung)
-        shell = jnp.maximum(_length(iv(P.PAR_R + side), apex) - _length(iv(P.PLE_R + side), apex), 0.0)
+        opac = jnp.minimum(blobs[side], lung)
+        shell = jnp.maximum(_length(parenchyma) - _length(pleura), 0.0)
         density = s["lung_density_r" if side == 0 else "lung_density_l"]
-        vessels = _vessels(s, u, z, ca, side == 1) * MU_VESSEL * density
-        line += (P.D_AIR * air + (MU_LUNG * density + vessels) * (lung - opac)
+        line += (P.D_AIR * air + (MU_LUNG + MU_VESSEL * vessels) * density * (lung - opac)
                  + (P.MU_TISSUE - MU_LUNG) * (opac + shell * (gap > 0.2)))
-        lesion = jnp.minimum(jnp.sum(on_side * e(meta[:, 2]) * blob, 0), lung)
         masks.append(cav > 1.0)
-        opaque = jnp.maximum(opaque, jnp.where((gap > 1.0) | (fluid > 1.0) | (lesion > 0.8), 1.0, 0.0))
-
-    ell_k = _coefficients(batch["ell"], d, e_u)
-    _, edisc, _, _ = _quadratic(ell_k, u, z)
-    line += jnp.sum(e(batch["ell"][:, 10]) * 2 * jnp.sqrt(jnp.maximum(edisc, 0.0)), 0)
-    tlo, thi = _interval(_coefficients(batch["tube"], d, e_u), u, z)
-    line += jnp.sum(e(batch["tube"][:, 10]) * jnp.maximum(thi - tlo, 0.0), 0)
-    cage = iv(P.CAGE)
-    hit = cage[1] > cage[0]
-    ribs = _ribs(s, batch["csg"][P.CAGE], cage[0], u, z, ca, sa) + _ribs(s, batch["csg"][P.CAGE], cage[1], u, z, ca, sa)
-    line += P.D_BONE * ribs * hit + _spine(s, u, z, ca, sa, g)
-
-    masks += [_length(heart) > 0.5, opaque > 0]
-    return line, jnp.stack(masks, -1).astype(jnp.uint8)
+        pathology |= (gap > 1.0) | (fluid > 1.0) | (jnp.minimum(blobs[2 + side], lung) > 0.8)
+    masks += [_length(heart) > 0.5, pathology]
+    im = dict(zip(IMAGING, batch["imaging"]))
+    noise = jnp.exp(0.5 * line) / jnp.sqrt(im["photons"]) * _hash_normal(batch["seed"], size)
+    return line + noise, jnp.stack(masks, -1).astype(jnp.uint8)
 
 
-def _detect(line, im, seed, size):
-    """Quantum noise, detector blur, edge enhancement, grid lines and the tone curve."""
-    scale = size / 128.0
-    sigma_l = jnp.exp(0.5 * line) / jnp.sqrt(im["photons"])
-    line = line + sigma_l * _hash_normal(seed, size)
-    line = _blur(line, im["blur"] * scale, max(2, int(round(2 * scale))))
-    smooth = _blur(line, 4.0 * scale, max(4, int(round(8 * scale))))
-    line = line + im["unsharp"] * (line - smooth)
+def _detect(line, batch, size):
+    """Stage 3: detector blur, edge enhancement, grid lines and the film-like tone curve."""
+    im = dict(zip(IMAGING, batch["imaging"]))
+    line = _blur(line, im["blur"] * size / 128.0, 2 if size <= 192 else 4)
+    line = line + im["unsharp"] * (line - _low_pass(line, max(4, size // 32)))
     col = jnp.arange(size, dtype=jnp.float32)[None, :]
     line = line + im["grid_amp"] * jnp.cos(2 * jnp.pi * col / im["grid_period"])
     x = (line - im["exposure"]) / im["contrast"]
@@ -331,3 +360,15 @@ def _detect(line, im, seed, size):
     y = (y - jax.nn.sigmoid(-2.0)) / (jax.nn.sigmoid(2.0) - jax.nn.sigmoid(-2.0))
     y = jnp.clip(y, 0.0, 1.0) ** im["gamma"]
     return jnp.round(255.0 * y).astype(jnp.uint8)
+
+
+def _low_pass(img, block):
+    """Large-scale background: block means, smoothly upsampled (for the unsharp mask)."""
+    n = img.shape[0]
+    small = img[: n - n % block, : n - n % block].reshape(n // block, block, n // block, block).mean((1, 3))
+    return jax.image.resize(small, (n, n), "linear")
+
+
+_primitives_jit = _batched(_primitives)
+_compose_jit = _batched(_compose)
+_detect_jit = _batched(_detect)

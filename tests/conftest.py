@@ -1,0 +1,75 @@
+"""Shared fixtures: the `synthetic_cxr/micro` world built once per test session, and a writer
+of small TFDS datasets from serialized records (for subsets and deliberately bad records).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable, Sequence
+
+import ml_collections
+import pytest
+import tensorflow_datasets as tfds
+
+MICRO = "synthetic_cxr/micro"
+MICRO_VOCAB = 4000  # the default: the micro corpus scales it down, as a small real one would
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltDataset:
+    """A prepared dataset: its name, data dir, TFDS builder and tokenizer."""
+
+    name: str
+    data_dir: str
+    builder: tfds.core.DatasetBuilder
+    tokenizer: object
+    vocab_size: int
+
+    def data_config(self, **overrides) -> ml_collections.ConfigDict:
+        """A `config.data` for the input pipeline on this dataset (augmentation on)."""
+        values = dict(name=self.name, data_dir=self.data_dir, image_size=0, text_len=32,
+                      vocab_size=self.vocab_size, on_error="raise", subset="", worker_count=0,
+                      augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0,
+                                   brightness=0.1, contrast=0.1, noise_std=0.02))
+        values.update(overrides)
+        return ml_collections.ConfigDict(values)
+
+
+@pytest.fixture(scope="session")
+def micro(tmp_path_factory) -> BuiltDataset:
+    """synthetic_cxr/micro and its tokenizer, built into a session temp dir (once per worker).
+
+    Tests must treat it as read-only: copy it (or write a new dataset) to corrupt anything.
+    """
+    from chexficient.data import registry
+
+    data_dir = str(tmp_path_factory.mktemp("chexficient_data"))
+    builder, tokenizer = registry.prepare(MICRO, data_dir, vocab_size=MICRO_VOCAB)
+    return BuiltDataset(MICRO, data_dir, builder, tokenizer, MICRO_VOCAB)
+
+
+@pytest.fixture
+def write_tfds_dataset() -> Callable[..., str]:
+    """Returns write(out_dir, features, split, serialized_records) -> out_dir.
+
+    Writes one ArrayRecord shard plus TFDS metadata: a dataset that `tfds.builder_from_directory`
+    (and so the pipeline's `subset` path) reads like any other.
+    """
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    def write(out_dir: str, features: tfds.features.FeaturesDict, split: str,
+              records: Sequence[bytes], name: str = "written") -> str:
+        os.makedirs(out_dir, exist_ok=True)
+        shard = os.path.join(out_dir, f"{name}-{split}.array_record-00000-of-00001")
+        writer = ArrayRecordWriter(shard, "group_size:1")
+        for record in records:
+            writer.write(record)
+        writer.close()
+        info = tfds.core.SplitInfo(name=split, shard_lengths=[len(records)],
+                                   num_bytes=os.path.getsize(shard))
+        tfds.folder_dataset.write_metadata(data_dir=out_dir, features=features,
+                                           split_infos=[info], version="1.0.0", check_data=False)
+        return out_dir
+
+    return write

@@ -1,0 +1,135 @@
+"""Every adapter on the synthetic micro world with a randomly initialised tiny encoder: the keys
+and ranges of their results, determinism, artefacts, and clear errors for missing fields."""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from downstream import linear_probe, report_generation, retrieval, segmentation, zero_shot
+from downstream.config import bench_config
+from downstream.data import BenchData, MissingFieldsError
+from downstream.encoders import Encoders
+from pretrain.config import base_config
+
+@pytest.fixture(scope="module")
+def run_config(micro) -> ml_collections.ConfigDict:
+    """A tiny pretraining config on the session's micro world (conftest.py builds it)."""
+    config = base_config("tiny")
+    config.data.update(name=micro.name, data_dir=micro.data_dir, vocab_size=micro.vocab_size)
+    return config
+
+
+@pytest.fixture(scope="module")
+def encoders(run_config) -> Encoders:
+    return Encoders.random_init(run_config, seed=0, batch_size=32)
+
+
+@pytest.fixture(scope="module")
+def data(run_config) -> BenchData:
+    return BenchData(run_config.data, image_size=run_config.model.image.image_size,
+                     eval_splits=("test", "test_shift"), max_examples={"train": 96, "default": 64})
+
+
+def _cfg(adapter: str, out_dir: str = "", **overrides) -> ml_collections.ConfigDict:
+    cfg = ml_collections.ConfigDict(bench_config("quick")[adapter].to_dict())
+    cfg.seed, cfg.out_dir = 0, out_dir
+    cfg.update(overrides)
+    return cfg
+
+
+def test_encoders_shapes_and_batching(encoders, data):
+    images = data.split("test").images[:40]
+    emb = encoders.embed_images(images)
+    assert emb.shape == (40, 128)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(encoders.embed_images(images[:7]), emb[:7], atol=1e-6)
+    maps = encoders.image_feature_maps(images[:3])
+    assert [m.shape[:3] for m in maps] == [(3, 8, 8)] * len(maps)
+    assert encoders.image_tokens(images[:3]).shape[:2] == (3, 64)
+    assert encoders.embed_texts(["no pleural effusion", "cardiomegaly"]).shape == (2, 128)
+
+
+def test_bench_data_split_is_capped_aligned_and_cached(data):
+    split = data.split("test")
+    assert len(split) == 64 and split.images.shape == (64, 64, 64, 1)
+    assert len(split.reports) == len(split.ids) == 64 and split.labels.shape == (64, 14)
+    assert len(set(split.ids)) == 64
+    assert data.split("test") is split
+    with_mask = data.split("test", with_mask=True)
+    assert with_mask.masks.shape == (64, 64, 64, 4) and with_mask.ids == split.ids
+
+
+def test_zero_shot_keys_ranges_and_determinism(encoders, data):
+    out = zero_shot.run(encoders, data, _cfg("zero_shot", bootstrap=dict(n_resamples=20, level=0.95)))
+    for split in ("test", "test_shift"):
+        mean = out[f"{split}/auroc/mean"]
+        assert 0.0 <= mean <= 1.0
+        assert out[f"{split}/auroc/mean/ci_low"] <= mean <= out[f"{split}/auroc/mean/ci_high"]
+        assert f"{split}/auroc/Pleural Effusion" in out and f"{split}/auroc/mean_rare" in out
+    assert out == zero_shot.run(encoders, data, _cfg("zero_shot", bootstrap=dict(n_resamples=20,
+                                                                                   level=0.95)))
+
+
+def test_retrieval_keys_and_ordering(encoders, data):
+    out = retrieval.run(encoders, data, _cfg("retrieval"))
+    for split in ("test", "test_shift"):
+        for d in ("i2t", "t2i"):
+            r1, r5, r10 = (out[f"{split}/{d}/R@{k}"] for k in (1, 5, 10))
+            assert 0.0 <= r1 <= r5 <= r10 <= 1.0
+            assert 1.0 <= out[f"{split}/{d}/mean_rank"] <= out[f"{split}/n_unique_texts"]
+
+
+def test_linear_probe_fractions(encoders, data):
+    out = linear_probe.run(encoders, data, _cfg("linear_probe"))
+    assert [out[f"test/{p}%/n_train"] for p in (1, 10, 100)] == [1.0, 10.0, 96.0]
+    assert 0.0 <= out["test_shift/100%/auroc/mean"] <= 1.0
+
+
+def test_linear_probe_finetune_mode(encoders, data):
+    cfg = _cfg("linear_probe", fractions=(1.0,))
+    cfg.finetune.update(enabled=True, steps=3, batch_size=16)
+    out = linear_probe.run(encoders, data, cfg)
+    assert 0.0 <= out["test/100%/auroc/mean"] <= 1.0
+
+
+def test_segmentation_dice_and_overlays(encoders, data, tmp_path):
+    out = segmentation.run(encoders, data, _cfg("segmentation", str(tmp_path), steps=5,
+                                                fractions=(0.1, 1.0), overlays=2))
+    for target in ("lungs", "heart", "pathology", "mean"):
+        assert 0.0 <= out[f"test/100%/dice/{target}"] <= 1.0
+    assert os.path.getsize(tmp_path / "segmentation_test_shift.png") > 0
+
+
+def test_segmentation_finetune_mode(encoders, data):
+    out = segmentation.run(encoders, data, _cfg("segmentation", steps=2, fractions=(1.0,),
+                                                finetune=True, overlays=0))
+    assert 0.0 <= out["test/100%/dice/mean"] <= 1.0
+
+
+def test_segmentation_names_adapter_and_dataset_for_missing_channels(encoders, data):
+    cfg = _cfg("segmentation", steps=1)
+    cfg.targets = dict(lungs=(0, 1), extra=(7,))
+    with pytest.raises(MissingFieldsError, match=r"segmentation.*'extra'.*synthetic_cxr/micro"):
+        segmentation.run(encoders, data, cfg)
+
+
+def test_missing_fields_and_splits_are_named(data):
+    with pytest.raises(MissingFieldsError, match=r"adapter 'x' needs fields \['nodule_box'\].*"
+                                                 r"synthetic_cxr/micro"):
+        data.require("x", ("nodule_box",))
+    with pytest.raises(MissingFieldsError, match=r"splits \['valid'\]"):
+        data.require("x", (), ("valid",))
+
+
+def test_report_generation_metrics_and_samples(encoders, data, tmp_path):
+    cfg = _cfg("report_generation", str(tmp_path), steps=5, max_len=24, width=32, samples=2)
+    out = report_generation.run(encoders, data, cfg)
+    for mode in ("greedy", "beam"):
+        for key in ("bleu1", "bleu4", "rougeL", "f1_top5_micro", "f1_all14_macro"):
+            assert 0.0 <= out[f"test/{mode}/{key}"] <= 1.0, (mode, key)
+    text = (tmp_path / "reports_test.md").read_text()
+    assert text.count("**reference**") == 2 and "**beam**" in text

@@ -1,0 +1,307 @@
+"""The input pipeline on the real micro world: batch contract, order, shards, resume, augmentation,
+subsets, and bad records (named errors, or counted, logged and listed skips)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from chexficient.data import registry
+from chexficient.data.pipeline import (PIXEL_MEAN, PIXEL_STD, Augment, ImageTransform, make_loader,
+                                       preprocess_images)
+from chexficient.data.records import RecordError, RecordReader, read_skipped, validate
+
+RAW = tfds.decode.DeserializeMethod.RAW_BYTES
+
+
+def _source(micro, split="train"):
+    return registry.data_source(micro.name, split, micro.data_dir)
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    return ((image.astype(np.float32) / 255 - PIXEL_MEAN) / PIXEL_STD)[..., None]
+
+
+def _take(loader, n: int) -> list[dict[str, np.ndarray]]:
+    return [next(loader) for _ in range(n)]
+
+
+def _assert_same_batches(a: list[dict], b: list[dict]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=key)
+
+
+def _indices(loader) -> list[int]:
+    return [int(i) for batch in loader for i in batch["index"]]
+
+
+# --- the batch contract -------------------------------------------------------------------
+
+def test_train_batch_contract(micro):
+    loader = make_loader(micro.data_config(), "train", train=True, batch_size=8, seed=0,
+                         with_mask=True)
+    batch = next(loader)
+    size = micro.builder.info.features["image"].shape[0]
+    expected = {"image": (np.float32, (8, size, size, 1)), "tokens": (np.int32, (8, 32)),
+                "text_mask": (np.bool_, (8, 32)), "labels": (np.int8, (8, 14)),
+                "index": (np.int32, (8,)), "mask": (np.uint8, (8, size, size, 4))}
+    assert {k: (v.dtype, v.shape) for k, v in batch.items()} == {
+        k: (np.dtype(d), s) for k, (d, s) in expected.items()}
+    assert abs(batch["image"].mean()) < 1.5 and 0.3 < batch["image"].std() < 3
+    assert set(np.unique(batch["mask"])) <= {0, 1}
+    assert (batch["text_mask"] == (batch["tokens"] != 0)).all()
+
+
+def test_eval_batches_are_the_stored_records_in_order(micro):
+    source = _source(micro, "validation")
+    loader = make_loader(micro.data_config(), "validation", train=False, batch_size=24, seed=0,
+                         with_mask=True)
+    batches = list(loader)
+    assert [len(b["index"]) for b in batches] == [24, 24, len(source) - 48]  # keeps the remainder
+    index = np.concatenate([b["index"] for b in batches])
+    np.testing.assert_array_equal(index, np.arange(len(source)))
+    first = batches[0]
+    for row in (0, 5):
+        record = source[row]
+        np.testing.assert_allclose(first["image"][row], _normalised(record["image"]), atol=1e-5)
+        np.testing.assert_array_equal(first["mask"][row], record["mask"])
+        np.testing.assert_array_equal(first["labels"][row], record["labels"])
+        tokens = micro.tokenizer.encode([record["report"].decode()], 32)[0][0]
+        np.testing.assert_array_equal(first["tokens"][row], tokens)
+
+
+def test_image_size_resizes_images_and_masks(micro):
+    loader = make_loader(micro.data_config(image_size=64), "train", train=True, batch_size=4,
+                         seed=0, with_mask=True)
+    batch = next(loader)
+    assert batch["image"].shape == (4, 64, 64, 1) and batch["mask"].shape == (4, 64, 64, 4)
+
+
+# --- order, epochs, determinism, shards -----------------------------------------------------
+
+def test_same_seed_same_batches_other_seed_other_order(micro):
+    config = micro.data_config()
+    a = _take(make_loader(config, "train", train=True, batch_size=8, seed=3), 2)
+    b = _take(make_loader(config, "train", train=True, batch_size=8, seed=3), 2)
+    c = _take(make_loader(config, "train", train=True, batch_size=8, seed=4), 2)
+    _assert_same_batches(a, b)
+    assert not np.array_equal(a[0]["index"], c[0]["index"])
+
+
+def test_each_epoch_is_a_new_permutation(micro):
+    n = len(_source(micro))
+    index = _indices(make_loader(micro.data_config(), "train", train=True, batch_size=16,
+                                 seed=0, num_epochs=2, shard=(0, 1)))
+    first, second = index[:n], index[n:]
+    assert sorted(first) == sorted(second) == list(range(n))
+    assert first != second and first != sorted(first)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_process_shards_are_disjoint_and_complete(micro, train):
+    n, count = len(_source(micro)), 3
+    shards = [_indices(make_loader(micro.data_config(), "train", train=train, batch_size=1,
+                                   seed=0, num_epochs=1, shard=(i, count)))
+              for i in range(count)]
+    seen = [i for shard in shards for i in shard]
+    assert len(seen) == len(set(seen)) == n and set(seen) == set(range(n))
+
+
+def test_indices_restrict_reading_to_those_positions(micro):
+    positions = [3, 50, 7, 100]
+    loader = make_loader(micro.data_config(), "train", train=False, batch_size=3, seed=0,
+                         indices=positions)
+    batches = list(loader)
+    np.testing.assert_array_equal(np.concatenate([b["index"] for b in batches]), positions)
+    with pytest.raises(ValueError, match="record positions"):
+        make_loader(micro.data_config(), "train", train=False, batch_size=3, seed=0,
+                    indices=[0, 10**6])
+
+
+# --- resume -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_sees_the_same_next_batches(micro, workers):
+    config = micro.data_config(worker_count=workers)
+    loader = make_loader(config, "train", train=True, batch_size=8, seed=1, with_mask=True)
+    _take(loader, 3)
+    state = json.loads(json.dumps(loader.get_state()))  # as a checkpoint would store it
+    expected = _take(loader, 2)
+    resumed = make_loader(config, "train", train=True, batch_size=8, seed=1, with_mask=True)
+    resumed.set_state(state)
+    _assert_same_batches(_take(resumed, 2), expected)
+    for it in (loader, resumed):
+        it.close()
+
+
+# --- augmentation ---------------------------------------------------------------------------
+
+def test_null_augmentation_is_the_identity(micro):
+    record = _source(micro)[0]
+    null = Augment(crop_scale=(1.0, 1.0), rotate_deg=0.0, brightness=0.0, contrast=0.0,
+                   noise_std=0.0)
+    size = record["image"].shape[0]
+    out = ImageTransform(size, null)({"image": record["image"], "mask": record["mask"]},
+                                     np.random.default_rng(0))
+    np.testing.assert_allclose(out["image"], _normalised(record["image"]), atol=1e-4)
+    np.testing.assert_array_equal(out["mask"], record["mask"])
+
+
+def test_augmentation_is_random_but_seeded(micro):
+    record = {"image": _source(micro)[0]["image"]}
+    transform = ImageTransform(record["image"].shape[0], Augment())
+    a = transform(dict(record), np.random.default_rng(7))["image"]
+    b = transform(dict(record), np.random.default_rng(7))["image"]
+    c = transform(dict(record), np.random.default_rng(8))["image"]
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).mean() > 0.01
+    assert np.abs(a - _normalised(record["image"])).mean() > 0.01
+
+
+def test_resize_of_block_image_keeps_block_values():
+    blocks = np.kron(np.arange(64, dtype=np.uint8).reshape(8, 8) * 3, np.ones((2, 2), np.uint8))
+    out = preprocess_images(blocks[None], 8)
+    expected = _normalised(np.arange(64, dtype=np.uint8).reshape(8, 8) * 3)
+    np.testing.assert_allclose(out[0], expected, atol=1e-5)
+
+
+def test_train_augments_and_eval_does_not(micro):
+    config = micro.data_config()
+    positions = [0, 1, 2, 3]
+    train = next(make_loader(config, "train", train=True, batch_size=4, seed=0, indices=positions))
+    source = _source(micro)
+    stored = np.stack([_normalised(source[int(i)]["image"]) for i in train["index"]])
+    assert np.abs(train["image"] - stored).mean() > 0.01
+    off = micro.data_config(augment=dict(enabled=False))
+    plain = next(make_loader(off, "train", train=True, batch_size=4, seed=0, indices=positions))
+    stored = np.stack([_normalised(source[int(i)]["image"]) for i in plain["index"]])
+    np.testing.assert_allclose(plain["image"], stored, atol=1e-5)
+
+
+# --- subsets --------------------------------------------------------------------------------
+
+def test_exported_subset_is_read_through_config_subset(micro, tmp_path, write_tfds_dataset):
+    raw = micro.builder.as_data_source("train", deserialize_method=RAW)
+    picked = [5, 9, 20]
+    out = write_tfds_dataset(str(tmp_path / "subset"), micro.builder.info.features, "train",
+                             [raw[i] for i in picked])
+    batch = next(make_loader(micro.data_config(subset=out), "train", train=False, batch_size=8,
+                             seed=0))
+    np.testing.assert_array_equal(batch["index"], [0, 1, 2])
+    source = _source(micro)
+    for row, position in enumerate(picked):
+        np.testing.assert_allclose(batch["image"][row], _normalised(source[position]["image"]),
+                                   atol=1e-5)
+
+
+# --- bad records ----------------------------------------------------------------------------
+
+BAD = {3: "image", 7: "report", 12: "labels"}
+
+
+@pytest.fixture
+def corrupt_dataset(micro, tmp_path, write_tfds_dataset):
+    """20 micro train records as a TFDS dataset whose records 3, 7 and 12 break the contract:
+    an image of the wrong size, a report that is not UTF-8, labels of the wrong shape."""
+    features = micro.builder.info.features
+    source = _source(micro)
+    size = features["image"].shape[0]
+
+    def serialize(record: dict, **changed) -> bytes:
+        specs = {k: changed.get(k, features[k]) for k in features.keys()}
+        return tfds.features.FeaturesDict(specs).serialize_example(record)
+
+    records, ids = [], {}
+    for position in range(20):
+        record = dict(source[position])
+        kind = BAD.get(position)
+        if kind == "image":
+            record["image"] = record["image"][: size // 2, : size // 2]
+            raw = serialize(record, image=tfds.features.Tensor(shape=(size // 2, size // 2),
+                                                               dtype=np.uint8))
+        elif kind == "report":
+            record["report"] = b"\xff\xfe not text \xc3"
+            raw = serialize(record)
+        elif kind == "labels":
+            record["labels"] = record["labels"][:13]
+            raw = serialize(record, labels=tfds.features.Tensor(shape=(13,), dtype=np.int8))
+        else:
+            raw = serialize(record)
+        records.append(raw)
+        if kind:
+            ids[position] = record["id"].decode()
+    out = write_tfds_dataset(str(tmp_path / "corrupt"), features, "train", records)
+    return out, ids
+
+
+@pytest.mark.parametrize("position,problem", [(3, "image does not decode"),
+                                              (7, "report is not text"),
+                                              (12, "labels does not decode")])
+def test_bad_record_error_names_dataset_split_id_and_file(corrupt_dataset, position, problem):
+    path, ids = corrupt_dataset
+    reader = RecordReader(path, "train")
+    with pytest.raises(RecordError) as error:
+        reader(position)
+    message = str(error.value)
+    shard = reader.file_of(position)
+    assert shard.startswith(path) and os.path.exists(shard)
+    for part in (problem, repr(reader.dataset), "'train'", repr(ids[position]), shard):
+        assert part in message
+
+
+def test_loader_raises_on_a_bad_record(micro, corrupt_dataset):
+    path, ids = corrupt_dataset
+    loader = make_loader(micro.data_config(subset=path), "train", train=False, batch_size=4,
+                         seed=0)
+    with pytest.raises(RecordError, match=ids[3]):
+        list(loader)
+
+
+def test_skip_counts_logs_and_lists_bad_records(micro, corrupt_dataset, tmp_path, caplog):
+    path, ids = corrupt_dataset
+    skip_log = str(tmp_path / "skipped.tsv")
+    config = micro.data_config(subset=path, on_error="skip", skip_log=skip_log)
+    with caplog.at_level(logging.WARNING):
+        index = _indices(make_loader(config, "train", train=False, batch_size=4, seed=0))
+    assert index == [i for i in range(20) if i not in BAD]
+    assert read_skipped(skip_log) == [ids[p] for p in sorted(BAD)]
+    warnings = [r.getMessage() for r in caplog.records if "skipping record" in r.getMessage()]
+    assert len(warnings) == 3 and "(3 skipped so far" in warnings[-1]
+
+
+def test_skip_list_defaults_to_the_dataset_folder(micro, corrupt_dataset):
+    path, ids = corrupt_dataset
+    config = micro.data_config(subset=path, on_error="skip")
+    _indices(make_loader(config, "train", train=True, batch_size=4, seed=0, num_epochs=1))
+    assert sorted(read_skipped(os.path.join(path, "skipped_train.tsv"))) == sorted(ids.values())
+
+
+@pytest.mark.parametrize("change,problem", [
+    (dict(report=123), "report is not text"),
+    (dict(labels=np.zeros(14, np.float32)), "labels must be 14 integers"),
+    (dict(labels=np.full(14, 3, np.int8)), "labels must lie in"),
+    (dict(image=np.zeros((4, 5), np.uint8)), "image must be uint8 S x S"),
+    (dict(mask=np.full((4, 4, 2), 2, np.uint8)), "mask values must be 0 or 1"),
+    (dict(image=None), "missing fields ['image']"),
+])
+def test_validate_names_the_problem(change, problem):
+    record = dict(id=b"r-1", image=np.zeros((4, 4), np.uint8), report=b"Clear lungs.",
+                  labels=np.zeros(14, np.int8))
+    record.update(change)
+    record = {k: v for k, v in record.items() if v is not None}
+    with pytest.raises(RecordError) as error:
+        validate(record, dataset="d/c", split="s", file="/x/f.array_record")
+    message = str(error.value)
+    assert problem in message
+    assert all(p in message for p in ("'r-1'", "'d/c'", "'s'", "/x/f.array_record"))
+    assert validate(dict(id=b"r-1", image=np.zeros((4, 4), np.uint8), report=b"ok",
+                         labels=np.zeros(14, np.int8)), dataset="d", split="s", file="f")[
+        "report"] == "ok"
