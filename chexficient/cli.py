@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"unknown command {command!r}; valid: {', '.join(COMMANDS)}\n", file=sys.stderr)
         print(_usage(), file=sys.stderr)
         sys.exit(2)
+    from absl import flags
+
     module = importlib.import_module(COMMANDS[command][0])
+    for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(module.main, argv=[f"chexficient {command}"] + argv[2:])
 
 

@@ -8,6 +8,7 @@ adapters' optional fine-tuning modes.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 
 import jax
@@ -48,9 +49,16 @@ def batched(fn: Callable, arrays: Sequence[np.ndarray], batch_size: int):
 
 
 def load_tokenizer(data_config: ml_collections.ConfigDict) -> Tokenizer:
-    """The tokenizer a run was trained with: the one stored beside its pretraining dataset."""
+    """The tokenizer a run was trained with: the one stored beside its pretraining dataset.
+
+    Never trains a new one: other ids would silently scramble every text embedding.
+    """
     builder = registry.prepared_builder(data_config.name, data_config.get("data_dir") or None)
-    return registry.load_tokenizer(builder, data_config.get("vocab_size", 4000))
+    path = registry.tokenizer_path(builder, data_config.get("vocab_size", 4000))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"tokenizer {path} of dataset {data_config.name!r} is missing: "
+                                "the text tower cannot be used without the ids it was trained on")
+    return Tokenizer(path)
 
 
 class Encoders:

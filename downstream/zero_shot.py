@@ -23,8 +23,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def prompt_embeddings(encoders: Encoders, names: Sequence[str],
                       prompts: Sequence[tuple[str, str]]) -> np.ndarray:
-    """[F, 2, D] unit embeddings of each finding's (positive, negative) prompt ensemble."""
-    texts = [template.format(finding=name.lower())
+    """[F, 2, D] unit embeddings of each finding's (positive, negative) prompt ensemble.
+
+    Templates name the finding as `{finding}` ("pleural effusion") or `{Finding}` ("Pleural
+    effusion"): the tokenizer is case-sensitive, so prompts should be cased like the reports.
+    """
+    texts = [template.format(finding=name.lower(), Finding=name.capitalize())
              for name in names for pair in prompts for template in pair]
     emb = encoders.embed_texts(texts).reshape(len(names), len(prompts), 2, -1)
     return _unit(emb.mean(axis=1))

@@ -45,15 +45,20 @@ def save_ledger(workdir: str, ledger: dict[str, np.ndarray]) -> None:
     os.replace(tmp, os.path.join(workdir, "ledger.npz"))
 
 
+def stop_run(reason: str, step: int, checkpointer: ckpt_lib.Checkpointer) -> None:
+    """Ends a diverged run with a message naming the last good checkpoint to resume from."""
+    checkpointer.wait()
+    raise FloatingPointError(
+        f"{reason} at step {step}; stopping. The last good checkpoint is step "
+        f"{checkpointer.latest_step()} in {checkpointer.directory} (lower optim.lr or raise "
+        "optim.warmup_frac, then resume from it).")
+
+
 def check_finite(metrics: dict, step: int, checkpointer: ckpt_lib.Checkpointer) -> dict[str, float]:
-    """Metrics as floats; a NaN or infinite loss stops the run, naming the last good checkpoint."""
+    """Metrics as floats; a NaN or infinite loss stops the run."""
     values = {k: float(v) for k, v in jax.device_get(metrics).items()}
     if not math.isfinite(values["loss"]):
-        checkpointer.wait()
-        raise FloatingPointError(
-            f"loss became {values['loss']} at step {step}; stopping. The last good checkpoint is "
-            f"step {checkpointer.latest_step()} in {checkpointer.directory} (lower optim.lr or "
-            "raise optim.warmup_frac, then resume from it).")
+        stop_run(f"loss became {values['loss']}", step, checkpointer)
     return values
 
 
@@ -158,6 +163,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     step_fns = {"full": jit_step(steps.full), "subset": jit_step(steps.full),
                 "curate": jit_step(steps.curate)}
     eval_fn = jax.jit(steps.eval)
+    params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])))
     flops = FlopLedger()
 
     # ----------------------------------------------------------------- restore
@@ -231,6 +238,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                 last_metrics.update(val)
             if checkpointer.should_save(step) or step == end_step:
                 check_finite(pending, step, checkpointer)
+                if not bool(params_finite(state["params"])):
+                    stop_run("parameters became NaN or infinite", step, checkpointer)
                 meta = dict(fingerprint=ckpt_lib.fingerprint(config),
                             phase_index=phase_index + (step == end_step), flops=flops.state())
                 checkpointer.save(step, state["params"],

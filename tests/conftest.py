@@ -73,3 +73,34 @@ def write_tfds_dataset() -> Callable[..., str]:
         return out_dir
 
     return write
+
+
+def micro_config(micro, schedule: str = "full", **overrides):
+    """A small model on the micro world; a few seconds per epoch on a CPU."""
+    from pretrain.config import base_config
+
+    config = base_config("tiny,batch_size=32,epochs=2,res=64,width=64,twidth=64,embed=64,text_len=32")
+    config.data.update(name=micro.name, data_dir=micro.data_dir, vocab_size=micro.vocab_size)
+    config.update(dict(log_every_steps=2, progress=False))
+    config.eval.update(every_steps=0, batch_size=32, max_batches=2)
+    config.checkpoint.every_steps = 4
+    if schedule == "chexficient":
+        config.curator.name = config.schedule.name = "chexficient"
+        config.curator.prototypes.warmup_batches = 2
+        config.curator.chexficient.max_per_cluster = 2
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return config
+
+
+@pytest.fixture(scope="session")
+def curated_run(micro, tmp_path_factory):
+    """One uninterrupted CheXficient-schedule run, shared by the tests that only read it."""
+    from pretrain.train import train
+
+    workdir = str(tmp_path_factory.mktemp("curated"))
+    return workdir, train(micro_config(micro, "chexficient"), workdir)

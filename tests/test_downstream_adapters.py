@@ -15,6 +15,7 @@ from downstream.data import BenchData, MissingFieldsError
 from downstream.encoders import Encoders
 from pretrain.config import base_config
 
+
 @pytest.fixture(scope="module")
 def run_config(micro) -> ml_collections.ConfigDict:
     """A tiny pretraining config on the session's micro world (conftest.py builds it)."""

@@ -48,7 +48,8 @@ def test_stored_beside_the_dataset_and_reloaded(micro):
     assert not [f for f in os.listdir(micro.builder.data_dir) if f.startswith(".tmp-")]
     texts = _reports(micro, "test")[:8]
     reloaded = registry.load_tokenizer(micro.builder, micro.vocab_size)
-    np.testing.assert_array_equal(reloaded.encode(texts, 64)[0], micro.tokenizer.encode(texts, 64)[0])
+    np.testing.assert_array_equal(reloaded.encode(texts, 64)[0],
+                                  micro.tokenizer.encode(texts, 64)[0])
 
 
 def test_pickles_for_worker_processes(micro):
@@ -67,7 +68,8 @@ def test_small_corpus_scales_vocab_down_with_warning(tmp_path, caplog):
 
 
 def test_training_is_deterministic(tmp_path):
-    corpus = [f"Finding {i % 7}: small effusion on the {'left' if i % 2 else 'right'}." for i in range(200)]
+    corpus = [f"Finding {i % 7}: small effusion on the {'left' if i % 2 else 'right'}."
+              for i in range(200)]
     a = Tokenizer.train(corpus, str(tmp_path / "a"), vocab_size=60)
     b = Tokenizer.train(corpus, str(tmp_path / "b"), vocab_size=60)
     assert (tmp_path / "a.model").read_bytes() == (tmp_path / "b.model").read_bytes()

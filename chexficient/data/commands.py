@@ -22,6 +22,7 @@ from tqdm import tqdm
 from chexficient.data import registry, write_atomic
 from chexficient.data.records import RecordError, RecordReader
 from chexficient.data.tokenizer import Tokenizer
+from chexficient.data.visualize import save_grid
 from chexficient.findings import FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN, UNMENTIONED
 
 _DATA_DIR = flags.DEFINE_string(
@@ -50,8 +51,6 @@ def build(name: str) -> None:
 
 def show(name: str) -> None:
     """Writes a grid of the first --n records of --split to --out."""
-    from chexficient.data.visualize import save_grid
-
     builder = registry.prepared_builder(name, _DATA_DIR.value)
     reader = RecordReader(builder.data_dir, _SPLIT.value, keys=tuple(builder.info.features))
     n = min(_N.value, len(reader))

@@ -100,6 +100,11 @@ class SkipLog:
         self.__init__(state["path"])
 
 
+def default_skip_log(builder_dir: str, split: str) -> str:
+    """Where skipped records are listed unless a run says otherwise: beside the dataset."""
+    return os.path.join(builder_dir, f"skipped_{split}.tsv")
+
+
 def read_skipped(path: str) -> list[str]:
     """Ids listed in a skip file, first occurrence first (workers may list an id twice)."""
     if not os.path.exists(path):
@@ -124,6 +129,11 @@ class RecordReader:
             raise ValueError("on_error='skip' needs a skip_log")
         self.builder_dir, self.split, self.keys = builder_dir, split, tuple(keys)
         self.on_error, self.skip_log = on_error, skip_log
+
+    def __getstate__(self) -> dict:
+        """Only the constructor's arguments: each process opens its own files."""
+        return {k: v for k, v in self.__dict__.items()
+                if k in ("builder_dir", "split", "keys", "on_error", "skip_log")}
 
     @functools.cached_property
     def _builder(self) -> tfds.core.DatasetBuilder:
@@ -171,9 +181,8 @@ class RecordReader:
 
     def __call__(self, position: int) -> dict[str, Any] | None:
         position = int(position)
-        raw = self._source[position]
         try:
-            record = self._decode(raw, position)
+            record = self._decode(self._read(position), position)
             return validate(record, dataset=self.dataset, split=self.split,
                             file=self.file_of(position), required=self.keys)
         except RecordError as error:
@@ -181,6 +190,16 @@ class RecordReader:
                 raise
             self.skip_log.add(position, error)
             return None
+
+    def _read(self, position: int) -> bytes:
+        try:
+            return self._source[position]
+        except IndexError:
+            raise
+        except Exception as e:  # noqa: BLE001  (a damaged file region: this record's fault)
+            raise RecordError(f"cannot be read ({type(e).__name__}: {e})", dataset=self.dataset,
+                              split=self.split, record_id=f"<record at position {position}>",
+                              file=self.file_of(position)) from e
 
     def _decode(self, raw: bytes, position: int) -> dict[str, Any]:
         try:

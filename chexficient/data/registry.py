@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from chexficient.data import builders
+from chexficient.data.records import RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 
 DATA_DIR_ENV = "CHEXFICIENT_DATA_DIR"
@@ -33,9 +34,17 @@ def resolve_data_dir(data_dir: str | None = None) -> str:
 
 
 def builder_names() -> list[str]:
-    """Names of the builder modules in chexficient/data/builders (private modules excluded)."""
-    return sorted(m.name for m in pkgutil.iter_modules(builders.__path__)
-                  if not m.name.startswith("_") and _find_builder_class(m.name) is not None)
+    """Names of the builder modules in chexficient/data/builders; broken ones are logged."""
+    names = []
+    for module in pkgutil.iter_modules(builders.__path__):
+        if module.name.startswith("_"):
+            continue
+        try:
+            if _find_builder_class(module.name) is not None:
+                names.append(module.name)
+        except ImportError as e:
+            logging.warning("dataset builder %r cannot be imported: %s", module.name, e)
+    return sorted(names)
 
 
 def dataset_names() -> list[str]:
@@ -106,13 +115,16 @@ def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000
 
 
 def _train_reports(builder: tfds.core.DatasetBuilder) -> list[str]:
-    """The train split's reports, decoding nothing else."""
-    raw = builder.as_data_source("train", deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
-    report = tfds.features.FeaturesDict({"report": builder.info.features["report"]})
-    return [report.deserialize_example_np(r)["report"].decode("utf-8", "replace") for r in raw]
+    """The train split's reports, decoding nothing else; bad records are skipped and listed."""
+    reader = RecordReader(builder.data_dir, "train", keys=("id", "report"), on_error="skip",
+                          skip_log=SkipLog(default_skip_log(builder.data_dir, "train")))
+    records = (reader(position) for position in range(len(reader)))
+    return [r["report"] for r in records if r is not None]
 
 
 def _find_builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder] | None:
+    if not builder_name.isidentifier():
+        return None
     try:
         module = importlib.import_module(f"{builders.__name__}.{builder_name}")
     except ModuleNotFoundError as e:

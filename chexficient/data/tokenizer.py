@@ -1,4 +1,4 @@
-"""SentencePiece tokenizer for reports: fixed-length ids with a padding mask.
+"""SentencePiece (BPE) tokenizer for reports: fixed-length ids with a padding mask.
 
 Trained on a dataset's training reports and stored beside the dataset, so that a text tower
 and every evaluator speak the same vocabulary.
@@ -42,7 +42,7 @@ class Tokenizer:
         buffer = io.BytesIO()
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(corpus), model_writer=buffer, vocab_size=vocab_size,
-            model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
+            model_type="bpe", character_coverage=1.0, hard_vocab_limit=False,
             pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
             input_sentence_size=1_000_000, shuffle_input_sentence=True, num_threads=1,
             minloglevel=2)

@@ -44,12 +44,12 @@ _POSITIVE: dict[str, list[tuple[str, str]]] = {
         ("The cardiac silhouette is enlarged.", "s"),
     ],
     "Lung Opacity": [
-        ("There is {a}{patchy} opacit{y} in the {lobe}.", "ac"),
+        ("There {o_is} {o_a}{patchy} opacit{y} in the {lobe}.", "ac"),
         ("{Patchy} opacit{y} at the {region}.", "act"),
         ("{Patchy} {adj} opacit{y}.", "ct"),
         ("Ill-defined opacit{y} in the {lobe}.", "at"),
-        ("{A}{patchy} opacit{y} {is} seen in the {lobe}.", "s"),
-        ("{Patchy} opacit{y} {is} demonstrated at the {region}.", "s"),
+        ("{O_a}{patchy} opacit{y} {o_is} seen in the {lobe}.", "s"),
+        ("{Patchy} opacit{y} {o_is} demonstrated at the {region}.", "s"),
     ],
     "Lung Lesion": [
         ("There is a {cm} {kind} in the {lobe}.", "acs"),
@@ -294,6 +294,7 @@ _PLEURAL_SITE = {"apical": "apex", "lateral": "lateral chest wall"}
 _ADJ = {"upper": "{side} upper lung", "middle": "{side} mid lung", "lower": "{side} basilar",
         "apical": "{side} apical", "lateral": "{side} lateral"}
 _ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
+_ADVERB = {"mild": "mildly", "moderate": "moderately", "severe": "severely"}
 
 
 def style_name(style: str | int) -> str:
@@ -372,11 +373,15 @@ def _pick(templates: list[tuple[str, str]], code: str, rng: np.random.Generator)
     return choices[int(rng.integers(len(choices)))]
 
 
+class _Fields(dict):
+    """Template fields where `{Key}` is the value of `key` capitalised."""
+
+    def __missing__(self, key: str) -> str:
+        return _cap(self[key[:1].lower() + key[1:]])
+
+
 def _fill(template: str, fields: dict) -> str:
-    """Formats a template; `{Key}` capitalises the value of `key`."""
-    text = template.format(**fields, **{k[:1].upper() + k[1:]: _cap(v) for k, v in fields.items()
-                                        if isinstance(v, str)})
-    return _cap(text)
+    return _cap(template.format_map(_Fields(fields)))
 
 
 def _cap(text: str) -> str:
@@ -391,7 +396,7 @@ def _fields(name: str, d: dict) -> dict:
     bilateral = side == "bilateral"
     fields = {
         "side": side, "zone": zone, "size": size_word(severity), "deg": degree_word(severity),
-        "adv": degree_word(severity)[:-1] + "ely" if severity >= 0.75 else degree_word(severity) + "ly",
+        "adv": _ADVERB[degree_word(severity)],
         "lobe": _LOBES.get((side, zone), f"{side} lung"),
         "region": (_REGION_BILATERAL.get(zone, "lungs") if bilateral
                    else _REGION.get(zone, "{side} lung").format(side=side)),
@@ -399,11 +404,10 @@ def _fields(name: str, d: dict) -> dict:
         "adj": ("bibasilar" if bilateral and zone == "lower"
                 else _ADJ.get(zone, "{side}").format(side=side)),
         "s": "s" if bilateral else "", "is": "are" if bilateral else "is",
-        "a": "" if bilateral else "a ", "y": "ies" if bilateral or severity > 0.6 else "y",
-        "patchy": "patchy" if severity < 0.6 else "confluent",
+        "a": "" if bilateral else "a ", "patchy": "patchy" if severity < 0.6 else "confluent",
     }
-    if fields["y"] == "ies":
-        fields["is"], fields["a"] = "are", ""
+    several = bilateral or severity > 0.6  # opacities: plural when bilateral or confluent
+    fields.update(y="ies" if several else "y", o_is="are" if several else "is", o_a="" if several else "a ")
     if name == "Lung Lesion":
         size_cm = d.get("size_cm", 1.5)
         fields.update(cm=f"{size_cm:.1f} cm", kind="mass" if size_cm >= 3.0 else "nodule")

@@ -3,8 +3,9 @@
 A row is [cx, cy, cz, sx, sy, sz, rx, ry, rz, h, w] in cm (x to the patient's left, y
 posterior, z superior): an ellipsoid centred at c with semi-axes s, rotated by
 R = Rz(rz) Ry(ry) Rx(rx), cut to |local z| <= h, with a weight w (an attenuation difference
-or a fill fraction). A cylinder is an ellipsoid with sz = INF; a capsule-free tube is a
-cylinder cut by its slab.
+or a fill fraction). A cylinder is an ellipsoid with sz = INF; a tube is a cylinder cut by
+its slab. Additive ellipsoids have no slab: there h = SMOOTH marks a soft, parabolic density
+profile (denser at the centre) instead of a uniform one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 INF = 1.0e4
 """Semi-axis or slab half-length meaning 'unbounded' (finite so float32 stays exact enough)."""
 
+SMOOTH = -1.0
 ROW = 11
 EMPTY = (0.0, 0.0, 1000.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 """An unused slot: a unit sphere far above the field of view, zero weight, empty slab."""
@@ -23,9 +25,9 @@ EMPTY = (0.0, 0.0, 1000.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 Row = tuple[float, ...]
 
 
-def ellipsoid(center, semi, rot=(0.0, 0.0, 0.0), w: float = 0.0) -> Row:
-    """An ellipsoid row (no slab)."""
-    return (*map(float, center), *map(float, semi), *map(float, rot), INF, float(w))
+def ellipsoid(center, semi, rot=(0.0, 0.0, 0.0), w: float = 0.0, smooth: bool = False) -> Row:
+    """An ellipsoid row (no slab), uniform or with a smooth density profile."""
+    return (*map(float, center), *map(float, semi), *map(float, rot), SMOOTH if smooth else INF, float(w))
 
 
 def tube(p0, p1, radius: float, w: float = 0.0) -> Row:
@@ -38,6 +40,12 @@ def tube(p0, p1, radius: float, w: float = 0.0) -> Row:
     rz = math.atan2(ay, ax)
     cx, cy, cz = (p0 + p1) / 2
     return (cx, cy, cz, radius, radius, INF, 0.0, ry, rz, length / 2, float(w))
+
+
+def rod(p0, p1, radius: float, w: float = 0.0) -> Row:
+    """An elongated ellipsoid from p0 to p1 (round-ended; cheaper to render than a tube)."""
+    cx, cy, cz, sx, sy, _, rx, ry, rz, half, w = tube(p0, p1, radius, w)
+    return (cx, cy, cz, sx, sy, half + 0.5 * radius, rx, ry, rz, INF, w)
 
 
 def polyline(points, radius: float, w: float) -> list[Row]:

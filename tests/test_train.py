@@ -1,0 +1,132 @@
+"""The pretrainer end to end on synthetic_cxr/micro: schedules, resume, sharding, failure modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from chexficient.checkpoint import CheckpointError, load_model
+from pretrain.train import train
+from tests.conftest import micro_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def params_of(workdir: str) -> list[np.ndarray]:
+    model, _ = load_model(workdir)
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_curated_run_leaves_everything_a_user_expects(curated_run):
+    workdir, summary = curated_run
+    for name in ("config.json", "metrics.jsonl", "summary.json", "ledger.npz",
+                 "curation_report.json", "curation_report.md", "plots/metrics.png"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tensorboard"))
+    # Curation trains on part of the pool and so spends less than full-data training.
+    assert 0 < summary["data_fraction"] < 1
+    assert 0 < summary["compute_fraction"] < 1
+    ledger = np.load(os.path.join(workdir, "ledger.npz"))
+    kept = ledger["first_kept"] >= 0
+    assert kept.mean() == pytest.approx(summary["data_fraction"])
+    steps_per_epoch = summary["pool_size"] // 32
+    assert ledger["first_kept"][kept].max() < steps_per_epoch  # only the curation epoch adds ids
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    curated = [r["kept_fraction"] for r in rows if r["step"] <= steps_per_epoch]
+    assert curated and min(curated) < 1.0
+    assert json.load(open(os.path.join(workdir, "config.json")))["schedule"]["name"] == "chexficient"
+
+
+def test_kill_and_resume_is_bitwise(micro, curated_run, tmp_path):
+    reference, summary = curated_run
+    workdir = str(tmp_path / "resumed")
+    config = micro_config(micro, "chexficient")
+    steps_per_epoch = summary["pool_size"] // 32
+    for stop in (steps_per_epoch - 2, steps_per_epoch + 2):  # inside curation, then inside subset
+        partial = train(config, workdir, stop_at_step=stop)
+        assert partial["stopped_early"] and partial["step"] == stop
+    resumed = train(config, workdir)
+    assert resumed["step"] == summary["step"]
+    for a, b in zip(params_of(reference), params_of(workdir)):
+        np.testing.assert_array_equal(a, b)
+    for key in ("first_kept", "score", "cluster"):
+        np.testing.assert_array_equal(np.load(f"{reference}/ledger.npz")[key],
+                                      np.load(f"{workdir}/ledger.npz")[key])
+
+
+def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(curated_run[0], workdir)
+    with pytest.raises(CheckpointError, match="model.image.width"):
+        train(micro_config(micro, "chexficient", **{"model.image.width": 32}), workdir)
+    latest = max(int(n) for n in os.listdir(f"{workdir}/checkpoints") if n.isdigit())
+    for root, _, files in os.walk(f"{workdir}/checkpoints/{latest}/train"):
+        for name in files:
+            open(os.path.join(root, name), "wb").write(b"broken")
+    with pytest.raises(CheckpointError, match="corrupt or incomplete"):
+        train(micro_config(micro, "chexficient"), workdir)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(micro, tmp_path):
+    config = micro_config(micro, **{"optim.lr": float("inf"), "optim.warmup_frac": 0.0,
+                                    "checkpoint.every_steps": 1})
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+        train(config, workdir)
+    saved = [n for n in os.listdir(f"{workdir}/checkpoints") if n.isdigit()]
+    for step in saved:  # every checkpoint left behind holds finite parameters
+        model, _ = load_model(workdir, step=int(step))
+        assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(nnx.state(model)))
+
+
+@pytest.mark.slow
+def test_tiny_run_learns(micro, tmp_path):
+    """A few hundred steps take validation retrieval far above chance (1/32)."""
+    config = micro_config(micro)
+    config.total_steps = 240
+    config.optim.lr = 2e-3
+    config.eval.update(every_steps=240, batch_size=32, max_batches=2)
+    summary = train(config, str(tmp_path / "learn"))
+    assert summary["val/i2t_acc"] > 4 / 32 and summary["val/t2i_acc"] > 4 / 32
+
+
+def test_one_and_eight_devices_give_the_same_losses(micro, tmp_path):
+    script = f"""
+import json, sys
+sys.path.insert(0, {REPO!r})
+from tests.conftest import BuiltDataset, micro_config
+from pretrain.train import train
+micro = BuiltDataset({micro.name!r}, {micro.data_dir!r}, None, None, {micro.vocab_size})
+config = micro_config(micro, total_steps=4, log_every_steps=1)
+config.mesh.update(json.loads(sys.argv[2]))
+train(config, sys.argv[1])
+"""
+    losses = {}
+    for name, devices, mesh in (("one", 1, {"data": 1, "fsdp": 1}), ("eight", 8, {"data": 4, "fsdp": 2})):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu")
+        workdir = str(tmp_path / name)
+        subprocess.run([sys.executable, "-c", script, workdir, json.dumps(mesh)], check=True,
+                       env=env, cwd=REPO, capture_output=True)
+        rows = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+        losses[name] = [r["loss"] for r in rows]
+    assert len(losses["one"]) == 4
+    np.testing.assert_allclose(losses["one"], losses["eight"], rtol=2e-4)
+
+
+def test_mistyped_config_key_fails_at_launch(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "chexficient.cli", "train", "--config=configs/pretrain.py:tiny",
+         f"--workdir={tmp_path}", "--config.optim.lrr=0.1"],
+        cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "lrr" in out.stderr
+    assert not os.path.exists(tmp_path / "config.json")
