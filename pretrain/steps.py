@@ -100,12 +100,15 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
         return apply_update(state, grads, metrics)
 
     def evaluate(params, b):
+        """Loss and in-batch top-1 retrieval; a hit is any pair whose report has the same tokens
+        (identical report texts are merged, as retrieval benchmarks do)."""
         img, txt, scale, bias = embed(params, b)
         loss, _ = contrastive_loss(loss_name, img, txt, scale, bias)
         sims = img @ txt.T
-        target = jnp.arange(sims.shape[0])
-        return dict(loss=loss, i2t_acc=jnp.mean(jnp.argmax(sims, 1) == target),
-                    t2i_acc=jnp.mean(jnp.argmax(sims, 0) == target))
+        same_text = jnp.all(b["tokens"][:, None, :] == b["tokens"][None, :, :], axis=-1)
+        hit = lambda picked: jnp.mean(jnp.take_along_axis(same_text, picked[:, None], 1))
+        return dict(loss=loss, i2t_acc=hit(jnp.argmax(sims, 1)), t2i_acc=hit(jnp.argmax(sims, 0)),
+                    chance=jnp.mean(same_text))
 
     return Steps(full=full, curate=curate, eval=evaluate)
 
