@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from typing import Any, Sequence
 
 import numpy as np
@@ -22,6 +21,7 @@ from matplotlib.figure import Figure
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from chexficient.findings import FINDINGS, POSITIVE, RARE_FINDINGS
+from chexficient.io import write_atomic
 
 UNDER_KEPT = 0.5
 """A finding kept at under this fraction of its pool share is flagged."""
@@ -188,22 +188,10 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _save(fig: Figure, path: str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _atomic_write(path, buffer.getvalue())
+    write_atomic(path, buffer.getvalue())
 
 
 def plot_retention(findings: list[dict], path: str) -> None:
@@ -279,7 +267,7 @@ def write_report(workdir: str, first_kept: np.ndarray, *, images: Sequence[np.nd
                                  f"prototype {p['prototype']}: " + ", ".join(p.get("terms", [])[:4]),
                                  os.path.join(plots, name))
             p["strip"] = f"{PLOTS_DIR}/{name}"
-    _atomic_write(os.path.join(workdir, "curation_report.json"),
+    write_atomic(os.path.join(workdir, "curation_report.json"),
                   json.dumps(report, indent=2).encode())
-    _atomic_write(os.path.join(workdir, "curation_report.md"), render_markdown(report).encode())
+    write_atomic(os.path.join(workdir, "curation_report.md"), render_markdown(report).encode())
     return report

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,19 +23,13 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from chexficient import checkpoint as ckpt_lib
 from chexficient import parallel, run_log
+from chexficient.io import write_json_atomic
 from chexficient.data import pipeline, registry
 from chexficient.models import build_model
 from pretrain import optimizer, schedule
 from pretrain import steps as steps_lib
 from pretrain.steps import BATCH_KEYS
 from pretrain.flops import FlopLedger
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=float)
-    os.replace(tmp, path)
-
 
 def save_ledger(workdir: str, ledger: dict[str, np.ndarray]) -> None:
     """ledger.npz: per pool record, the step it was first kept (-1: never), last score and cluster."""

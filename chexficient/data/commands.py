@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from chexficient.data import registry, write_atomic
+from chexficient.data import registry
+from chexficient.io import write_atomic
 from chexficient.data.records import RecordError, RecordReader
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.data.visualize import save_grid

@@ -13,7 +13,7 @@ import numpy as np
 import sentencepiece as spm
 from absl import logging
 
-from chexficient.data import write_atomic
+from chexficient.io import write_atomic
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from chexficient.data import write_atomic
+from chexficient.io import write_atomic
 
 MASK_COLORS = ("#4fc3f7", "#81c784", "#ffb74d", "#e57373")
 """Outline colours of mask channels (synthetic: left lung, right lung, heart, pathology)."""
