@@ -55,10 +55,11 @@ def random_batch(batch: int, size: int, text_len: int, vocab: int) -> dict:
             "index": jnp.arange(batch, dtype=jnp.int32)}
 
 
-def measure(preset: str, batch: int, steps: int, dtype: str) -> dict[str, float]:
+def measure(preset: str, batch: int, steps: int, dtype: str, stem: str) -> dict[str, float]:
     config = base_config(f"{preset},batch_size={batch}")
     config.model.text.vocab_size = 4000
     config.model.dtype = dtype
+    config.model.image.stem = stem
     model = build_model(config.model, nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     tx = optimizer.make_optimizer(config.optim, params)
@@ -97,10 +98,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--stem", default="patch", choices=("patch", "conv"),
+                        help="patch: the same architecture as open_clip's ViT (the comparison)")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
     args = parser.parse_args()
     print(f"devices: {jax.devices()}", file=sys.stderr)
-    r = measure(args.preset, args.batch, args.steps, args.dtype)
+    r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem)
     for k, v in r.items():
         print(f"{k}: {v:.4g}")
     if args.open_clip_python:

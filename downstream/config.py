@@ -52,7 +52,7 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
                   max_examples=dict(train=a.max_train, default=a.max_eval), on_error="raise")
 
     c.zero_shot = dict(findings=(), uncertain_as=1,
-                       prompts=(("{finding}", "no {finding}"),),
+                       prompts=(("{Finding}.", "No {finding}."),),
                        bootstrap=dict(n_resamples=a.n_resamples, level=0.95))
     c.retrieval = dict(ks=(1, 5, 10))
     c.linear_probe = dict(

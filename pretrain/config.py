@@ -13,7 +13,7 @@ import curation
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core CPU.
     "tiny": dict(dataset="synthetic_cxr/tiny", res=64, patch=8, width=128, depth=2, heads=4,
-                 twidth=128, tdepth=2, theads=4, text_len=64, embed=128, batch_size=128,
+                 twidth=128, tdepth=2, theads=4, text_len=64, embed=128, batch_size=64,
                  epochs=12.0, lr=1e-3, warmup=0.05, ckpt_every=100, eval_every=100),
     # Tens of minutes on a CPU; seconds per epoch on an accelerator.
     "small": dict(dataset="synthetic_cxr/small", res=128, patch=16, width=256, depth=4, heads=4,
@@ -60,7 +60,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model = dict(
         embed_dim=a.embed, temperature_init=0.07, bias_init=-10.0, dtype="float32",
         image=dict(image_size=a.res, patch_size=a.patch, width=a.width, depth=a.depth,
-                   heads=a.heads, mlp_ratio=4.0, pool="map", registers=0,
+                   heads=a.heads, mlp_ratio=4.0, pool="map", registers=0, stem="conv",
                    feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth}))),
         text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
                   max_len=a.text_len, causal=True))
@@ -72,7 +72,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.optim = dict(
         lr=a.lr, end_lr_factor=0.1, warmup_frac=a.warmup, b1=0.9, b2=0.98, eps=1e-8,
-        weight_decay=1e-4, clip_norm=1.0, lr_mult=dict(image=1.0, text=1.0), freeze="")
+        weight_decay=0.2, clip_norm=1.0, lr_mult=dict(image=1.0, text=1.0), freeze="")
 
     c.mesh = dict(data=-1, fsdp=1)
     c.distributed = False

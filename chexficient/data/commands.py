@@ -1,7 +1,8 @@
 """`chexficient data build|show|stats NAME`: build a dataset and its tokenizer, look, describe.
 
   build NAME               build the TFDS dataset (e.g. synthetic_cxr/tiny) and train its
-                           report tokenizer on the train reports; a no-op when both exist
+                           report tokenizer on the train reports; a no-op when both exist;
+                           real datasets read your copy from --manual_dir
   show NAME --out g.png    a grid of --n records of --split: images, report snippets, masks
   stats NAME [--out s.json] per-finding label rates, duplicates, mismatches, degraded images
                            and report lengths of --split
@@ -20,6 +21,7 @@ from absl import flags
 from tqdm import tqdm
 
 from chexficient.data import registry
+from chexficient.data.builders._common import build_skips_note
 from chexficient.io import write_atomic
 from chexficient.data.records import RecordError, RecordReader
 from chexficient.data.tokenizer import Tokenizer
@@ -29,6 +31,9 @@ from chexficient.findings import FINDINGS, NEGATIVE, POSITIVE, UNCERTAIN, UNMENT
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, f"Where datasets live: this flag, else ${registry.DATA_DIR_ENV}, else "
     f"{registry.DEFAULT_DATA_DIR}.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "build: the folder holding your own copy of a real dataset (see "
+    "docs/datasets.md for each dataset's expected layout).")
 _SPLIT = flags.DEFINE_string("split", "train", "show / stats: the split to read.")
 _N = flags.DEFINE_integer("n", 16, "show: how many records (the first N of the split).")
 _OUT = flags.DEFINE_string("out", None, "show: the PNG to write (default NAME_SPLIT.png, '/' as "
@@ -42,9 +47,11 @@ STATS_FIELDS = ("id", "report", "labels", "view", "duplicate_of", "mismatched", 
 
 def build(name: str) -> None:
     """Builds NAME and its tokenizer (idempotent) and prints where they are."""
-    builder, tokenizer = registry.prepare(name, _DATA_DIR.value, vocab_size=_VOCAB_SIZE.value)
+    builder, tokenizer = registry.prepare(name, _DATA_DIR.value, vocab_size=_VOCAB_SIZE.value,
+                                          manual_dir=_MANUAL_DIR.value)
     for split, info in sorted(builder.info.splits.items()):
-        print(f"{name} {split}: {info.num_examples} records")
+        print(f"{name} {split}: {info.num_examples} records"
+              f"{build_skips_note(builder.data_dir, split)}")
     print(f"files: {builder.data_dir}")
     print(f"tokenizer: {registry.tokenizer_path(builder, _VOCAB_SIZE.value)} "
           f"({tokenizer.vocab_size} pieces)")

@@ -7,6 +7,7 @@ iterator's state survives a JSON round trip, so a resumed run sees the same next
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import functools
 from typing import Any, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import flags
 
-from chexficient.data import registry
+from chexficient.data import mixture
 from chexficient.data.records import REQUIRED, RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 
@@ -103,24 +104,38 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     num_epochs=None repeats forever when training and reads once otherwise. `indices` limits
     reading to those record positions; `shard` = (index, count) defaults to this JAX process.
     Training drops the last partial batch; evaluation keeps it. Config fields read: name,
-    data_dir, subset (an exported TFDS dataset to read instead), image_size (0: as stored),
-    text_len, vocab_size, augment, on_error, skip_log (default: beside the dataset),
-    worker_count, read_threads (0: automatic).
+    mixture (several datasets, see `chexficient.data.mixture`), data_dir, subset (an exported
+    TFDS dataset to read instead), image_size (0: as stored), text_len, vocab_size, augment,
+    on_error, skip_log (default: beside the dataset), worker_count, read_threads (0: automatic).
+
+    A mixture's `index` is the pool position (part offset + position in the part; `indices`
+    are pool positions too) and batches add `source` int32, the part's number in the mixture.
+    Training draws from the parts (each shuffled and repeated on its own) in proportion to
+    their weights; evaluation reads the parts one after the other, ignoring the weights.
     """
-    builder = registry.prepared_builder(config.name, config.get("data_dir") or None)
-    reader = _reader(config, builder, split, with_mask)
-    positions = _positions(len(reader), indices)
+    parts = mixture.parts(config, split)
+    readers = [_reader(config, part.builder, split, with_mask) for part in parts]
+    offsets = [part.offset for part in parts]
+    positions = _positions(sum(len(r) for r in readers), indices)
     shard_index, shard_count = shard or _jax_process()
-    ds = grain.MapDataset.source(positions[shard_index::shard_count]).seed(seed)
-    if train:
-        ds = ds.shuffle()
-    ds = ds.repeat(num_epochs if num_epochs is not None else (None if train else 1))
-    ds = ds.map(_Indexed(reader))
+    streams = []
+    for k, reader in enumerate(readers):  # part k's pool positions, then shard, shuffle, repeat
+        own = positions[(positions >= offsets[k]) & (positions < offsets[k] + len(reader))]
+        if len(readers) > 1 and not own.size:
+            continue  # `indices` chose nothing from this part: the others share its weight
+        # Part k's seed is seed + k: phases use seed + 1000 * phase, so none collide.
+        ds = grain.MapDataset.source(own[shard_index::shard_count]).seed(seed + k)
+        if train:
+            ds = ds.shuffle()
+        streams.append((parts[k].weight,
+                        ds.repeat(num_epochs if num_epochs is not None else (None if train else 1))))
+    ds = _combine(streams, train)
+    ds = ds.map(_Indexed(readers, offsets))
     augment = Augment.from_config(config.get("augment")) if train else None
-    transform = ImageTransform(config.get("image_size") or reader.image_size, augment)
+    transform = ImageTransform(config.get("image_size") or readers[0].image_size, augment)
     ds = ds.random_map(transform) if augment else ds.map(transform)
 
-    tokenizer = registry.load_tokenizer(builder, config.get("vocab_size", 4000))
+    tokenizer = mixture.load_tokenizer(config, parts)
     workers = config.get("worker_count", 0)
     # Threads overlap reading with batching; in worker processes one is enough (measured).
     threads = config.get("read_threads") or (1 if workers else 2)
@@ -142,16 +157,34 @@ def preprocess_images(images: np.ndarray, image_size: int) -> np.ndarray:
     return np.stack([transform({"image": im})["image"] for im in np.asarray(images)])
 
 
-class _Indexed:
-    """Reads the record at a position and adds that position as `index` (int32)."""
+def _combine(streams: list[tuple[float, grain.MapDataset]], train: bool) -> grain.MapDataset:
+    """One part's stream as is; several mixed by weight (training) or concatenated (evaluation)."""
+    if len(streams) == 1:
+        return streams[0][1]
+    if not streams:
+        return grain.MapDataset.source(np.zeros(0, np.int64))
+    datasets = [ds for _, ds in streams]
+    if not train:
+        return grain.MapDataset.concatenate(datasets)
+    return grain.MapDataset.mix(datasets, [weight for weight, _ in streams])
 
-    def __init__(self, reader: RecordReader):
-        self.reader = reader
+
+class _Indexed:
+    """Reads the record at a pool position and adds that position as `index` (int32).
+
+    With several parts (a mixture) it also adds `source`, the part's number (int32).
+    """
+
+    def __init__(self, readers: Sequence[RecordReader], offsets: Sequence[int]):
+        self.readers, self.offsets = list(readers), list(offsets)
 
     def __call__(self, position: int) -> dict[str, Any] | None:
-        record = self.reader(position)
+        part = bisect.bisect_right(self.offsets, position) - 1
+        record = self.readers[part](position - self.offsets[part])
         if record is not None:
             record["index"] = np.int32(position)
+            if len(self.readers) > 1:
+                record["source"] = np.int32(part)
         return record
 
 

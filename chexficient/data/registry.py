@@ -106,11 +106,14 @@ def load_tokenizer(builder: tfds.core.DatasetBuilder, vocab_size: int) -> Tokeni
     return Tokenizer.train(_train_reports(builder), path.removesuffix(".model"), vocab_size)
 
 
-def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000
-            ) -> tuple[tfds.core.DatasetBuilder, Tokenizer]:
-    """Builds the dataset and its tokenizer unless already there (idempotent)."""
+def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000,
+            manual_dir: str | None = None) -> tuple[tfds.core.DatasetBuilder, Tokenizer]:
+    """Builds the dataset and its tokenizer unless already there (idempotent); a real
+    dataset's builder reads the user's copy from `manual_dir`."""
     builder = get_builder(name, data_dir)
-    builder.download_and_prepare(file_format=FILE_FORMAT)
+    config = tfds.download.DownloadConfig(
+        manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
+    builder.download_and_prepare(file_format=FILE_FORMAT, download_config=config)
     return builder, load_tokenizer(builder, vocab_size)
 
 

@@ -26,7 +26,8 @@ def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP
     im, tx = model_config.image, model_config.text
     image = ViT(image_size=im.image_size, patch_size=im.patch_size, width=im.width, depth=im.depth,
                 heads=im.heads, mlp_ratio=im.mlp_ratio, pool=im.pool, registers=im.registers,
-                feature_layers=tuple(im.feature_layers), dtype=dtype, rngs=rngs)
+                feature_layers=tuple(im.feature_layers), dtype=dtype, rngs=rngs,
+                stem=im.get('stem', 'patch'))
     text = TextTransformer(vocab_size=tx.vocab_size, width=tx.width, depth=tx.depth,
                            heads=tx.heads, mlp_ratio=tx.mlp_ratio, max_len=tx.max_len,
                            causal=tx.get('causal', True), dtype=dtype, rngs=rngs)

@@ -26,6 +26,51 @@ def layer_norm(width: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
     return nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
+def _bmm(a: jax.Array, b: jax.Array) -> jax.Array:
+    """[n,i,j] x [n,j,k] -> [n,i,k]: the one batched-matmul layout XLA's CPU backend runs fast."""
+    return jax.lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,))))
+
+
+@jax.custom_vjp
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
+    """softmax(q k^T + bias) v over [n, t, d] heads-major arrays (q pre-scaled)."""
+    return _attend_fwd(q, k, v, bias)[0]
+
+
+def _attend_fwd(q, k, v, bias):
+    logits = _bmm(q, jnp.swapaxes(k, 1, 2)).astype(jnp.float32) + bias
+    p = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return _bmm(p, v), (q, k, v, p, bias)
+
+
+def _attend_bwd(residuals, g):
+    # Written out so that every product is a plain batched matmul (autodiff's transposed
+    # contractions run ~2x slower on CPU); masked entries have p = 0 and get no gradient.
+    q, k, v, p, bias = residuals
+    dv = _bmm(jnp.swapaxes(p, 1, 2), g)
+    dp = _bmm(g, jnp.swapaxes(v, 1, 2)).astype(jnp.float32)
+    pf = p.astype(jnp.float32)
+    ds = (pf * (dp - jnp.sum(dp * pf, axis=-1, keepdims=True))).astype(q.dtype)
+    return _bmm(ds, k), _bmm(jnp.swapaxes(ds, 1, 2), q), dv, jnp.zeros_like(bias)
+
+
+_attend.defvjp(_attend_fwd, _attend_bwd)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                          mask: jax.Array | None = None) -> jax.Array:
+    """Multi-head attention, q [B,T,H,D], k/v [B,S,H,D], mask bool broadcastable to [B,H,T,S]."""
+    b, t, h, d = q.shape
+    s = k.shape[1]
+    heads_major = lambda x, n: x.transpose(0, 2, 1, 3).reshape(b * h, n, d)
+    bias = jnp.zeros((b, h, t, s), jnp.float32)
+    if mask is not None:
+        bias = jnp.where(jnp.broadcast_to(mask, (b, h, t, s)), bias, jnp.finfo(jnp.float32).min)
+    y = _attend(heads_major(q * (d ** -0.5), t), heads_major(k, s), heads_major(v, s),
+                bias.reshape(b * h, t, s))
+    return y.reshape(b, h, t, d).transpose(0, 2, 1, 3)
+
+
 class Attention(nnx.Module):
     """Multi-head dot-product attention of `x` over `context` (self-attention if omitted)."""
 
@@ -45,7 +90,10 @@ class Attention(nnx.Module):
         q = self.query(x).reshape(b, t, self.heads, w // self.heads)
         k, v = jnp.split(self.key_value(context).reshape(b, -1, 2, self.heads, w // self.heads),
                          2, axis=2)
-        y = jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0], mask=mask, is_causal=causal)
+        if causal:
+            tri = jnp.tril(jnp.ones((t, k.shape[1]), bool))[None, None]
+            mask = tri if mask is None else jnp.logical_and(mask, tri)
+        y = dot_product_attention(q, k[:, :, 0], v[:, :, 0], mask)
         return self.out(y.reshape(b, t, w))
 
 

@@ -6,6 +6,8 @@ from intermediate blocks (`feature_layers`) for dense adapters such as segmentat
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 
 import jax
@@ -14,6 +16,7 @@ from flax import nnx
 
 from chexficient.models.layers import Attention, Block, Mlp, dense, layer_norm
 
+STEMS = ('patch', 'conv')
 POOLS = ('cls', 'mean', 'map')
 _normal = nnx.initializers.normal(0.02)
 
@@ -34,6 +37,31 @@ class MapHead(nnx.Module):
         return (x + self.mlp(self.norm(x)))[:, 0]
 
 
+class ConvStem(nnx.Module):
+    """Stride-2 3x3 convolutions down to the patch grid, then a linear map to the width.
+
+    Early convolutions make ViTs train faster and generalise better on small data
+    (Xiao et al. 2021); the patch size must be a power of two.
+    """
+
+    def __init__(self, patch_size: int, width: int, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+        n = int(math.log2(patch_size))
+        if 2 ** n != patch_size:
+            raise ValueError(f'the conv stem needs a power-of-two patch size, got {patch_size}')
+        channels = [1] + [max(8, width // 2 ** (n - i)) for i in range(n)]
+        self.convs = nnx.List([
+            nnx.Conv(c_in, c_out, (3, 3), strides=(2, 2), padding='SAME', dtype=dtype,
+                     param_dtype=jnp.float32, rngs=rngs)
+            for c_in, c_out in zip(channels[:-1], channels[1:])])
+        self.proj = dense(channels[-1], width, dtype, rngs)
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = images.astype(self.proj.dtype or jnp.float32)
+        for conv in self.convs:
+            x = jax.nn.gelu(conv(x))
+        return self.proj(x.reshape(x.shape[0], -1, x.shape[-1]))
+
+
 class ViT(nnx.Module):
     """ViT over [B,S,S,1] images: patchify, learned positions, prefix tokens [cls] + registers.
 
@@ -42,7 +70,7 @@ class ViT(nnx.Module):
 
     def __init__(self, *, image_size: int, patch_size: int, width: int, depth: int, heads: int,
                  mlp_ratio: float, pool: str, registers: int, feature_layers: Sequence[int],
-                 dtype: jnp.dtype, rngs: nnx.Rngs):
+                 dtype: jnp.dtype, rngs: nnx.Rngs, stem: str = 'patch'):
         if image_size % patch_size:
             raise ValueError(f'image_size {image_size} is not divisible by patch_size {patch_size}')
         if pool not in POOLS:
@@ -53,7 +81,10 @@ class ViT(nnx.Module):
         self.image_size, self.patch_size, self.width = image_size, patch_size, width
         self.pool, self.dtype = pool, dtype
         self.grid = image_size // patch_size
-        self.patch_embed = dense(patch_size * patch_size, width, dtype, rngs)
+        if stem not in STEMS:
+            raise ValueError(f'unknown stem {stem!r}; expected one of {STEMS}')
+        self.patch_embed = (dense(patch_size * patch_size, width, dtype, rngs) if stem == 'patch'
+                            else ConvStem(patch_size, width, dtype=dtype, rngs=rngs))
         self.pos_embed = nnx.Param(_normal(rngs.params(), (self.grid ** 2, width), jnp.float32))
         n_prefix = int(pool == 'cls') + registers
         self.prefix = (nnx.Param(_normal(rngs.params(), (n_prefix, width), jnp.float32))
@@ -76,7 +107,12 @@ class ViT(nnx.Module):
 
     def __call__(self, images: jax.Array) -> tuple[jax.Array, dict]:
         """Returns (pooled [B,W], {'tokens': [B,N,W], 'features': list of [B,g,g,W]})."""
-        x = (self.patch_embed(self.patchify(images)) + self.pos_embed[...]).astype(self.dtype)
+        if isinstance(self.patch_embed, ConvStem):
+            self.patchify(images)  # validates the shape
+            x = self.patch_embed(images)
+        else:
+            x = self.patch_embed(self.patchify(images))
+        x = (x + self.pos_embed[...]).astype(self.dtype)
         n_prefix = 0 if self.prefix is None else self.prefix.shape[0]
         if n_prefix:
             prefix = jnp.broadcast_to(self.prefix[...], (x.shape[0], *self.prefix.shape))

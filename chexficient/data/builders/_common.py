@@ -1,0 +1,671 @@
+"""What the real-dataset builders share: config, features, manual-dir layout checks, image
+reading (8/16-bit PNG, JPEG, DICOM windowing) with resize-and-pad, label tables, report
+sections, and the per-split tally of skipped and filtered images.
+
+Records follow the dataset contract (chexficient/data/records.py) plus `extra_labels`: a JSON
+object whose "unmapped" list keeps the dataset's original labels that have no place among the
+14 findings (never dropped silently); builders may add more keys to it.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import concurrent.futures
+import csv
+import dataclasses
+import gzip
+import hashlib
+import io
+import itertools
+import json
+import os
+import re
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+
+import numpy as np
+import pydicom
+import tensorflow_datasets as tfds
+from absl import logging
+from PIL import Image
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+from chexficient.findings import (FINDINGS, NEGATIVE, NO_FINDING, NUM_FINDINGS, POSITIVE,
+                                  SUPPORT_DEVICES, UNCERTAIN, UNMENTIONED)
+from chexficient.io import write_atomic
+
+VIEWS = ("frontal", "lateral")
+
+# ----------------------------------------------------------------------------- config, features
+
+
+@dataclasses.dataclass(eq=False)
+class RealCxrConfig(tfds.core.BuilderConfig):
+    """Image side S (stored S x S, aspect kept by padding) and the views kept."""
+
+    image_size: int = 256
+    views: tuple[str, ...] = ("frontal",)
+
+    def __post_init__(self):
+        unknown = set(self.views) - set(VIEWS)
+        if unknown or not self.views:
+            raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {self.views}")
+        if not 32 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must lie in [32, 1024], got {self.image_size}")
+
+
+def default_configs(config_class: type[RealCxrConfig] = RealCxrConfig, **fields
+                    ) -> list[RealCxrConfig]:
+    """The two configs every real builder offers: `frontal` (default) and `all_views`."""
+    return [config_class(name="frontal", description="Frontal views (PA / AP).", **fields),
+            config_class(name="all_views", description="Frontal and lateral views.",
+                         views=VIEWS, **fields)]
+
+
+def features(image_size: int, **more: tfds.features.FeatureConnector
+             ) -> tfds.features.FeaturesDict:
+    """The record contract's features at `image_size`, plus `extra_labels` and `more`."""
+    text = tfds.features.Text()
+    return tfds.features.FeaturesDict({
+        "id": text,
+        "image": tfds.features.Tensor(shape=(image_size, image_size), dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.BYTES),
+        "report": text,
+        "labels": tfds.features.Tensor(shape=(NUM_FINDINGS,), dtype=np.int8),
+        "view": text,
+        "source": text,
+        "extra_labels": text,
+        **more,
+    })
+
+
+# ----------------------------------------------------------------------------- manual-dir layout
+
+
+class ManualDirError(FileNotFoundError):
+    """The manual directory lacks an expected file; the message draws the expected layout."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Expected layout of a manual directory: `required` paths (checked in order), `optional`
+    ones and `examples` (one of many files, placeholders in <>), drawn as a tree on error."""
+
+    dataset: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    examples: tuple[str, ...] = ()
+
+    def check(self, root: str, probes: Sequence[str] = ()) -> None:
+        """Raises ManualDirError naming the first missing required path, then probe path
+        (files the dataset's own index lists, e.g. its first image)."""
+        for relative in (*self.required, *probes):
+            if not os.path.exists(os.path.join(root, relative)):
+                raise self.missing(root, relative)
+
+    def missing(self, root: str, relative: str) -> ManualDirError:
+        """The error for `relative` (under `root`) not being there."""
+        return ManualDirError(
+            f"{self.dataset}: the manual directory is missing {os.path.join(root, relative)}\n"
+            f"expected layout (--manual_dir={root}):\n{self.tree(root)}")
+
+    def tree(self, root: str) -> str:
+        """The layout as a tree drawing rooted at `root`."""
+        nodes: dict[str, Any] = {}
+        notes = {p: "" for p in self.required}
+        notes.update({p: "  (optional)" for p in self.optional})
+        notes.update({p: "  (one of many)" for p in self.examples})
+        for path, note in notes.items():
+            parts = path.rstrip("/").split("/")
+            node = nodes
+            for i, part in enumerate(parts):
+                is_dir = i < len(parts) - 1 or path.endswith("/")
+                node = node.setdefault(part + ("/" if is_dir else ""), {})
+            node[""] = note
+        return "\n".join([root.rstrip("/") + "/", *_draw(nodes, "")])
+
+
+def _draw(nodes: dict[str, Any], indent: str) -> list[str]:
+    names = [n for n in nodes if n]
+    lines = []
+    for i, name in enumerate(names):
+        last = i == len(names) - 1
+        lines.append(f"{indent}{'└── ' if last else '├── '}{name}{nodes[name].get('', '')}")
+        lines += _draw(nodes[name], indent + ("    " if last else "│   "))
+    return lines
+
+
+def manual_dir(dl_manager: tfds.download.DownloadManager, layout: Layout) -> str:
+    """The manual directory as a string; a missing or empty one raises the layout error."""
+    # tfds exposes the path only through a property that raises a bare AssertionError when
+    # the folder is missing or empty: read the configured path to draw the layout instead.
+    root = os.fspath(dl_manager._manual_dir or "")  # noqa: SLF001
+    if not root or not os.path.isdir(root) or not os.listdir(root):
+        error = layout.missing(root or "MANUAL_DIR", layout.required[0])
+        raise ManualDirError(f"{error}\n(give the folder holding your copy with --manual_dir)")
+    return root
+
+
+# ----------------------------------------------------------------------------- tables, files
+
+
+def open_text(path: str) -> io.TextIOBase:
+    """A text handle on `path`, gunzipped when it ends in .gz (MIMIC's .csv.gz)."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    """Rows of a CSV (optionally gzipped) as dicts; header names are stripped of surrounding
+    spaces (SIIM's ' EncodedPixels'). An empty first header (an unnamed index) is kept as ''."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # long report cells
+    with open_text(path) as f:
+        reader = csv.reader(f)
+        header = [name.strip() for name in next(reader, [])]
+        return [dict(zip(header, row)) for row in reader]
+
+
+def require_columns(rows: list[dict[str, str]], columns: Iterable[str], path: str) -> None:
+    """Raises ValueError naming the file and the columns a table lacks."""
+    have = set(rows[0]) if rows else set()
+    lacking = [c for c in columns if c not in have]
+    if rows and lacking:
+        raise ValueError(f"{path}: missing columns {lacking}; it has {sorted(have)}")
+
+
+UNLABELED = np.full(NUM_FINDINGS, UNMENTIONED, np.int8)
+UNLABELED.flags.writeable = False
+"""Labels of an image its dataset did not label: all unmentioned."""
+
+_LABEL_VALUES = {"1": POSITIVE, "1.0": POSITIVE, "0": NEGATIVE, "0.0": NEGATIVE,
+                 "-1": UNCERTAIN, "-1.0": UNCERTAIN, "": UNMENTIONED}
+
+
+def label_value(value: str | float | int | None, where: str = "") -> int:
+    """A CheXpert-style cell (1.0 / 0.0 / -1.0 / blank, or numbers and None from JSON) as the
+    record encoding; anything else raises ValueError naming `where`."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return UNMENTIONED
+    key = str(value).strip()
+    if key in _LABEL_VALUES:
+        return _LABEL_VALUES[key]
+    try:
+        return _LABEL_VALUES[str(float(key))]
+    except (ValueError, KeyError):
+        raise ValueError(f"{where}: label {value!r} is not one of 1, 0, -1 or blank") from None
+
+
+def labels_from_columns(row: Mapping[str, Any], where: str = "") -> np.ndarray:
+    """int8[14] from a row keyed by the 14 finding names (a CheXpert-style label table)."""
+    return np.array([label_value(row.get(name), f"{where} column {name!r}") for name in FINDINGS],
+                    dtype=np.int8)
+
+
+def labels_from_names(names: Iterable[str], table: Mapping[str, str | None]
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Labels from a dataset's list of positive label names and its mapping table (name ->
+    finding, or None for no counterpart). Findings the table can express are negative unless
+    named, the others unmentioned; No Finding is negative when another finding other than
+    Support Devices is positive. Returns (labels, names with no finding, in order)."""
+    labels = np.full(NUM_FINDINGS, UNMENTIONED, np.int8)
+    labels[[FINDINGS.index(f) for f in set(table.values()) if f]] = NEGATIVE
+    unmapped = []
+    for name in names:
+        finding = table.get(name)
+        if finding:
+            labels[FINDINGS.index(finding)] = POSITIVE
+        elif name not in unmapped:
+            unmapped.append(name)
+    return no_finding_consistent(labels), unmapped
+
+
+def no_finding_consistent(labels: np.ndarray) -> np.ndarray:
+    """Sets No Finding to negative when a finding other than Support Devices is positive or
+    uncertain (the CheXpert rule); leaves it alone otherwise."""
+    labels = labels.copy()
+    others = np.delete(labels, [NO_FINDING, SUPPORT_DEVICES])
+    if np.any((others == POSITIVE) | (others == UNCERTAIN)):
+        labels[NO_FINDING] = NEGATIVE
+    return labels
+
+
+def extra_json(unmapped: Sequence[str] = (), **more: Any) -> str:
+    """The `extra_labels` text: {"unmapped": [...], **more} as compact, key-sorted JSON."""
+    return json.dumps({"unmapped": list(unmapped), **more}, sort_keys=True, ensure_ascii=False)
+
+
+_VIEW_CODES = {
+    "frontal": ("PA", "AP", "FRONTAL", "AP_HORIZONTAL", "AP HORIZONTAL", "PA LLD", "PA RLD",
+                "AP LLD", "AP RLD", "AP AXIAL", "AP_AXIAL", "POSTEROANTERIOR", "ANTEROPOSTERIOR"),
+    "lateral": ("LATERAL", "LL", "RL", "L", "XTABLE LATERAL", "LAT"),
+}
+_VIEW_OF = {code: view for view, codes in _VIEW_CODES.items() for code in codes}
+
+
+def view_of(code: str) -> str | None:
+    """'frontal' / 'lateral' from a dataset's projection code (MIMIC ViewPosition, PadChest
+    Projection, CheXpert Frontal/Lateral, ...); None for oblique, swimmer's or unknown codes."""
+    return _VIEW_OF.get(code.strip().upper())
+
+
+# ----------------------------------------------------------------------------- reports
+
+_UNDERSCORE_LINE = re.compile(r"^[ \t]*_{8,}[ \t]*$", re.MULTILINE)
+_HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]*[A-Z)])[ \t]*:", re.MULTILINE)
+_SECTION_ALIASES = {"FINDING": "FINDINGS", "FINDINGS": "FINDINGS", "IMPRESSION": "IMPRESSION",
+                    "IMPRESSIONS": "IMPRESSION", "CONCLUSION": "IMPRESSION",
+                    "CONCLUSIONS": "IMPRESSION", "ADDENDUM": "ADDENDUM"}
+
+
+def clean_text(text: str) -> str:
+    """Whitespace runs (newlines, indentation) collapsed to single spaces, ends stripped."""
+    return " ".join(text.split())
+
+
+def sections(text: str) -> dict[str, str]:
+    """Sections of a free-text report keyed by their upper-case header (`FINDINGS:` at the
+    start of a line; aliases such as IMPRESSIONS / CONCLUSION folded), text before the first
+    header under ''. A header seen twice has its texts joined."""
+    out: dict[str, str] = {}
+    matches = list(_HEADER.finditer(text))
+    starts = [0] + [m.start() for m in matches]
+    names = [""] + [_SECTION_ALIASES.get(clean_text(m.group(1)), clean_text(m.group(1)))
+                    for m in matches]
+    bodies = [text[:starts[1] if matches else len(text)]]
+    bodies += [text[m.end():(matches[i + 1].start() if i + 1 < len(matches) else len(text))]
+               for i, m in enumerate(matches)]
+    for name, body in zip(names, bodies):
+        body = clean_text(body)
+        if body:
+            out[name] = f"{out[name]} {body}" if name in out else body
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportParts:
+    """Findings, impression and addenda of one report (each '' when absent)."""
+
+    findings: str
+    impression: str
+    addenda: str
+
+    def text(self) -> str:
+        """Pretraining text: findings, impression, then addenda; '' when neither of the
+        first two is there (an addendum alone does not make a report)."""
+        if not (self.findings or self.impression):
+            return ""
+        return join_report(self.findings, self.impression, self.addenda)
+
+
+def parse_report(text: str) -> ReportParts:
+    """FINDINGS and IMPRESSION of a free-text report, and its addenda: each block after a line
+    of underscores. An addendum's own FINDINGS / IMPRESSION join the report's; the rest of its
+    text (bar 'FINAL REPORT' / 'FINAL ADDENDUM' banners) is kept as addendum text."""
+    findings, impression, addenda = [], [], []
+    for i, block in enumerate(_UNDERSCORE_LINE.split(text)):
+        parts = sections(re.sub(r"(?m)^[ \t]*FINAL (?:REPORT|ADDENDUM)[ \t]*$", "", block))
+        findings.append(parts.get("FINDINGS", ""))
+        impression.append(parts.get("IMPRESSION", ""))
+        if i and not (parts.get("FINDINGS") or parts.get("IMPRESSION")):
+            addenda.append(join_report(parts.get("", ""), parts.get("ADDENDUM", "")))
+        elif "ADDENDUM" in parts:
+            addenda.append(parts["ADDENDUM"])
+    return ReportParts(join_report(*findings), join_report(*impression), join_report(*addenda))
+
+
+def join_report(*parts: str) -> str:
+    """Non-empty parts, cleaned, joined by single spaces."""
+    return " ".join(p for p in (clean_text(part) for part in parts) if p)
+
+
+# ----------------------------------------------------------------------------- images
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read or decoded; the message names it."""
+
+
+def resize_with_pad(array: np.ndarray, size: int, resample: int = Image.BILINEAR) -> np.ndarray:
+    """`array` (uint8 H x W, or H x W x C of 0/1 masks with resample=NEAREST) scaled so its
+    long side is `size`, aspect kept, centred on a zero S x S (x C) canvas."""
+    h, w = array.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    channels = array[..., None] if array.ndim == 2 else array
+    out = np.zeros((size, size, channels.shape[-1]), np.uint8)
+    for c in range(channels.shape[-1]):
+        resized = Image.fromarray(np.ascontiguousarray(channels[..., c], np.uint8)).resize(
+            (new_w, new_h), resample)
+        out[top:top + new_h, left:left + new_w, c] = np.asarray(resized)
+    return out[..., 0] if array.ndim == 2 else out
+
+
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """uint8 as is; any other range stretched linearly from its min..max onto 0..255."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    pixels = pixels.astype(np.float64)
+    low, high = float(pixels.min(initial=0.0)), float(pixels.max(initial=0.0))
+    if high <= low:
+        return np.zeros(pixels.shape, np.uint8)
+    return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def read_picture(path: str, size: int | None = None) -> np.ndarray:
+    """Grayscale pixels of a PNG / JPEG (8 or 16 bit), as uint8 or uint16 H x W. With `size`,
+    JPEGs decode at the smallest DCT scale still at least `size` on each side (much faster)."""
+    try:
+        with Image.open(path) as image:
+            if size and image.format == "JPEG":
+                image.draft("L", (size, size))
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                return np.asarray(image)
+            return np.asarray(image.convert("L"))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"cannot read image {path}: {type(e).__name__}: {e}") from None
+
+
+def read_dicom(path: str) -> np.ndarray:
+    """uint8 H x W from a DICOM file: modality LUT (rescale), then the VOI LUT or the first
+    window (center / width, DICOM's linear function) onto 0..255, else a min..max stretch;
+    MONOCHROME1 (bright = low values) inverted so that bone is bright."""
+    try:
+        ds = pydicom.dcmread(path)
+        raw = ds.pixel_array
+    except Exception as e:  # noqa: BLE001  (pydicom raises many types for a bad file)
+        raise ImageError(f"cannot read DICOM {path}: {type(e).__name__}: {e}") from None
+    if raw.ndim != 2:
+        raise ImageError(f"DICOM {path}: expected one grayscale frame, got shape {raw.shape}")
+    pixels = apply_modality_lut(raw, ds)
+    if ds.get("VOILUTSequence"):
+        image = to_uint8(apply_voi_lut(raw, ds))
+    elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+        image = window(pixels, _first(ds.WindowCenter), _first(ds.WindowWidth))
+    else:
+        image = to_uint8(pixels)
+    if ds.get("PhotometricInterpretation", "MONOCHROME2") == "MONOCHROME1":
+        image = 255 - image
+    return image
+
+
+def _first(value: Any) -> float:
+    """The first of a multi-valued DICOM element, else the value, as a float."""
+    return float(value[0] if isinstance(value, pydicom.multival.MultiValue) else value)
+
+
+def window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
+    """DICOM's linear VOI window (PS3.3 C.11.2.1.2.1) onto 0..255."""
+    width = max(width, 1.0)
+    x = (pixels.astype(np.float64) - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
+    return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """uint8 size x size from a PNG / JPEG / DICOM file, aspect kept by padding."""
+    if not os.path.isfile(path):
+        raise ImageError(f"image file not found: {path}")
+    pixels = read_dicom(path) if path.lower().endswith((".dcm", ".dicom")) else to_uint8(
+        read_picture(path, size))
+    return resize_with_pad(pixels, size)
+
+
+# ----------------------------------------------------------------------------- emitting records
+
+
+@dataclasses.dataclass
+class Entry:
+    """One record to emit, all but its pixels (read at write time from `path`)."""
+
+    id: str
+    path: str
+    report: str
+    labels: np.ndarray
+    view: str
+    extra_labels: str = dataclasses.field(default_factory=extra_json)
+
+    def record(self, image: np.ndarray, source: str) -> dict[str, Any]:
+        return {"id": self.id, "image": image, "report": self.report, "labels": self.labels,
+                "view": self.view, "source": source, "extra_labels": self.extra_labels}
+
+
+def build_skips_path(builder_dir: str, split: str) -> str:
+    """Where a build lists the images of `split` it skipped."""
+    return os.path.join(builder_dir, f"build_skipped_{split}.tsv")
+
+
+def build_skips_note(builder_dir: str, split: str) -> str:
+    """', N skipped at build time (listed in PATH)' for a split that skipped any, else ''."""
+    path = build_skips_path(builder_dir, split)
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        count = sum(1 for line in f if line.strip()) - 1
+    return f", {count} skipped at build time (listed in {path})"
+
+
+class SplitTally:
+    """Counts what one split kept, filtered out (by reason) and skipped; lists each skip as
+    `id<TAB>file<TAB>why` in <folder>/build_skipped_<split>.tsv (written atomically at close)."""
+
+    def __init__(self, folder: str, dataset: str, split: str):
+        self.path = build_skips_path(folder, split)
+        self.dataset, self.split = dataset, split
+        self.kept = 0
+        self.filtered: collections.Counter[str] = collections.Counter()
+        self.skipped: list[tuple[str, str, str]] = []
+
+    def filter(self, reason: str) -> None:
+        self.filtered[reason] += 1
+
+    def skip(self, record_id: str, file: str, why: str) -> None:
+        logging.warning("%s %s: skipping %s (%s): %s", self.dataset, self.split, record_id, file, why)
+        self.skipped.append((record_id, file, why))
+
+    def keep_view(self, view: str | None, code: str, views: Sequence[str]) -> bool:
+        """Whether a record of `view` (from projection `code`) is kept; counts the others."""
+        if view in views:
+            return True
+        self.filter(f"view {view}" if view else f"view code {code!r}")
+        return False
+
+    def close(self) -> None:
+        """Logs the summary; writes the skip list when anything was skipped."""
+        if self.skipped:
+            lines = ["\t".join(s.replace("\t", " ").replace("\n", " ") for s in row)
+                     for row in self.skipped]
+            write_atomic(self.path, "id\tfile\twhy\n" + "\n".join(lines) + "\n")
+        logging.info("%s %s: %d records, %d skipped%s, filtered out: %s", self.dataset, self.split,
+                     self.kept, len(self.skipped),
+                     f" (listed in {self.path})" if self.skipped else "",
+                     dict(self.filtered) or "none")
+
+
+T = TypeVar("T")
+
+
+def ordered_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 8,
+                lookahead: int = 64) -> Iterator[tuple[T, Any]]:
+    """(item, fn(item) or the exception it raised) in input order, computed by a thread pool
+    (image decoding releases the GIL) with at most `lookahead` items in flight."""
+
+    def call(item: T) -> Any:
+        try:
+            return fn(item)
+        except Exception as e:  # noqa: BLE001  (handed back to the caller, which decides)
+            return e
+
+    iterator = iter(items)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        pending = collections.deque((item, pool.submit(call, item))
+                                    for item in itertools.islice(iterator, lookahead))
+        while pending:
+            item, future = pending.popleft()
+            for nxt in itertools.islice(iterator, 1):
+                pending.append((nxt, pool.submit(call, nxt)))
+            yield item, future.result()
+
+
+def generate(entries: Iterable[Entry], tally: SplitTally, load: Callable[[Entry], dict[str, Any]]
+             ) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(id, load(entry)) per entry, in order, loaded in parallel; an entry whose image cannot be
+    read (`load` raised ImageError) is skipped and tallied. Closes the tally at the end."""
+    try:
+        for entry, result in ordered_map(load, entries):
+            if isinstance(result, ImageError):
+                tally.skip(entry.id, entry.path, str(result))
+                continue
+            if isinstance(result, Exception):
+                raise result
+            tally.kept += 1
+            yield entry.id, result
+    finally:
+        tally.close()
+
+
+SplitEntries = Callable[[SplitTally], Iterable[Entry]]
+"""A split's entries, produced lazily; filtering (views, missing reports) is counted in the tally."""
+
+
+class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Base of the real-dataset builders: checks the manual dir against `LAYOUT`, asks
+    `split_entries` for each split's entries and writes their records in order."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    BUILDER_CONFIGS = default_configs()
+    LAYOUT: Layout
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=features(self.builder_config.image_size, **self.extra_features()),
+            disable_shuffling=True)
+
+    def extra_features(self) -> dict[str, tfds.features.FeatureConnector]:
+        """Features beyond the common ones (e.g. masks); none by default."""
+        return {}
+
+    @abc.abstractmethod
+    def split_entries(self, root: str) -> dict[str, SplitEntries]:
+        """Each split's entries, from the manual dir `root` (already checked against LAYOUT)."""
+
+    def load(self, entry: Entry) -> dict[str, Any]:
+        """The record of `entry`: its image read, resized and padded; more fields in overrides."""
+        return entry.record(load_image(entry.path, self.builder_config.image_size), self.name)
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        root = manual_dir(dl_manager, self.LAYOUT)
+        self.LAYOUT.check(root)
+        return {split: self._generate_examples(split, entries)
+                for split, entries in self.split_entries(root).items()}
+
+    def _generate_examples(self, split: str, entries: SplitEntries):
+        tally = SplitTally(self.data_dir, self.name, split)
+        yield from generate(entries(tally), tally, self.load)
+
+
+# ----------------------------------------------------------------------------- splits by key, boxes, masks
+# (appended by the builders of NIH ChestX-ray14, RSNA Pneumonia, SIIM-ACR and VinDr-CXR)
+
+
+def key_fraction(key: str) -> float:
+    """A stable number in [0, 1) from `key` (SHA-256; the same on every machine and run)."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2.0 ** 64
+
+
+def carve_split(key: str, fractions: Mapping[str, float], rest: str) -> str:
+    """The split of `key` (a patient or image id): `fractions` (split -> share, in order) take
+    consecutive slices of [0, 1) by `key_fraction`, `rest` takes what is left. Records of one
+    key always land together, whatever else the dataset holds."""
+    u, start = key_fraction(key), 0.0
+    for split, share in fractions.items():
+        if start <= u < start + share:
+            return split
+        start += share
+    return rest
+
+
+def boxes_feature() -> tfds.features.Sequence:
+    """Boxes of a record: `bbox` float32 (x_min, y_min, x_max, y_max) in stored-image pixels
+    (x right, y down, pixel i spanning [i, i + 1)) and the finding `label` of each."""
+    return tfds.features.Sequence({"bbox": tfds.features.Tensor(shape=(4,), dtype=np.float32),
+                                   "label": tfds.features.Text()})
+
+
+def mask_feature(image_size: int, channels: int) -> tfds.features.Tensor:
+    """uint8 S x S x C masks of 0/1, zlib-compressed (mostly zeros)."""
+    return tfds.features.Tensor(shape=(image_size, image_size, channels), dtype=np.uint8,
+                                encoding=tfds.features.Encoding.ZLIB)
+
+
+def rasterize_boxes(boxes: np.ndarray, channels: Sequence[int], shape: tuple[int, int],
+                    num_channels: int) -> np.ndarray:
+    """uint8 H x W x C mask: 1 in channel `channels[i]` at the pixels whose centres lie in
+    box i (x_min, y_min, x_max, y_max, in pixels); boxes are clipped to the image."""
+    h, w = shape
+    mask = np.zeros((h, w, num_channels), np.uint8)
+    for (x0, y0, x1, y1), c in zip(np.reshape(boxes, (-1, 4)), channels):
+        c0, c1 = (int(np.clip(np.ceil(v - 0.5), 0, w)) for v in (x0, x1))
+        r0, r1 = (int(np.clip(np.ceil(v - 0.5), 0, h)) for v in (y0, y1))
+        mask[r0:r1, c0:c1, c] = 1
+    return mask
+
+
+def resized_boxes(boxes: np.ndarray, shape: tuple[int, int], size: int) -> np.ndarray:
+    """Boxes (x_min, y_min, x_max, y_max) of an H x W image mapped as `resize_with_pad` maps
+    its pixels onto the size x size canvas; float32 [n, 4]."""
+    h, w = shape
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    factor = np.array([new_w / w, new_h / h] * 2, np.float64)
+    shift = np.array([left, top] * 2, np.float64)
+    return (np.reshape(boxes, (-1, 4)) * factor + shift).astype(np.float32)
+
+
+def read_pixels(path: str) -> np.ndarray:
+    """uint8 H x W at the file's own resolution (DICOM windowed, PNG / JPEG 8 or 16 bit)."""
+    if not os.path.isfile(path):
+        raise ImageError(f"image file not found: {path}")
+    if path.lower().endswith((".dcm", ".dicom")):
+        return read_dicom(path)
+    return to_uint8(read_picture(path))
+
+
+def image_and_mask(path: str, size: int, mask_of: Callable[[tuple[int, int]], np.ndarray]
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """The image at `path` and the mask `mask_of(original (H, W))` (H x W x C of 0/1), both
+    resized with pad to size x size by the same transform; also returns the original shape."""
+    pixels = read_pixels(path)
+    mask = mask_of(pixels.shape)
+    if mask.shape[:2] != pixels.shape:
+        raise ImageError(f"{path}: image is {pixels.shape} but its mask is {mask.shape[:2]}")
+    return (resize_with_pad(pixels, size),
+            resize_with_pad(mask, size, Image.NEAREST), pixels.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Boxes:
+    """Boxes of one image in its own pixels: (x_min, y_min, x_max, y_max) [n, 4], the label
+    of each as the dataset writes it, and the mask channel each one paints."""
+
+    xyxy: np.ndarray
+    labels: tuple[str, ...]
+    channels: tuple[int, ...]
+
+    @classmethod
+    def empty(cls) -> Boxes:
+        return cls(np.zeros((0, 4), np.float32), (), ())
+
+
+def record_with_boxes(entry: Entry, boxes: Boxes, size: int, source: str, num_channels: int,
+                      mask_of: Callable[[tuple[int, int]], np.ndarray] | None = None
+                      ) -> dict[str, Any]:
+    """The entry's record plus `boxes` (mapped onto the stored image) and `mask` (by default
+    the boxes painted into their channels), image and mask resized by the same transform."""
+    mask_of = mask_of or (lambda shape: rasterize_boxes(boxes.xyxy, boxes.channels, shape,
+                                                        num_channels))
+    image, mask, shape = image_and_mask(entry.path, size, mask_of)
+    return {**entry.record(image, source), "mask": mask,
+            "boxes": {"bbox": resized_boxes(boxes.xyxy, shape, size), "label": list(boxes.labels)}}

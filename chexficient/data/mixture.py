@@ -1,0 +1,146 @@
+"""Pretraining on several datasets at once: one pool of records, weighted draws, a source per row.
+
+`config.data.mixture = (("chexpert", 0.5), ("mimic_cxr", 0.5))` (or the string
+"chexpert:0.5,mimic_cxr:0.5") names the parts and their sampling weights. The pool is the
+parts' splits laid end to end in mixture order, so a record's pool position is
+`offset of its part + its position in the part`: that position is the batch `index` (the
+ledger key, as for a single dataset) and the part's number in the mixture is the batch
+`source`. Without a mixture the pool is the one dataset `config.data.name`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import os
+from typing import Any, Sequence
+
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from chexficient.data import registry
+from chexficient.data.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One dataset of the pool: its name, sampling weight, builder and place in the pool."""
+
+    name: str
+    weight: float
+    builder: tfds.core.DatasetBuilder
+    offset: int
+    size: int
+
+
+def parse(mixture: Any) -> list[tuple[str, float]]:
+    """(name, weight) pairs from a sequence of pairs or a "name:weight,name:weight" string."""
+    if isinstance(mixture, str):
+        pairs = []
+        for item in filter(None, (s.strip() for s in mixture.split(","))):
+            name, sep, weight = item.rpartition(":")
+            if not sep:
+                raise ValueError(f"mixture item {item!r} must be NAME:WEIGHT")
+            pairs.append((name, weight))
+    else:
+        pairs = [tuple(pair) for pair in mixture]
+    out = []
+    for pair in pairs:
+        if len(pair) != 2:
+            raise ValueError(f"mixture item {pair!r} must be a (name, weight) pair")
+        name, weight = str(pair[0]), float(pair[1])
+        if not weight > 0:
+            raise ValueError(f"mixture weight of {name!r} must be > 0, got {weight}")
+        out.append((name, weight))
+    names = [name for name, _ in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"mixture names a dataset twice: {names}")
+    return out
+
+
+def is_mixture(config: ml_collections.ConfigDict) -> bool:
+    """Whether `config` (the config.data section) names a mixture."""
+    return bool(config.get("mixture"))
+
+
+def parts(config: ml_collections.ConfigDict, split: str) -> list[Part]:
+    """The pool's parts for `split`, in mixture order, each with its offset and size."""
+    data_dir = config.get("data_dir") or None
+    pairs = parse(config.mixture) if is_mixture(config) else [(config.name, 1.0)]
+    if len(pairs) > 1 and config.get("subset"):
+        raise ValueError("config.data.subset reads one exported dataset; it cannot be combined "
+                         "with a mixture")
+    out, offset = [], 0
+    for name, weight in pairs:
+        builder = registry.prepared_builder(name, data_dir)
+        if split not in builder.info.splits:
+            raise ValueError(f"dataset {name!r} of the mixture has no split {split!r}; it has "
+                             f"{sorted(builder.info.splits)}")
+        size = builder.info.splits[split].num_examples
+        out.append(Part(name, weight, builder, offset, size))
+        offset += size
+    return out
+
+
+def pool_size(config: ml_collections.ConfigDict, split: str) -> int:
+    """Records in the pool: the sum over the parts."""
+    return sum(part.size for part in parts(config, split))
+
+
+def locate(parts_: Sequence[Part], index: int) -> tuple[int, int]:
+    """Pool position -> (part number, position within that part)."""
+    starts = [part.offset for part in parts_]
+    k = bisect.bisect_right(starts, int(index)) - 1
+    if k < 0 or index >= parts_[k].offset + parts_[k].size:
+        raise IndexError(f"pool position {index} outside [0, {sum(p.size for p in parts_)})")
+    return k, int(index) - parts_[k].offset
+
+
+def split_positions(parts_: Sequence[Part], indices: np.ndarray) -> list[np.ndarray]:
+    """Pool positions grouped by part, as positions within each part (order kept)."""
+    return [indices[(indices >= p.offset) & (indices < p.offset + p.size)] - p.offset
+            for p in parts_]
+
+
+def source_names(parts_: Sequence[Part]) -> np.ndarray:
+    """The part name of every pool position (what the audit reports per source)."""
+    return np.repeat(np.array([p.name for p in parts_], dtype=object), [p.size for p in parts_])
+
+
+class PoolSource:
+    """Random access to decoded records by pool position, across the parts' data sources."""
+
+    def __init__(self, parts_: Sequence[Part], split: str):
+        self.parts = list(parts_)
+        self._sources = [p.builder.as_data_source(split) for p in self.parts]
+
+    def __len__(self) -> int:
+        return sum(p.size for p in self.parts)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        k, position = locate(self.parts, index)
+        return self._sources[k][position]
+
+    def __iter__(self):
+        for source in self._sources:
+            yield from source
+
+
+def tokenizer_path(config: ml_collections.ConfigDict, vocab_size: int) -> str:
+    """Where a mixture's tokenizer lives: <data_dir>/mixtures/<part+part>/tokenizer_<V>.model."""
+    key = "+".join(name.replace("/", "-") for name, _ in parse(config.mixture))
+    return os.path.join(registry.resolve_data_dir(config.get("data_dir") or None), "mixtures",
+                        key, f"tokenizer_{vocab_size}.model")
+
+
+def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) -> Tokenizer:
+    """The dataset's own tokenizer; for a mixture one trained on all parts' train reports."""
+    vocab_size = config.get("vocab_size", 4000)
+    if len(parts_) == 1:
+        return registry.load_tokenizer(parts_[0].builder, vocab_size)
+    path = tokenizer_path(config, vocab_size)
+    if os.path.exists(path):
+        return Tokenizer(path)
+    reports = [r for p in parts_ for r in registry._train_reports(p.builder)]  # noqa: SLF001
+    return Tokenizer.train(reports, path.removesuffix(".model"), vocab_size)
