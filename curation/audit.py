@@ -4,7 +4,8 @@ Inputs are plain arrays over the pool (one row per record, in ledger order): the
 (`first_kept`: step a record was first kept, -1 never), and where available labels,
 the synthetic world's audit truth, reports, cluster assignments and images. The report
 gives the total kept fraction, per-finding retention (a finding lost, or kept at under
-half its pool share, is flagged, rare ones loudest), how near-duplicates, mismatched
+half its pool share, is flagged, rare ones loudest), per-source retention when the pool
+is a mixture of datasets (flagged the same way), how near-duplicates, mismatched
 pairs and degraded images fared, and for each prototype its most characteristic report
 terms (class-based TF-IDF) and a strip of member images.
 """
@@ -76,6 +77,26 @@ def truth_retention(kept: np.ndarray, duplicate_of: Sequence[str], mismatched: n
     return out
 
 
+def source_retention(kept: np.ndarray, sources: Sequence[str], under_kept: float = UNDER_KEPT
+                     ) -> list[dict]:
+    """Per source of a mixture (first-seen order): pool and kept counts, kept fraction, shares
+    and 'relative' (kept fraction over the overall one); flag as for findings ('lost',
+    'under-kept')."""
+    sources = np.asarray(sources, dtype=object)
+    n_pool, n_kept = len(kept), max(int(kept.sum()), 1)
+    overall = kept.mean() if len(kept) else 0.0
+    rows = []
+    for name in dict.fromkeys(sources.tolist()):
+        members = sources == name
+        n, k = int(members.sum()), int((members & kept).sum())
+        pool_share, kept_share = n / n_pool, k / n_kept
+        flag = "lost" if k == 0 else ("under-kept" if kept_share < under_kept * pool_share else "")
+        rows.append(dict(source=str(name), pool=n, kept=k, kept_fraction=k / n,
+                         pool_share=pool_share, kept_share=kept_share,
+                         relative=(k / n) / overall if overall else None, flag=flag))
+    return rows
+
+
 def characteristic_terms(reports: Sequence[str], clusters: np.ndarray, num_clusters: int,
                          n_terms: int = 8) -> list[list[str]]:
     """Top TF-IDF terms of each cluster, treating its members' reports as one document."""
@@ -115,12 +136,15 @@ def describe_prototypes(kept: np.ndarray, clusters: np.ndarray, reports: Sequenc
 def build_report(first_kept: np.ndarray, *, labels: np.ndarray | None = None,
                  duplicate_of: Sequence[str] | None = None, mismatched: np.ndarray | None = None,
                  quality: Sequence[str] | None = None, reports: Sequence[str] | None = None,
-                 clusters: np.ndarray | None = None, compute_fraction: float | None = None) -> dict:
-    """The report as a JSON-ready dict; sections appear only when their inputs are given."""
+                 clusters: np.ndarray | None = None, compute_fraction: float | None = None,
+                 sources: Sequence[str] | None = None) -> dict:
+    """The report as a JSON-ready dict; sections appear only when their inputs are given
+    (`sources`: each record's dataset, for a mixture)."""
     first_kept = np.asarray(first_kept)
     n = len(first_kept)
     for name, value in dict(labels=labels, duplicate_of=duplicate_of, mismatched=mismatched,
-                            quality=quality, reports=reports, clusters=clusters).items():
+                            quality=quality, reports=reports, clusters=clusters,
+                            sources=sources).items():
         if value is not None and len(value) != n:
             raise ValueError(f"{name} has {len(value)} rows but the ledger has {n} records")
     kept = first_kept >= 0
@@ -136,6 +160,12 @@ def build_report(first_kept: np.ndarray, *, labels: np.ndarray | None = None,
             f"{r['kept_count']} of {r['pool_count']} kept (kept share {r['kept_share']:.3f} vs "
             f"pool share {r['pool_share']:.3f})"
             for r in sorted(report["findings"], key=lambda r: not r["rare"]) if r["flag"]]
+    if sources is not None:
+        report["sources"] = source_retention(kept, sources)
+        report["flags"] += [
+            f"source {r['source']!r} {r['flag']}: {r['kept']} of {r['pool']} kept (kept share "
+            f"{r['kept_share']:.3f} vs pool share {r['pool_share']:.3f})"
+            for r in report["sources"] if r["flag"]]
     if duplicate_of is not None and mismatched is not None and quality is not None:
         report["audit_truth"] = truth_retention(kept, duplicate_of, mismatched, quality)
     if clusters is not None:
@@ -157,8 +187,16 @@ def render_markdown(report: dict) -> str:
              f"- compute fraction: {_fmt(report['compute_fraction'])}",
              f"- last step that kept a new record: {_fmt(report['last_new_record_step'])}", ""]
     if report["flags"]:
-        lines += ["## Warnings: findings the curator lost or under-kept", ""]
+        lines += ["## Warnings: findings (or sources) the curator lost or under-kept", ""]
         lines += [f"- **{flag}**" for flag in report["flags"]] + [""]
+    if "sources" in report:
+        lines += ["## Per-source retention", "",
+                  "| source | pool | kept | kept fraction | pool share | kept share | vs overall | flag |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['source']} | {r['pool']} | {r['kept']} | {r['kept_fraction']:.3f} | "
+                  f"{r['pool_share']:.3f} | {r['kept_share']:.3f} | {_fmt(r['relative'])} | "
+                  f"{r['flag']} |" for r in report["sources"]]
+        lines += [""]
     if "findings" in report:
         lines += ["## Per-finding retention", "",
                   "| finding | rare | pool | kept | pool share | kept share | retention | flag |",

@@ -56,7 +56,7 @@ def finding_names(configured: Sequence[str]) -> list[str]:
 
 
 def subset_rows(n: int, fraction: float, seed: int) -> np.ndarray:
-    """A seeded random `fraction` of `n` rows (at least one), sorted: the 1/10/100% label subsets."""
+    """A seeded random `fraction` of `n` rows (at least one), sorted: the 1/10/100% subsets."""
     if not 0 < fraction <= 1:
         raise ValueError(f"label fraction must lie in (0, 1], got {fraction}")
     k = max(1, int(round(fraction * n)))
@@ -92,7 +92,7 @@ class BenchData:
 
     def require(self, adapter: str, fields: tuple[str, ...] = (),
                 splits: tuple[str, ...] = ()) -> None:
-        """Raises MissingFieldsError naming the adapter and the dataset when something is missing."""
+        """Raises MissingFieldsError, naming the adapter and the dataset, if anything is missing."""
         missing = [f for f in fields if f not in self.features]
         absent = [s for s in splits if s not in self._builder.info.splits]
         if missing or absent:
@@ -125,7 +125,8 @@ class BenchData:
                                       with_mask=with_mask, shard=(0, 1))
         batches = list(tqdm(loader, desc=f"read {self.name}:{name}", unit="batch", leave=False))
         if not batches:
-            raise MissingFieldsError(f"split {name!r} of dataset {self.name!r} has no readable records")
+            raise MissingFieldsError(
+                f"split {name!r} of dataset {self.name!r} has no readable records")
         cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
         source = registry.data_source(self.name, name, self.config.get("data_dir") or None)
         records = [source[int(i)] for i in cat["index"]]

@@ -21,9 +21,6 @@ from chexficient.data import registry
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import CLIP, build_model
 
-IMAGE_OUTPUTS = ("embed", "pooled", "tokens", "features")
-
-
 def _image_outputs(graphdef, state, images, output: str):
     emb, aux = nnx.merge(graphdef, state).encode_image(images)
     return emb if output == "embed" else aux[output]
@@ -78,14 +75,14 @@ class Encoders:
 
     @classmethod
     def from_checkpoint(cls, path: str, *, batch_size: int = 64) -> Encoders:
-        """Restores the latest checkpoint of a run directory (raises CheckpointError if unreadable)."""
+        """The latest checkpoint of a run directory; CheckpointError if it cannot be read."""
         model, config = checkpoint.load_model(path)
         return cls(model, load_tokenizer(config.data), config, batch_size=batch_size)
 
     @classmethod
     def random_init(cls, config: ml_collections.ConfigDict, *, seed: int = 0,
                     batch_size: int = 64) -> Encoders:
-        """The same architecture, untrained: the reference row every pretrained encoder must beat."""
+        """The same architecture untrained: the reference every pretrained encoder must beat."""
         tokenizer = load_tokenizer(config.data)
         config = ml_collections.ConfigDict(config.to_dict())
         if not config.model.text.vocab_size:
@@ -97,7 +94,8 @@ class Encoders:
         images = np.asarray(images, np.float32)
         expected = (self.image_size, self.image_size, 1)
         if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(f"images must be [B, {', '.join(map(str, expected))}], got {images.shape}")
+            raise ValueError(
+                f"images must be [B, {', '.join(map(str, expected))}], got {images.shape}")
         fn = functools.partial(self._image, self._state, output=output)
         return batched(fn, [images], self.batch_size)
 
@@ -121,4 +119,4 @@ class Encoders:
         """Report or prompt strings -> [B,D] unit-norm embeddings."""
         tokens, mask = self.tokenizer.encode(list(texts), self.text_len)
         return batched(functools.partial(self._text, self._state), [tokens, mask],
-                        self.batch_size)
+                       self.batch_size)

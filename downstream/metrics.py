@@ -124,7 +124,7 @@ def clinical_f1(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, f
 
 
 def clinical_efficacy(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Clinical-efficacy F1 of generated reports against references, both labelled by our labeler."""
+    """Clinical-efficacy F1 of generated vs reference reports, both labelled by our labeler."""
     return clinical_f1(labeler.label(list(generated)), labeler.label(list(references)))
 
 

@@ -1,12 +1,11 @@
 """The suite's figures: AUROC per finding across checkpoints, and segmentation overlays.
 
-Headless (Agg) matplotlib; every file is written to a temporary name and renamed into place.
+Headless (Agg) matplotlib; files are written atomically (chexficient.io).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from collections.abc import Sequence
 
 import matplotlib
@@ -15,20 +14,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from chexficient.io import write_atomic  # noqa: E402
+
 OVERLAY_COLOURS = ((0.1, 0.6, 1.0), (1.0, 0.3, 0.2), (0.2, 0.9, 0.3), (1.0, 0.8, 0.1))
 
 
 def _save(fig: plt.Figure, path: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
-    os.close(fd)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, buffer.getvalue())
 
 
 def auroc_per_finding(path: str, values: dict[str, dict[str, float]], title: str) -> None:

@@ -1,5 +1,5 @@
 """Benchmark results on disk: results.json (strict JSON) and results.md (rows = task/metric,
-columns = checkpoints), both written atomically.
+columns = checkpoints), both written atomically (chexficient.io).
 
 A metric with bootstrap bounds (`<key>/ci_low`, `<key>/ci_high`) shows as one cell,
 `value [low, high]`; a missing or undefined value shows as `-`.
@@ -9,25 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from typing import Any
 
 Results = dict[str, dict[str, dict[str, float]]]
 """column (checkpoint) -> adapter -> metric -> value."""
-
-
-def write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-" + os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -1,4 +1,4 @@
-"""A small transformer decoder that writes a report from frozen image tokens, with greedy and beam search.
+"""A small transformer decoder writing reports from frozen image tokens; greedy and beam search.
 
 Each block is causal self-attention, cross-attention over the (projected) image tokens, and
 an MLP, pre-LayerNorm (blocks from chexficient.models.layers). Decoding keeps static shapes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from chexficient.io import write_atomic
 from downstream import metrics, training
 from downstream.data import BenchData, Split
 from downstream.encoders import Encoders
@@ -45,11 +45,7 @@ def _samples_markdown(path: str, split: str, references: list[str],
     for i, ref in enumerate(references[:n]):
         lines += [f"## Example {i + 1}", "", f"- **reference**: {ref}"]
         lines += [f"- **{mode}**: {texts[i]}" for mode, texts in generated.items()] + [""]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, path)
+    write_atomic(path, "\n".join(lines) + "\n")
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:

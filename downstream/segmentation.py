@@ -51,7 +51,8 @@ class Segmenter(nnx.Module):
 
 def _train_and_predict(encoders: Encoders, train_images: np.ndarray, train_targets: np.ndarray,
                        eval_images: dict[str, np.ndarray], features: dict | None,
-                       rows: np.ndarray, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+                       rows: np.ndarray, config: ml_collections.ConfigDict
+                       ) -> dict[str, np.ndarray]:
     """Trains one decoder on `rows` of the train split; returns eval logits per split."""
     probe = encoders.image_feature_maps(train_images[:1])
     decoder = UNetDecoder(feature_width=probe[0].shape[-1], num_levels=len(probe),

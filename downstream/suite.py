@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 import downstream
 from chexficient.findings import FINDINGS
+from chexficient.io import write_atomic
 from downstream import plots, report
 from downstream.data import BenchData
 from downstream.encoders import Encoders
@@ -101,11 +102,12 @@ class Bench:
 
     def write(self, columns: list[str], meta: dict) -> None:
         adapters = list(self.config.adapters)
-        report.write_atomic(os.path.join(self.out_dir, "results.json"),
+        write_atomic(os.path.join(self.out_dir, "results.json"),
                             report.to_json(self.results, self.errors, meta))
-        report.write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
+        write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
             self.results, self.errors, columns, adapters, "Downstream benchmark"))
-        report.write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
+        write_atomic(os.path.join(self.out_dir, "config.json"),
+                            self.config.to_json(indent=2))
         if self.config.plots and "zero_shot" in adapters:
             self._plot_zero_shot(columns)
 

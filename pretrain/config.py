@@ -14,7 +14,7 @@ PRESETS: dict[str, dict] = {
     # Minutes on a 2-core CPU.
     "tiny": dict(dataset="synthetic_cxr/tiny", res=64, patch=8, width=128, depth=2, heads=4,
                  twidth=128, tdepth=2, theads=4, text_len=64, embed=128, batch_size=64,
-                 epochs=12.0, lr=1e-3, warmup=0.05, ckpt_every=100, eval_every=100),
+                 epochs=8.0, lr=1e-3, warmup=0.05, ckpt_every=100, eval_every=100),
     # Tens of minutes on a CPU; seconds per epoch on an accelerator.
     "small": dict(dataset="synthetic_cxr/small", res=128, patch=16, width=256, depth=4, heads=4,
                   twidth=256, tdepth=4, theads=4, text_len=96, embed=256, batch_size=256,

@@ -131,11 +131,14 @@ class Plan:
         return float(np.mean(np.asarray(ledger["first_kept"]) >= 0))
 
     def write_report(self, workdir: str, ledger: dict, data_dir: str, compute_fraction: float) -> dict:
-        """curation_report.{json,md} + plots from the ledger and the pool's labels and audit truth."""
+        """curation_report.{json,md} + plots from the ledger and the pool's labels and audit truth;
+        per source too when the pool is a mixture of datasets."""
         from curation import audit
-        from chexficient.data import registry
+        from chexficient.data import mixture
 
-        source = registry.data_source(self.config.data.name, self.config.data.train_split, data_dir)
+        split = self.config.data.train_split
+        parts = mixture.parts(self.config.data, split, data_dir=data_dir)
+        source = mixture.PoolSource(parts, split)
         fields = {k: [] for k in ("labels", "report", "duplicate_of", "mismatched", "quality")}
         for record in source:
             for key, values in fields.items():
@@ -151,7 +154,8 @@ class Plan:
         return audit.write_report(
             workdir, np.asarray(ledger["first_kept"]), images=_LazyImages(source),
             distances=np.asarray(ledger["score"]), clusters=np.asarray(ledger["cluster"]),
-            compute_fraction=compute_fraction, **inputs)
+            compute_fraction=compute_fraction,
+            sources=mixture.source_names(parts) if len(parts) > 1 else None, **inputs)
 
 
 def _plain(value):

@@ -42,6 +42,20 @@ def abstract_batch(batch_size: int, image_size: int, text_len: int, sharding=Non
             "index": spec((batch_size,), jnp.int32)}
 
 
+def curation_metrics(info: dict, curator_state: Any) -> dict[str, jax.Array]:
+    """What the metrics stream shows of a curation step: the curator's scalar info, the
+    occupancy of each cluster, and prototype drift (from the state of prototype rules)."""
+    out = {k: v for k, v in info.items() if jnp.ndim(v) == 0}
+    for k, size in enumerate(info.get("cluster_sizes", ())):
+        out[f"cluster_size/{k}"] = size
+    states = curator_state if isinstance(curator_state, tuple) and not hasattr(
+        curator_state, "_fields") else (curator_state,)
+    drifts = [s.drift for s in states if hasattr(s, "drift")]
+    if drifts:
+        out["prototype_drift"] = drifts[0]
+    return out
+
+
 @dataclasses.dataclass
 class Steps:
     """Pure step functions (state, batch) -> (state, metrics) and eval (params, batch) -> metrics."""
@@ -92,10 +106,10 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
             state["params"], sub, info["weights"])
         metrics = dict(loss=loss, learner_loss=jnp.mean(learner_loss),
                        trained_rows=jnp.sum(info["weights"] > 0).astype(jnp.float32), **aux)
-        metrics.update({k: v for k, v in info.items() if jnp.ndim(v) == 0})
+        curator_state = curator.update(state["curator"], embeddings, keep)
+        metrics.update(curation_metrics(info, curator_state))
         metrics["kept_fraction"] = jnp.mean(keep.astype(jnp.float32))
-        state = dict(state, rng=jax.random.key_data(rng),
-                     curator=curator.update(state["curator"], embeddings, keep),
+        state = dict(state, rng=jax.random.key_data(rng), curator=curator_state,
                      ledger=schedule.record_kept(state["ledger"], b["index"], info, state["step"]))
         return apply_update(state, grads, metrics)
 

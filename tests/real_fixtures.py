@@ -61,7 +61,8 @@ def write_dicom(path: str, pixels: np.ndarray, *, photometric: str = "MONOCHROME
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset(path, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "CR"
     ds.PatientID = elements.pop("PatientID", "anonymous")
     bits = 8 if pixels.dtype == np.uint8 else 16
@@ -108,6 +109,6 @@ def build(builder_class: type[tfds.core.GeneratorBasedBuilder], config: tfds.cor
     records = {}
     for split in builder.info.splits:
         source = builder.as_data_source(split)
-        records[split] = [{k: v.decode() if isinstance(v, bytes) else v for k, v in source[i].items()}
-                          for i in range(len(source))]
+        records[split] = [{k: v.decode() if isinstance(v, bytes) else v
+                           for k, v in source[i].items()} for i in range(len(source))]
     return builder, records

@@ -53,8 +53,11 @@ def build(name: str) -> None:
         print(f"{name} {split}: {info.num_examples} records"
               f"{build_skips_note(builder.data_dir, split)}")
     print(f"files: {builder.data_dir}")
-    print(f"tokenizer: {registry.tokenizer_path(builder, _VOCAB_SIZE.value)} "
-          f"({tokenizer.vocab_size} pieces)")
+    if tokenizer is None:
+        print("tokenizer: none (the dataset has no report text)")
+    else:
+        print(f"tokenizer: {registry.tokenizer_path(builder, _VOCAB_SIZE.value)} "
+              f"({tokenizer.vocab_size} pieces)")
 
 
 def show(name: str) -> None:
@@ -178,6 +181,6 @@ def main(argv: list[str]) -> None:
     action, name = args
     try:
         ACTIONS[action](name)
-    except (registry.UnknownDatasetError, FileNotFoundError, RecordError) as error:
+    except (ValueError, FileNotFoundError) as error:  # unknown names, bad files and records
         print(f"chexficient data {action}: {error}", file=sys.stderr)
         sys.exit(1)

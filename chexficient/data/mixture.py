@@ -64,9 +64,11 @@ def is_mixture(config: ml_collections.ConfigDict) -> bool:
     return bool(config.get("mixture"))
 
 
-def parts(config: ml_collections.ConfigDict, split: str) -> list[Part]:
-    """The pool's parts for `split`, in mixture order, each with its offset and size."""
-    data_dir = config.get("data_dir") or None
+def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = None
+          ) -> list[Part]:
+    """The pool's parts for `split`, in mixture order, each with its offset and size; datasets
+    live in `data_dir` when given, else config.data_dir (resolved as by the registry)."""
+    data_dir = data_dir or config.get("data_dir") or None
     pairs = parse(config.mixture) if is_mixture(config) else [(config.name, 1.0)]
     if len(pairs) > 1 and config.get("subset"):
         raise ValueError("config.data.subset reads one exported dataset; it cannot be combined "

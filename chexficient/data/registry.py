@@ -11,6 +11,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+from typing import Iterator
 
 import tensorflow_datasets as tfds
 from absl import logging
@@ -107,22 +108,28 @@ def load_tokenizer(builder: tfds.core.DatasetBuilder, vocab_size: int) -> Tokeni
 
 
 def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000,
-            manual_dir: str | None = None) -> tuple[tfds.core.DatasetBuilder, Tokenizer]:
+            manual_dir: str | None = None) -> tuple[tfds.core.DatasetBuilder, Tokenizer | None]:
     """Builds the dataset and its tokenizer unless already there (idempotent); a real
-    dataset's builder reads the user's copy from `manual_dir`."""
+    dataset's builder reads the user's copy from `manual_dir`. No tokenizer (None) for a
+    dataset whose train split has no report text (CheXpert: labels only)."""
     builder = get_builder(name, data_dir)
     config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
     builder.download_and_prepare(file_format=FILE_FORMAT, download_config=config)
+    if (not os.path.exists(tokenizer_path(builder, vocab_size))
+            and not any(report.strip() for report in _train_reports(builder))):
+        logging.warning("dataset %s has no report text: no tokenizer (labels and images only)",
+                        name)
+        return builder, None
     return builder, load_tokenizer(builder, vocab_size)
 
 
-def _train_reports(builder: tfds.core.DatasetBuilder) -> list[str]:
+def _train_reports(builder: tfds.core.DatasetBuilder) -> Iterator[str]:
     """The train split's reports, decoding nothing else; bad records are skipped and listed."""
     reader = RecordReader(builder.data_dir, "train", keys=("id", "report"), on_error="skip",
                           skip_log=SkipLog(default_skip_log(builder.data_dir, "train")))
     records = (reader(position) for position in range(len(reader)))
-    return [r["report"] for r in records if r is not None]
+    return (r["report"] for r in records if r is not None)
 
 
 def _find_builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder] | None:

@@ -130,7 +130,8 @@ def _draw(nodes: dict[str, Any], indent: str) -> list[str]:
     lines = []
     for i, name in enumerate(names):
         last = i == len(names) - 1
-        lines.append(f"{indent}{'└── ' if last else '├── '}{name}{nodes[name].get('', '')}")
+        branch = "└── " if last else "├── "
+        lines.append(f"{indent}{branch}{name}{nodes[name].get('', '')}")
         lines += _draw(nodes[name], indent + ("    " if last else "│   "))
     return lines
 
@@ -156,18 +157,41 @@ def open_text(path: str) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
-def read_csv(path: str) -> list[dict[str, str]]:
-    """Rows of a CSV (optionally gzipped) as dicts; header names are stripped of surrounding
-    spaces (SIIM's ' EncodedPixels'). An empty first header (an unnamed index) is kept as ''."""
+def csv_header(path: str) -> list[str]:
+    """The column names of a CSV (optionally gzipped), stripped of surrounding spaces (SIIM's
+    ' EncodedPixels'); an unnamed first column (PadChest's index) is ''."""
+    with open_text(path) as f:
+        return [name.strip() for name in next(csv.reader(f), [])]
+
+
+def read_csv(path: str, required: Sequence[str] | None = None, optional: Sequence[str] = ()
+             ) -> list[dict[str, str]]:
+    """Rows of a CSV (optionally gzipped) as dicts keyed by `csv_header`. With `required`,
+    only those columns and the `optional` ones present are kept (big tables stay small); a
+    missing required column, or a row with too few cells, raises ValueError naming the file."""
+    header = csv_header(path)
+    names = header if required is None else [*required, *(c for c in optional if c in header)]
+    lacking = [c for c in names if c not in header]
+    if lacking:
+        raise ValueError(f"{path}: missing columns {lacking}; it has {header}")
+    columns = [header.index(c) for c in names]
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # long report cells
+    rows = []
     with open_text(path) as f:
         reader = csv.reader(f)
-        header = [name.strip() for name in next(reader, [])]
-        return [dict(zip(header, row)) for row in reader]
+        next(reader, None)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) < len(header):
+                raise ValueError(f"{path} line {reader.line_num}: {len(row)} cells, the header "
+                                 f"has {len(header)}")
+            rows.append({name: row[i] for name, i in zip(names, columns)})
+    return rows
 
 
 def require_columns(rows: list[dict[str, str]], columns: Iterable[str], path: str) -> None:
-    """Raises ValueError naming the file and the columns a table lacks."""
+    """Raises ValueError naming the file and the columns a table read whole lacks."""
     have = set(rows[0]) if rows else set()
     lacking = [c for c in columns if c not in have]
     if rows and lacking:
@@ -347,7 +371,7 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     if pixels.dtype == np.uint8:
         return pixels
     pixels = pixels.astype(np.float64)
-    low, high = float(pixels.min(initial=0.0)), float(pixels.max(initial=0.0))
+    low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
     if high <= low:
         return np.zeros(pixels.shape, np.uint8)
     return np.round((pixels - low) * (255.0 / (high - low))).astype(np.uint8)
@@ -370,7 +394,8 @@ def read_picture(path: str, size: int | None = None) -> np.ndarray:
 def read_dicom(path: str) -> np.ndarray:
     """uint8 H x W from a DICOM file: modality LUT (rescale), then the VOI LUT or the first
     window (center / width, DICOM's linear function) onto 0..255, else a min..max stretch;
-    MONOCHROME1 (bright = low values) inverted so that bone is bright."""
+    MONOCHROME1 (bright = low values) inverted so that bone is bright. A VOI LUT's output range
+    (its descriptor's bit depth) maps onto 0..255."""
     try:
         ds = pydicom.dcmread(path)
         raw = ds.pixel_array
@@ -379,8 +404,10 @@ def read_dicom(path: str) -> np.ndarray:
     if raw.ndim != 2:
         raise ImageError(f"DICOM {path}: expected one grayscale frame, got shape {raw.shape}")
     pixels = apply_modality_lut(raw, ds)
-    if ds.get("VOILUTSequence"):
-        image = to_uint8(apply_voi_lut(raw, ds))
+    if ds.get("VOILUTSequence"):  # a lookup table: indexed by whole numbers
+        indices = np.round(pixels).astype(np.int64) if pixels.dtype.kind == "f" else pixels
+        top = 2.0 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1.0  # its output range
+        image = np.round(apply_voi_lut(indices, ds) * (255.0 / top)).astype(np.uint8)
     elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         image = window(pixels, _first(ds.WindowCenter), _first(ds.WindowWidth))
     else:
@@ -397,7 +424,6 @@ def _first(value: Any) -> float:
 
 def window(pixels: np.ndarray, center: float, width: float) -> np.ndarray:
     """DICOM's linear VOI window (PS3.3 C.11.2.1.2.1) onto 0..255."""
-    width = max(width, 1.0)
     x = (pixels.astype(np.float64) - (center - 0.5)) / max(width - 1.0, 1.0) + 0.5
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -426,6 +452,7 @@ class Entry:
     extra_labels: str = dataclasses.field(default_factory=extra_json)
 
     def record(self, image: np.ndarray, source: str) -> dict[str, Any]:
+        """The contract's record with `image` (already S x S) and the dataset name."""
         return {"id": self.id, "image": image, "report": self.report, "labels": self.labels,
                 "view": self.view, "source": source, "extra_labels": self.extra_labels}
 
@@ -460,7 +487,8 @@ class SplitTally:
         self.filtered[reason] += 1
 
     def skip(self, record_id: str, file: str, why: str) -> None:
-        logging.warning("%s %s: skipping %s (%s): %s", self.dataset, self.split, record_id, file, why)
+        logging.warning("%s %s: skipping %s (%s): %s", self.dataset, self.split, record_id, file,
+                        why)
         self.skipped.append((record_id, file, why))
 
     def keep_view(self, view: str | None, code: str, views: Sequence[str]) -> bool:
@@ -469,6 +497,13 @@ class SplitTally:
             return True
         self.filter(f"view {view}" if view else f"view code {code!r}")
         return False
+
+    def nothing_kept(self) -> str:
+        """Why a split came out empty (TFDS cannot write an empty split)."""
+        reasons = "; ".join(f"{i} ({f}): {why}" for i, f, why in self.skipped[:3])
+        return (f"{self.dataset} {self.split}: no record to write; {len(self.skipped)} skipped"
+                f"{' (first: ' + reasons + ')' if reasons else ''}, filtered out: "
+                f"{dict(self.filtered) or 'none'}")
 
     def close(self) -> None:
         """Logs the summary; writes the skip list when anything was skipped."""
@@ -520,12 +555,14 @@ def generate(entries: Iterable[Entry], tally: SplitTally, load: Callable[[Entry]
                 raise result
             tally.kept += 1
             yield entry.id, result
+        if not tally.kept:
+            raise ManualDirError(tally.nothing_kept())
     finally:
         tally.close()
 
 
 SplitEntries = Callable[[SplitTally], Iterable[Entry]]
-"""A split's entries, produced lazily; filtering (views, missing reports) is counted in the tally."""
+"""A split's entries, produced lazily; what is filtered (views) or skipped is tallied."""
 
 
 class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):

@@ -1,8 +1,8 @@
 """TFDS builder `chexpert`: CheXpert v1.0 or v1.0-small from the user's copy.
 
 Splits: train (train.csv), validation (valid.csv) and, when the 500-study test labels are
-there, test. Labels are the CSV's own 14 columns (CheXpert defines the 14 findings: no mapping table), uncertain (-1) kept and
-blanks unmentioned; there are no reports (report = '').
+there, test. Labels are the CSV's own 14 columns (CheXpert defines the 14 findings: no
+mapping table), uncertain (-1) kept and blanks unmentioned; there are no reports (report = '').
 """
 
 from __future__ import annotations
@@ -60,9 +60,8 @@ class Chexpert(_common.RealCxrBuilder):
         out = {}
         for split, name in tables.items():
             path = os.path.join(root, name)
-            rows = _common.read_csv(path)
-            key = "Study" if rows and "Study" in rows[0] else "Path"
-            _common.require_columns(rows, (key, *FINDINGS), path)
+            key = "Study" if "Study" in _common.csv_header(path) else "Path"
+            rows = _common.read_csv(path, (key, *FINDINGS), optional=("Frontal/Lateral",))
             LAYOUT.check(root, probes=[relative(row[key]) for row in rows[:1]])
             out[split] = self._entries(root, rows, key)
         return out
@@ -89,6 +88,7 @@ def images_of(root: str, row: dict[str, str], key: str) -> list[tuple[str, str]]
     """(path relative to root, view code) of each image of a row: its Path, or every image in
     the folder of its Study (the test labels are per study)."""
     if key == "Path":
-        return [(relative(row["Path"]), row.get("Frontal/Lateral") or view_from_filename(row["Path"]))]
+        path = relative(row["Path"])
+        return [(path, row.get("Frontal/Lateral") or view_from_filename(path))]
     images = sorted(glob.glob(os.path.join(root, relative(row["Study"]), "view*.jpg")))
     return [(os.path.relpath(image, root), view_from_filename(image)) for image in images]

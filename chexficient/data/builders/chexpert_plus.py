@@ -64,9 +64,8 @@ class ChexpertPlus(_common.RealCxrBuilder):
     LAYOUT = LAYOUT
 
     def split_entries(self, root: str) -> dict[str, _common.SplitEntries]:
-        rows = _common.read_csv(os.path.join(root, TABLE))
-        _common.require_columns(rows, ("path_to_image", "frontal_lateral", "section_findings",
-                                       "section_impression", "split"), TABLE)
+        rows = _common.read_csv(os.path.join(root, TABLE), (
+            "path_to_image", "frontal_lateral", "section_findings", "section_impression", "split"))
         unknown = {row["split"] for row in rows} - set(SPLITS)
         if unknown:
             raise ValueError(f"{os.path.join(root, TABLE)}: unknown split values {sorted(unknown)}")

@@ -10,7 +10,6 @@ label file lacks gets all -2. View from the metadata's ViewPosition.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 
 import numpy as np
@@ -51,7 +50,6 @@ def study_folder(subject_id: str, study_id: str) -> str:
     return f"files/p{subject_id[:2]}/p{subject_id}/s{study_id}"
 
 
-@functools.lru_cache(maxsize=4096)
 def read_report(path: str) -> _common.ReportParts | None:
     """The sections of a report file; None when it does not exist."""
     if not os.path.isfile(path):
@@ -79,8 +77,8 @@ class MimicCxr(_common.RealCxrBuilder):
     def split_entries(self, root: str) -> dict[str, _common.SplitEntries]:
         label_file = LABEL_FILES[self.builder_config.label_source]
         LAYOUT.check(root, probes=[label_file])
-        rows = _common.read_csv(os.path.join(root, SPLIT))
-        _common.require_columns(rows, ("dicom_id", "study_id", "subject_id", "split"), SPLIT)
+        rows = _common.read_csv(os.path.join(root, SPLIT),
+                                ("dicom_id", "study_id", "subject_id", "split"))
         unknown = {row["split"] for row in rows} - set(SPLITS)
         if unknown:
             raise ValueError(f"{os.path.join(root, SPLIT)}: unknown split names {sorted(unknown)}")
@@ -96,14 +94,13 @@ class MimicCxr(_common.RealCxrBuilder):
 
     def _view_positions(self, root: str) -> dict[str, str]:
         """dicom_id -> ViewPosition code (blank when the metadata leaves it out)."""
-        rows = _common.read_csv(os.path.join(root, METADATA))
-        _common.require_columns(rows, ("dicom_id", "ViewPosition"), METADATA)
+        rows = _common.read_csv(os.path.join(root, METADATA), ("dicom_id", "ViewPosition"))
         return {row["dicom_id"]: row["ViewPosition"] for row in rows}
 
     def _labels(self, root: str, label_file: str) -> dict[tuple[str, str], np.ndarray]:
         """(subject_id, study_id) -> int8[14] from a CheXpert-style label table."""
-        rows = _common.read_csv(os.path.join(root, label_file))
-        _common.require_columns(rows, ("subject_id", "study_id", *FINDINGS), label_file)
+        rows = _common.read_csv(os.path.join(root, label_file),
+                                ("subject_id", "study_id", *FINDINGS))
         return {(row["subject_id"], row["study_id"]): _common.labels_from_columns(
             row, f"{label_file} study {row['study_id']}") for row in rows}
 
@@ -112,20 +109,22 @@ class MimicCxr(_common.RealCxrBuilder):
         views = self.builder_config.views
 
         def entries(tally: _common.SplitTally):
+            report_path, report = "", None  # a study's images are adjacent: read its report once
             for row in rows:
                 code = view_positions.get(row["dicom_id"], "")
                 view = _common.view_of(code)
                 if not tally.keep_view(view, code, views):
                     continue
                 folder = os.path.join(root, study_folder(row["subject_id"], row["study_id"]))
-                report = read_report(folder + ".txt")
+                if report_path != folder + ".txt":
+                    report_path, report = folder + ".txt", read_report(folder + ".txt")
                 text = report.text() if report else ""
                 if not text:
                     tally.skip(row["dicom_id"], folder + ".txt",
                                "no FINDINGS or IMPRESSION section" if report else "no report file")
                     continue
+                study = (row["subject_id"], row["study_id"])
                 yield _common.Entry(
                     id=row["dicom_id"], path=os.path.join(folder, row["dicom_id"] + ".jpg"),
-                    report=text, labels=labels.get((row["subject_id"], row["study_id"]), _common.UNLABELED),
-                    view=view)
+                    report=text, labels=labels.get(study, _common.UNLABELED), view=view)
         return entries

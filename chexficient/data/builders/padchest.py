@@ -24,7 +24,8 @@ LAYOUT = _common.Layout(
 _DEVICES = ("pacemaker", "dual chamber device", "single chamber device", "electrical device",
             "endotracheal tube", "nsg tube", "tracheostomy tube", "chest drain tube",
             "ventriculoperitoneal drain tube", "catheter", "central venous catheter",
-            "central venous catheter via jugular vein", "central venous catheter via subclavian vein",
+            "central venous catheter via jugular vein",
+            "central venous catheter via subclavian vein",
             "central venous catheter via umbilical vein", "reservoir central venous catheter",
             "artificial heart valve", "artificial mitral heart valve",
             "artificial aortic heart valve", "heart valve present")
@@ -107,9 +108,8 @@ class Padchest(_common.RealCxrBuilder):
     LAYOUT = LAYOUT
 
     def split_entries(self, root: str) -> dict[str, _common.SplitEntries]:
-        rows = _common.read_csv(os.path.join(root, TABLE))
-        _common.require_columns(rows, ("ImageID", "ImageDir", "Projection", "Report", "Labels"),
-                                TABLE)
+        rows = _common.read_csv(os.path.join(root, TABLE),
+                                ("ImageID", "ImageDir", "Projection", "Report", "Labels"))
         LAYOUT.check(root, probes=[os.path.join(image_dir(r["ImageDir"]), r["ImageID"])
                                    for r in rows[:1]])
         return {"train": self._entries(root, rows)}
