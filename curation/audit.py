@@ -191,7 +191,8 @@ def render_markdown(report: dict) -> str:
         lines += [f"- **{flag}**" for flag in report["flags"]] + [""]
     if "sources" in report:
         lines += ["## Per-source retention", "",
-                  "| source | pool | kept | kept fraction | pool share | kept share | vs overall | flag |",
+                  "| source | pool | kept | kept fraction | pool share | kept share | vs overall "
+                  "| flag |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {r['source']} | {r['pool']} | {r['kept']} | {r['kept_fraction']:.3f} | "
                   f"{r['pool_share']:.3f} | {r['kept_share']:.3f} | {_fmt(r['relative'])} | "

@@ -52,7 +52,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0
 
     c.data = dict(
-        name=a.dataset, train_split="train", data_dir="", image_size=a.res, text_len=a.text_len,
+        name=a.dataset, mixture="", train_split="train", data_dir="", image_size=a.res, text_len=a.text_len,
         vocab_size=4000, on_error="raise", subset="", worker_count=0,
         augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0, brightness=0.1,
                      contrast=0.1, noise_std=0.02))

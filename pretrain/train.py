@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from chexficient import checkpoint as ckpt_lib
 from chexficient import parallel, run_log
 from chexficient.io import write_json_atomic
-from chexficient.data import pipeline, registry
+from chexficient.data import mixture, pipeline, registry
 from chexficient.models import build_model
 from pretrain import optimizer, schedule
 from pretrain import steps as steps_lib
@@ -78,8 +78,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
-    builder = registry.prepared_builder(config.data.name, data_dir)
-    tokenizer = registry.load_tokenizer(builder, config.data.vocab_size)
+    parts = mixture.parts(config.data, config.data.train_split, data_dir)
+    tokenizer = mixture.load_tokenizer(config.data, parts)
+    if tokenizer is None:
+        raise ValueError(f"{config.data.name} has no report text to pretrain a text tower on")
     config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
     if not config.model.text.vocab_size:
         config.model.text.vocab_size = tokenizer.vocab_size
@@ -88,14 +90,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
 
     # ----------------------------------------------------------------- data
-    pool_size = builder.info.splits[config.data.train_split].num_examples
+    pool_size = sum(part.size for part in parts)
     batch = config.batch_size
     if batch % jax.process_count():
         raise ValueError(f"batch_size={batch} is not divisible by the {jax.process_count()} processes")
     steps_per_epoch = pool_size // batch
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
-                         f"{config.data.name}")
+                         f"{config.data.get('mixture') or config.data.name}")
 
     def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
         return pipeline.make_loader(

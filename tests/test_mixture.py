@@ -5,6 +5,7 @@ subsets by pool position, the shared tokenizer, and the curation report per sour
 from __future__ import annotations
 
 import collections
+import json
 import os
 import shutil
 
@@ -89,6 +90,19 @@ def test_training_draws_by_weight_and_tags_each_row(data_dir):
     np.testing.assert_array_equal(again["index"], rows["index"])
     other = _rows(make_loader(config, "train", train=True, batch_size=8, seed=1, shard=(0, 1)), 8)
     assert (other["index"] != rows["index"]).any()
+
+
+def test_resume_sees_the_same_next_batches(data_dir):
+    config = _config(data_dir)
+    loader = make_loader(config, "train", train=True, batch_size=8, seed=3, shard=(0, 1))
+    _rows(loader, 3)
+    state = json.loads(json.dumps(loader.get_state()))
+    expected = _rows(loader, 2)
+    resumed = make_loader(config, "train", train=True, batch_size=8, seed=3, shard=(0, 1))
+    resumed.set_state(state)
+    got = _rows(resumed, 2)
+    for key in ("index", "source", "tokens"):
+        np.testing.assert_array_equal(got[key], expected[key])
 
 
 def test_evaluation_reads_each_part_in_order(data_dir):

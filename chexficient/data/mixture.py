@@ -99,12 +99,6 @@ def locate(parts_: Sequence[Part], index: int) -> tuple[int, int]:
     return k, int(index) - parts_[k].offset
 
 
-def split_positions(parts_: Sequence[Part], indices: np.ndarray) -> list[np.ndarray]:
-    """Pool positions grouped by part, as positions within each part (order kept)."""
-    return [indices[(indices >= p.offset) & (indices < p.offset + p.size)] - p.offset
-            for p in parts_]
-
-
 def source_names(parts_: Sequence[Part]) -> np.ndarray:
     """The part name of every pool position (what the audit reports per source)."""
     return np.repeat(np.array([p.name for p in parts_], dtype=object), [p.size for p in parts_])
@@ -144,5 +138,5 @@ def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) ->
     path = tokenizer_path(config, vocab_size)
     if os.path.exists(path):
         return Tokenizer(path)
-    reports = [r for p in parts_ for r in registry._train_reports(p.builder)]  # noqa: SLF001
+    reports = [r for p in parts_ for r in registry.train_reports(p.builder)]
     return Tokenizer.train(reports, path.removesuffix(".model"), vocab_size)

@@ -111,7 +111,8 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     A mixture's `index` is the pool position (part offset + position in the part; `indices`
     are pool positions too) and batches add `source` int32, the part's number in the mixture.
     Training draws from the parts (each shuffled and repeated on its own) in proportion to
-    their weights; evaluation reads the parts one after the other, ignoring the weights.
+    their weights, and with `num_epochs` stops when one part has run out; evaluation reads
+    the parts one after the other, ignoring the weights.
     """
     parts = mixture.parts(config, split)
     readers = [_reader(config, part.builder, split, with_mask) for part in parts]
@@ -127,8 +128,8 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
         ds = grain.MapDataset.source(own[shard_index::shard_count]).seed(seed + k)
         if train:
             ds = ds.shuffle()
-        streams.append((parts[k].weight,
-                        ds.repeat(num_epochs if num_epochs is not None else (None if train else 1))))
+        epochs = num_epochs if num_epochs is not None else (None if train else 1)
+        streams.append((parts[k].weight, ds.repeat(epochs)))
     ds = _combine(streams, train)
     ds = ds.map(_Indexed(readers, offsets))
     augment = Augment.from_config(config.get("augment")) if train else None

@@ -104,7 +104,7 @@ def load_tokenizer(builder: tfds.core.DatasetBuilder, vocab_size: int) -> Tokeni
     if os.path.exists(path):
         return Tokenizer(path)
     logging.info("training a %d-piece tokenizer on %s train reports", vocab_size, builder.name)
-    return Tokenizer.train(_train_reports(builder), path.removesuffix(".model"), vocab_size)
+    return Tokenizer.train(train_reports(builder), path.removesuffix(".model"), vocab_size)
 
 
 def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000,
@@ -117,14 +117,14 @@ def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000,
         manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
     builder.download_and_prepare(file_format=FILE_FORMAT, download_config=config)
     if (not os.path.exists(tokenizer_path(builder, vocab_size))
-            and not any(report.strip() for report in _train_reports(builder))):
+            and not any(report.strip() for report in train_reports(builder))):
         logging.warning("dataset %s has no report text: no tokenizer (labels and images only)",
                         name)
         return builder, None
     return builder, load_tokenizer(builder, vocab_size)
 
 
-def _train_reports(builder: tfds.core.DatasetBuilder) -> Iterator[str]:
+def train_reports(builder: tfds.core.DatasetBuilder) -> Iterator[str]:
     """The train split's reports, decoding nothing else; bad records are skipped and listed."""
     reader = RecordReader(builder.data_dir, "train", keys=("id", "report"), on_error="skip",
                           skip_log=SkipLog(default_skip_log(builder.data_dir, "train")))

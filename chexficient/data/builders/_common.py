@@ -602,7 +602,7 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         yield from generate(entries(tally), tally, self.load)
 
 
-# ----------------------------------------------------------------------------- splits by key, boxes, masks
+# ------------------------------------------------------------------------ split by key, boxes, masks
 # (appended by the builders of NIH ChestX-ray14, RSNA Pneumonia, SIIM-ACR and VinDr-CXR)
 
 
@@ -697,12 +697,40 @@ class Boxes:
 
 
 def record_with_boxes(entry: Entry, boxes: Boxes, size: int, source: str, num_channels: int,
-                      mask_of: Callable[[tuple[int, int]], np.ndarray] | None = None
+                      mask_of: Callable[[np.ndarray], np.ndarray] | None = None
                       ) -> dict[str, Any]:
-    """The entry's record plus `boxes` (mapped onto the stored image) and `mask` (by default
-    the boxes painted into their channels), image and mask resized by the same transform."""
-    mask_of = mask_of or (lambda shape: rasterize_boxes(boxes.xyxy, boxes.channels, shape,
-                                                        num_channels))
-    image, mask, shape = image_and_mask(entry.path, size, mask_of)
-    return {**entry.record(image, source), "mask": mask,
-            "boxes": {"bbox": resized_boxes(boxes.xyxy, shape, size), "label": list(boxes.labels)}}
+    """The entry's record plus `boxes` mapped onto the stored image as `resize_with_pad` maps
+    its pixels, and `mask` painted from those mapped boxes at the stored size (never at the
+    full resolution): by default each box into its channel, else `mask_of(mapped xyxy)`."""
+    pixels = read_pixels(entry.path)
+    mapped = resized_boxes(boxes.xyxy, pixels.shape, size)
+    mask = (mask_of(mapped) if mask_of else
+            rasterize_boxes(mapped, boxes.channels, (size, size), num_channels))
+    return {**entry.record(resize_with_pad(pixels, size), source), "mask": mask,
+            "boxes": {"bbox": mapped, "label": list(boxes.labels)}}
+
+
+SPLIT_ORDER = ("train", "validation", "test")
+
+
+def entries_by_split(items: Iterable[T], split_of: Callable[[T], str | None],
+                     entry_of: Callable[[T, SplitTally], Entry | None]) -> dict[str, SplitEntries]:
+    """Each split's lazy entries: items grouped by `split_of` (None: in no split), each made
+    by `entry_of(item, tally)` when the split is written (None: filtered out, which
+    `entry_of` counts in the tally). Splits come train, validation, test, then any other."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        split = split_of(item)
+        if split is not None:
+            groups.setdefault(split, []).append(item)
+
+    def lazy(members: list[T]) -> SplitEntries:
+        def entries(tally: SplitTally) -> Iterator[Entry]:
+            for item in members:
+                entry = entry_of(item, tally)
+                if entry is not None:
+                    yield entry
+        return entries
+
+    order = [s for s in SPLIT_ORDER if s in groups] + [s for s in groups if s not in SPLIT_ORDER]
+    return {split: lazy(groups[split]) for split in order}

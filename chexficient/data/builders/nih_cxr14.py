@@ -14,7 +14,7 @@ import csv
 import glob
 import os
 import random
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -204,36 +204,33 @@ class NihCxr14(common.RealCxrBuilder):
         test = read_id_list(os.path.join(root, TEST_LIST))
         train_val = read_id_list(os.path.join(root, TRAIN_VAL_LIST))
         self._boxes = read_boxes(os.path.join(root, BBOX_LIST))
-        by_split: dict[str, list[tuple[int, dict[str, str]]]] = {}
-        for line, row in enumerate(rows, start=2):
+
+        def split_of(item: tuple[int, dict[str, str]]) -> str | None:
+            row = item[1]
             image_id = row["Image Index"].strip()
             if image_id in test:
-                split = "test"
-            elif image_id in train_val:
-                split = common.carve_split(row["Patient ID"].strip(),
-                                           {"validation": self.VALIDATION_FRACTION}, "train")
-            else:
-                continue  # in neither official list
-            by_split.setdefault(split, []).append((line, row))
+                return "test"
+            if image_id in train_val:
+                return common.carve_split(row["Patient ID"].strip(),
+                                          {"validation": self.VALIDATION_FRACTION}, "train")
+            return None  # in neither official list
 
-        def entries_of(split_rows: list[tuple[int, dict[str, str]]]) -> common.SplitEntries:
-            def entries(tally: common.SplitTally) -> Iterator[common.Entry]:
-                for line, row in split_rows:
-                    image_id, code = row["Image Index"].strip(), row["View Position"]
-                    view = common.view_of(code)
-                    if not tally.keep_view(view, code, self.builder_config.views):
-                        continue
-                    names = finding_names(row["Finding Labels"], f"{path} line {line}")
-                    labels, unmapped = map_labels(names)
-                    yield common.Entry(
-                        id=image_id, labels=labels, view=view,
-                        path=images.get(image_id, os.path.join(root, "images_*", "images", image_id)),
-                        report=pseudo_report(image_id, names, code),
-                        extra_labels=common.extra_json(unmapped))
-            return entries
+        def entry_of(item: tuple[int, dict[str, str]], tally: common.SplitTally
+                     ) -> common.Entry | None:
+            line, row = item
+            image_id, code = row["Image Index"].strip(), row["View Position"]
+            view = common.view_of(code)
+            if not tally.keep_view(view, code, self.builder_config.views):
+                return None
+            names = finding_names(row["Finding Labels"], f"{path} line {line}")
+            labels, unmapped = map_labels(names)
+            return common.Entry(
+                id=image_id, labels=labels, view=view,
+                path=images.get(image_id, os.path.join(root, "images_*", "images", image_id)),
+                report=pseudo_report(image_id, names, code),
+                extra_labels=common.extra_json(unmapped))
 
-        return {split: entries_of(by_split[split]) for split in ("train", "validation", "test")
-                if split in by_split}
+        return common.entries_by_split(enumerate(rows, start=2), split_of, entry_of)
 
     def load(self, entry: common.Entry) -> dict:
         return common.record_with_boxes(entry, self._boxes.get(entry.id, common.Boxes.empty()),

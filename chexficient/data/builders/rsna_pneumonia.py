@@ -1,4 +1,4 @@
-"""TFDS builder `rsna_pneumonia`: the RSNA Pneumonia Detection Challenge (stage 2) from the user's copy.
+"""TFDS builder `rsna_pneumonia`: RSNA Pneumonia Detection Challenge (stage 2), user's copy.
 
 stage_2_train_labels.csv has one row per box (Target 1) or one box-less row (Target 0) per
 image. The boxes become `boxes` and a 1-channel `mask`, resized with the image. Labels come
@@ -9,8 +9,6 @@ are carved out of them by patientId (70 / 15 / 15 %, stable). There are no repor
 from __future__ import annotations
 
 import os
-from typing import Iterator
-
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -94,23 +92,16 @@ class RsnaPneumonia(common.RealCxrBuilder):
         self._labels = read_labels(os.path.join(root, LABELS_CSV))
         ids = list(self._labels)
         LAYOUT.check(root, probes=[f"{IMAGE_DIR}/{image_id}.dcm" for image_id in ids[:1]])
-        by_split: dict[str, list[str]] = {}
-        for image_id in ids:
-            by_split.setdefault(common.carve_split(image_id, SPLIT_FRACTIONS, "train"),
-                                []).append(image_id)
 
-        def entries_of(split_ids: list[str]) -> common.SplitEntries:
-            def entries(tally: common.SplitTally) -> Iterator[common.Entry]:
-                for image_id in split_ids:  # RSNA holds frontal (PA / AP) views only
-                    if tally.keep_view("frontal", "PA/AP", self.builder_config.views):
-                        yield common.Entry(
-                            id=image_id, report="", view="frontal",
-                            path=os.path.join(root, IMAGE_DIR, f"{image_id}.dcm"),
-                            labels=labels_of(self._labels[image_id][0]))
-            return entries
+        def entry_of(image_id: str, tally: common.SplitTally) -> common.Entry | None:
+            if not tally.keep_view("frontal", "PA/AP", self.builder_config.views):
+                return None  # RSNA holds frontal (PA / AP) views only
+            return common.Entry(id=image_id, report="", view="frontal",
+                                path=os.path.join(root, IMAGE_DIR, f"{image_id}.dcm"),
+                                labels=labels_of(self._labels[image_id][0]))
 
-        return {split: entries_of(by_split[split]) for split in ("train", "validation", "test")
-                if split in by_split}
+        return common.entries_by_split(
+            ids, lambda image_id: common.carve_split(image_id, SPLIT_FRACTIONS, "train"), entry_of)
 
     def load(self, entry: common.Entry) -> dict:
         return common.record_with_boxes(entry, self._labels[entry.id][1],

@@ -10,8 +10,6 @@ them by image id (70 / 15 / 15 %, stable). There are no reports (report = '').
 from __future__ import annotations
 
 import os
-from typing import Iterator
-
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -68,7 +66,8 @@ def decode_rle(pairs: np.ndarray, width: int, height: int) -> np.ndarray:
 def labels_of(has_pneumothorax: bool) -> np.ndarray:
     """int8[14]: Pneumothorax 1 or 0 (see LABEL_MAP), all else unmentioned."""
     labels = np.full(NUM_FINDINGS, UNMENTIONED, np.int8)
-    labels[FINDINGS.index(LABEL_MAP["pneumothorax mask"])] = POSITIVE if has_pneumothorax else NEGATIVE
+    finding = FINDINGS.index(LABEL_MAP["pneumothorax mask"])
+    labels[finding] = POSITIVE if has_pneumothorax else NEGATIVE
     return labels
 
 
@@ -110,24 +109,18 @@ class SiimAcrPneumothorax(common.RealCxrBuilder):
             first = next(iter(self._runs))
             raise LAYOUT.missing(root, f"{DICOM_DIR}/<StudyInstanceUID>/<SeriesInstanceUID>/"
                                        f"{first}.dcm")
-        by_split: dict[str, list[str]] = {}
-        for image_id in self._runs:
-            split = common.carve_split(image_id, SPLIT_FRACTIONS, "train")
-            by_split.setdefault(split, []).append(image_id)
+        def entry_of(image_id: str, tally: common.SplitTally) -> common.Entry | None:
+            if not tally.keep_view("frontal", "PA/AP", self.builder_config.views):
+                return None  # SIIM holds frontal views only
+            return common.Entry(
+                id=image_id, report="", view="frontal",
+                path=dicoms.get(image_id,
+                                os.path.join(root, DICOM_DIR, "*", "*", f"{image_id}.dcm")),
+                labels=labels_of(any(p.size for p in self._runs[image_id])))
 
-        def entries_of(ids: list[str]) -> common.SplitEntries:
-            def entries(tally: common.SplitTally) -> Iterator[common.Entry]:
-                for image_id in ids:  # SIIM holds frontal views only
-                    if tally.keep_view("frontal", "PA/AP", self.builder_config.views):
-                        yield common.Entry(
-                            id=image_id, report="", view="frontal",
-                            path=dicoms.get(image_id, os.path.join(root, DICOM_DIR, "*", "*",
-                                                                   f"{image_id}.dcm")),
-                            labels=labels_of(any(p.size for p in self._runs[image_id])))
-            return entries
-
-        return {split: entries_of(by_split[split]) for split in ("train", "validation", "test")
-                if split in by_split}
+        return common.entries_by_split(
+            self._runs, lambda image_id: common.carve_split(image_id, SPLIT_FRACTIONS, "train"),
+            entry_of)
 
     def load(self, entry: common.Entry) -> dict:
         image, mask, _ = common.image_and_mask(entry.path, self.builder_config.image_size,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator
-
 import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
@@ -172,7 +170,8 @@ def read_boxes(path: str) -> dict[str, RaterBoxes]:
             LOCAL_CLASSES.index(name)
         except ValueError:
             raise ValueError(f"{path} line {line}: expected a class of {LOCAL_CLASSES} or "
-                             f"{NO_BOX_CLASS!r} with x_min, y_min, x_max, y_max; got {row}") from None
+                             f"{NO_BOX_CLASS!r} with x_min, y_min, x_max, y_max; got {row}"
+                             ) from None
         found.setdefault(row["image_id"].strip(), []).append(
             (box, name, row.get("rad_id", "").strip()))
     return {image_id: RaterBoxes(
@@ -182,15 +181,16 @@ def read_boxes(path: str) -> dict[str, RaterBoxes]:
         tuple(r for _, _, r in items)) for image_id, items in found.items()}
 
 
-def vote_mask(boxes: RaterBoxes, raters: int, aggregate: str, shape: tuple[int, int]
+def vote_mask(xyxy: np.ndarray, boxes: RaterBoxes, raters: int, aggregate: str, size: int
               ) -> np.ndarray:
-    """H x W x len(LOCAL_CLASSES): 1 where the raters whose boxes of the class cover the
-    pixel pass the rule (each rater counted once, however many of its boxes overlap)."""
-    votes = np.zeros((*shape, len(LOCAL_CLASSES)), np.int64)
+    """size x size x len(LOCAL_CLASSES) from the image's boxes `xyxy` (mapped onto the stored
+    image): 1 where the raters whose boxes of the class cover the pixel pass the rule (each
+    rater counted once, however many of its boxes overlap)."""
+    votes = np.zeros((size, size, len(LOCAL_CLASSES)), np.int64)
     for rater in dict.fromkeys(boxes.raters):
         own = [i for i, r in enumerate(boxes.raters) if r == rater]
-        votes += common.rasterize_boxes(boxes.boxes.xyxy[own], [boxes.boxes.channels[i] for i in own],
-                                        shape, len(LOCAL_CLASSES))
+        votes += common.rasterize_boxes(xyxy[own], [boxes.boxes.channels[i] for i in own],
+                                        (size, size), len(LOCAL_CLASSES))
     return passes(votes, raters, aggregate).astype(np.uint8)
 
 
@@ -216,40 +216,39 @@ class VindrCxr(common.RealCxrBuilder):
     def split_entries(self, root: str) -> dict[str, common.SplitEntries]:
         self._readings: dict[str, Reading] = {}
         self._boxes: dict[str, RaterBoxes] = {}
-        by_split: dict[str, list[tuple[str, str]]] = {}
+        folders: dict[str, str] = {}  # image id -> its folder: train or test
         for part in ("train", "test"):
             labels_path = os.path.join(root, "annotations", f"image_labels_{part}.csv")
             if part == "test" and not os.path.exists(labels_path):
                 continue
             readings = read_readings(labels_path)
-            LAYOUT.check(root, probes=[f"{part}/{image_id}.dicom" for image_id in list(readings)[:1]])
+            LAYOUT.check(root, probes=[f"{part}/{i}.dicom" for i in list(readings)[:1]])
             boxes_path = os.path.join(root, "annotations", f"annotations_{part}.csv")
-            if os.path.exists(boxes_path) or part == "train":
+            if os.path.exists(boxes_path):  # required for train by LAYOUT
                 self._boxes.update(read_boxes(boxes_path))
             self._readings.update(readings)
-            for image_id in readings:
-                split = part if part == "test" else common.carve_split(
-                    image_id, {"validation": VALIDATION_FRACTION}, "train")
-                by_split.setdefault(split, []).append((image_id, part))
+            folders.update(dict.fromkeys(readings, part))
 
-        def entries_of(items: list[tuple[str, str]]) -> common.SplitEntries:
-            def entries(tally: common.SplitTally) -> Iterator[common.Entry]:
-                for image_id, folder in items:  # VinDr holds frontal (PA) views only
-                    if not tally.keep_view("frontal", "PA", self.builder_config.views):
-                        continue
-                    labels, extra = aggregate_labels(self._readings[image_id],
-                                                     self.builder_config.aggregate)
-                    yield common.Entry(id=image_id, report="", view="frontal", labels=labels,
-                                       path=os.path.join(root, folder, f"{image_id}.dicom"),
-                                       extra_labels=extra)
-            return entries
+        def split_of(image_id: str) -> str:
+            if folders[image_id] == "test":
+                return "test"
+            return common.carve_split(image_id, {"validation": VALIDATION_FRACTION}, "train")
 
-        return {split: entries_of(by_split[split]) for split in ("train", "validation", "test")
-                if split in by_split}
+        def entry_of(image_id: str, tally: common.SplitTally) -> common.Entry | None:
+            if not tally.keep_view("frontal", "PA", self.builder_config.views):
+                return None  # VinDr holds frontal (PA) views only
+            labels, extra = aggregate_labels(self._readings[image_id],
+                                             self.builder_config.aggregate)
+            return common.Entry(id=image_id, report="", view="frontal", labels=labels,
+                                path=os.path.join(root, folders[image_id], f"{image_id}.dicom"),
+                                extra_labels=extra)
+
+        return common.entries_by_split(folders, split_of, entry_of)
 
     def load(self, entry: common.Entry) -> dict:
         boxes = self._boxes.get(entry.id, RaterBoxes(common.Boxes.empty(), ()))
         raters = len(self._readings[entry.id].raters)
+        size, aggregate = self.builder_config.image_size, self.builder_config.aggregate
         return common.record_with_boxes(
-            entry, boxes.boxes, self.builder_config.image_size, self.name, len(LOCAL_CLASSES),
-            mask_of=lambda shape: vote_mask(boxes, raters, self.builder_config.aggregate, shape))
+            entry, boxes.boxes, size, self.name, len(LOCAL_CLASSES),
+            mask_of=lambda xyxy: vote_mask(xyxy, boxes, raters, aggregate, size))
