@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("chexficient.data.commands", "Build, show and describe datasets."),
     "train": ("pretrain.train_command", "Pretrain (optionally with an online curator) from a config."),
     "export": ("curation.export_command", "Export the curated subset a run selected."),
-    "bench": ("downstream.suite", "Run the downstream benchmark suite on checkpoints."),
+    "bench": ("downstream.bench_command", "Run the downstream benchmark suite on checkpoints."),
     "quickstart": ("chexficient.quickstart_command", "Reproduce the headline claim on the synthetic world."),
 }
 

@@ -27,18 +27,21 @@ def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
 
 
 def finding_aurocs(y: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """[F + 2]: AUROC per finding (columns of y/scores), then their mean and the rare-finding mean.
+    """[F + 3]: AUROC per finding (columns of y/scores), then their mean, the mean over the
+    rare findings and the mean over the five CheXpert competition findings (TOP5_FINDINGS).
 
-    Findings with one class only are NaN and left out of both means.
+    Findings with one class only are NaN and left out of the means.
     """
     per = np.array([auroc(y[:, j], scores[:, j]) for j in range(len(names))])
     rare = np.array([name in findings.RARE_FINDINGS for name in names], dtype=bool)
-    return np.concatenate([per, [_nanmean(per), _nanmean(per[rare])]])
+    top5 = np.array([name in findings.TOP5_FINDINGS for name in names], dtype=bool)
+    return np.concatenate([per, [_nanmean(per), _nanmean(per[rare]), _nanmean(per[top5])]])
 
 
 def finding_auroc_keys(names: Sequence[str]) -> list[str]:
     """Result keys matching `finding_aurocs`."""
-    return [f"auroc/{name}" for name in names] + ["auroc/mean", "auroc/mean_rare"]
+    return [f"auroc/{name}" for name in names] + [
+        "auroc/mean", "auroc/mean_rare", "auroc/mean_top5"]
 
 
 def _nanmean(x: np.ndarray) -> float:

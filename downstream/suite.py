@@ -1,10 +1,10 @@
-"""`chexficient bench --checkpoints=DIR[,DIR...] --config=configs/bench.py:quick --out=OUT`.
+"""The benchmark suite: every configured adapter on every checkpoint, side by side.
 
 Runs every configured adapter on every checkpoint (plus, optionally, a randomly initialised
 encoder of the same architecture as the reference column), each on the eval splits, and
 writes OUT/results.json, OUT/results.md, OUT/config.json and the figures. A checkpoint that
 cannot be read, or an adapter that fails (e.g. a dataset without the fields it needs), is
-reported with the names of both; everything else still runs. Exit status 1 if anything failed.
+reported with the names of both; everything else still runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import pkgutil
 from collections.abc import Sequence
 
 import ml_collections
-from absl import flags, logging
-from ml_collections import config_flags
+from absl import logging
 from tqdm.auto import tqdm
 
 import downstream
@@ -28,14 +27,6 @@ from downstream.data import BenchData
 from downstream.encoders import Encoders
 
 REFERENCE = "random_init"
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "configs", "bench.py") + ":quick"
-
-_CHECKPOINTS = flags.DEFINE_list("checkpoints", None, "Run directories (or their checkpoints/).")
-_OUT = flags.DEFINE_string("out", None, "Output directory for results and figures.")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
-                                          "Bench config, e.g. configs/bench.py:quick.")
-
 
 def column_names(paths: Sequence[str]) -> list[str]:
     """Short, unique column names: the run directory's name, numbered when names repeat."""
@@ -150,14 +141,3 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
             "preset": config.get("preset", "")}
     bench.write(columns, meta)
     return json.loads(report.to_json(bench.results, bench.errors, meta))
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not _OUT.value:
-        raise SystemExit("--out=DIR is required")
-    logging.set_verbosity(logging.INFO)
-    summary = run_bench(_CHECKPOINTS.value or [], _CONFIG.value, _OUT.value)
-    print(f"wrote {os.path.join(_OUT.value, 'results.md')}")
-    return 1 if any(summary["errors"].values()) else 0

@@ -42,11 +42,12 @@ def probabilities(image_emb: np.ndarray, prompt_emb: np.ndarray, scale: float = 
 
 def auroc_summary(y: np.ndarray, scores: np.ndarray, names: Sequence[str], *,
                   n_resamples: int, seed: int, level: float = 0.95) -> dict[str, float]:
-    """AUROC per finding, mean, mean over rare findings, each with its bootstrap CI."""
+    """AUROC per finding and its means (all, rare, top 5), each with its bootstrap CI."""
     stat = lambda rows: metrics.finding_aurocs(y[rows], scores[rows], names)  # noqa: E731
     point = stat(np.arange(len(y)))
     low, high = metrics.bootstrap_ci(stat, len(y), n_resamples=n_resamples, seed=seed, level=level)
-    out = {"n_images": float(len(y)), "n_findings_defined": float(np.sum(~np.isnan(point[:-2])))}
+    n_defined = np.sum(~np.isnan(point[:len(names)]))
+    out = {"n_images": float(len(y)), "n_findings_defined": float(n_defined)}
     for key, p, lo, hi in zip(metrics.finding_auroc_keys(names), point, low, high):
         out.update({key: float(p), f"{key}/ci_low": float(lo), f"{key}/ci_high": float(hi)})
     return out

@@ -51,12 +51,14 @@ def test_auroc_summary_keys_means_and_rare_mean():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, (200, 3))
     scores = np.stack([y[:, 0], 1 - y[:, 1], rng.random(200)], axis=1).astype(float)
-    names = ["Edema", "Pneumonia", "Fracture"]  # Pneumonia and Fracture are rare
+    names = ["Edema", "Pneumonia", "Fracture"]  # Pneumonia and Fracture are rare; Edema is top 5
     out = zero_shot.auroc_summary(y, scores, names, n_resamples=50, seed=0)
     assert out["auroc/Edema"] == 1.0 and out["auroc/Pneumonia"] == 0.0
     assert out["auroc/mean"] == pytest.approx(np.mean([1.0, 0.0, out["auroc/Fracture"]]))
     assert out["auroc/mean_rare"] == pytest.approx(np.mean([0.0, out["auroc/Fracture"]]))
+    assert out["auroc/mean_top5"] == 1.0
     assert out["auroc/mean/ci_low"] <= out["auroc/mean"] <= out["auroc/mean/ci_high"]
+    assert out["n_findings_defined"] == 3.0
     assert out == zero_shot.auroc_summary(y, scores, names, n_resamples=50, seed=0)
 
 

@@ -1,0 +1,28 @@
+"""The README's main job at its CI size: every arm trains, is benchmarked and lands in the table."""
+
+import json
+import math
+import os
+
+import pytest
+
+from chexficient.quickstart import ARMS, TABLE, run_quickstart
+
+
+@pytest.mark.slow
+def test_quickstart_table_has_every_arm_and_metric(micro, tmp_path):
+    out = str(tmp_path / "quickstart")
+    table = run_quickstart(out, size="ci", data_dir=micro.data_dir)
+    assert list(table) == list(ARMS)
+    for arm, row in table.items():
+        for column, _, _ in TABLE:
+            assert math.isfinite(row[column]), (arm, column)
+    for arm in ("chexficient", "random", "learnability", "combined"):
+        assert table[arm]["compute fraction"] < table["full"]["compute fraction"], arm
+    # The random arm trains on as many records as CheXficient kept.
+    assert table["random"]["data fraction"] == pytest.approx(table["chexficient"]["data fraction"],
+                                                             abs=1 / 256)
+    saved = json.load(open(os.path.join(out, "quickstart.json")))
+    assert set(saved["table"]) == set(ARMS)
+    assert os.path.exists(os.path.join(out, "auroc_vs_compute.png"))
+    assert os.path.exists(os.path.join(out, "quickstart.md"))
