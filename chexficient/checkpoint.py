@@ -135,7 +135,8 @@ def load_model(path: str, step: int | None = None):
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
     manager = ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+                                    options=ocp.CheckpointManagerOptions(
+                                        read_only=True, save_interval_steps=0, create=False))
     step = manager.latest_step() if step is None else step
     try:
         params = manager.restore(step, args=ocp.args.Composite(

@@ -25,17 +25,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ARMS = ("full", "chexficient", "random", "learnability", "combined")
 ARM_CONFIGS = {"full": "pretrain", "chexficient": "chexficient", "random": "offline",
                "learnability": "learnability", "combined": "curated"}
-SIZES = {
-    # The README's main command: minutes on a 2-core CPU.
-    "default": dict(dataset="synthetic_cxr/tiny", preset="tiny,batch_size=64,epochs=8",
-                    reference="tiny,batch_size=64,epochs=8",
-                    bench="quick,seg_steps=60,rg_steps=100,n_resamples=200,reference=0"),
-    # The CI test: the micro world, a couple of epochs, a trimmed benchmark.
-    "ci": dict(dataset="synthetic_cxr/micro", preset="tiny,batch_size=64,epochs=2",
-               reference="tiny,batch_size=32,epochs=2",
-               bench="quick,max_train=128,max_eval=64,seg_steps=10,rg_steps=10,n_resamples=10,"
-                     "reference=0"),
-}
 TABLE = (  # (column, where: an adapter of the bench results or the train summary, key)
     ("zero-shot AUROC", "zero_shot", "test/auroc/mean"),
     ("rare AUROC", "zero_shot", "test/auroc/mean_rare"),
@@ -49,30 +38,38 @@ TABLE = (  # (column, where: an adapter of the bench results or the train summar
 )
 
 
-def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
+def experiment_names() -> list[str]:
+    """The experiments of configs/experiments/ (quickstart, ci, small, small_clean, large)."""
+    return sorted(p.stem for p in (CONFIGS / "experiments").glob("*.py"))
+
+
+def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     """`configs/<name>.py:get_config(arg)`, as `--config=configs/<name>.py:arg` would load it."""
+    if not (CONFIGS / f"{name}.py").exists():
+        raise ValueError(f"no config file configs/{name}.py")
     spec = importlib.util.spec_from_file_location(f"configs.{name}", CONFIGS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
 
 
-def arm_config(arm: str, size: dict, *, data_dir: str, seed: int, reference: str,
-               subset_size: int = 0) -> ml_collections.ConfigDict:
-    """The config of one arm: its configs/ file at the size's preset, on the size's dataset."""
-    arg = size["preset"] + (f",budget={subset_size}" if arm == "random" else "")
+def arm_config(arm: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int,
+               reference: str, subset_size: int = 0) -> ml_collections.ConfigDict:
+    """The config of one arm: its configs/ file at the experiment's preset and dataset."""
+    arg = spec.preset + (f",budget={subset_size}" if arm == "random" else "")
     config = load_config(ARM_CONFIGS[arm], arg)
-    config.data.name, config.data.data_dir, config.seed = size["dataset"], data_dir, seed
+    config.data.name, config.data.data_dir, config.seed = spec.dataset, data_dir, seed
     if arm in ("learnability", "combined"):
         config.curator.loss.score = "learnability"
         config.reference.path = reference
     return config
 
 
-def reference_config(size: dict, *, data_dir: str, seed: int) -> ml_collections.ConfigDict:
+def reference_config(spec: ml_collections.ConfigDict, *, data_dir: str, seed: int
+                     ) -> ml_collections.ConfigDict:
     """RHO-LOSS's irreducible-loss model: the same architecture trained on the held-out split."""
-    config = load_config("pretrain", size["reference"])
-    config.data.update(name=size["dataset"], data_dir=data_dir, train_split="validation")
+    config = load_config("pretrain", spec.reference)
+    config.data.update(name=spec.dataset, data_dir=data_dir, train_split="validation")
     config.eval.every_steps = 0
     config.seed = seed
     return config
@@ -133,53 +130,74 @@ def plot_auroc_vs_compute(table: dict[str, dict], path: str) -> None:
     os.replace(tmp, path)
 
 
-def run_quickstart(out: str, *, size: str = "default", data_dir: str | None = None,
-                   seed: int = 0) -> dict[str, dict]:
-    """Runs every arm and the benchmark; writes quickstart.{json,md} and a plot into `out`."""
-    from chexficient.data import registry
-    from downstream.config import bench_config
-    from downstream.suite import run_bench
-
-    if size not in SIZES:
-        raise ValueError(f"unknown quickstart size {size!r}; valid: {', '.join(SIZES)}")
-    spec = SIZES[size]
-    t0 = time.time()
-    data_dir = registry.resolve_data_dir(data_dir)
-    print(f"[quickstart] dataset {spec['dataset']} in {data_dir} (built once, then cached)")
-    registry.prepare(spec["dataset"], data_dir)
-
+def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int) -> dict:
+    """Trains the reference model and the five arms of one seed into `out`; their summaries."""
     reference = os.path.join(out, "reference")
-    print("[quickstart] reference model on the held-out split (for learnability)")
+    print(f"[quickstart] seed {seed}: reference model on the held-out split (for learnability)")
     train_once(reference_config(spec, data_dir=data_dir, seed=seed), reference)
-
     summaries: dict[str, dict] = {}
     for arm in ARMS:
         subset = 0
         if arm == "random":  # the same number of records the CheXficient arm trained on
             subset = int(round(summaries["chexficient"]["data_fraction"] *
                                summaries["chexficient"]["pool_size"]))
-        print(f"[quickstart] arm {arm}")
+        print(f"[quickstart] seed {seed}: arm {arm}")
         config = arm_config(arm, spec, data_dir=data_dir, seed=seed, reference=reference,
                             subset_size=subset)
         summaries[arm] = train_once(config, os.path.join(out, "arms", arm))
+    return summaries
 
-    print("[quickstart] benchmark suite on all arms")
-    results = run_bench([os.path.join(out, "arms", arm) for arm in ARMS],
-                        bench_config(spec["bench"]), os.path.join(out, "bench"))
-    table = build_table(summaries, {arm: results["results"].get(arm, {}) for arm in ARMS})
-    _write(out, table, time.time() - t0)
+
+def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | None = None,
+                   ) -> dict[str, dict]:
+    """Runs every arm of every seed of `configs/experiments/<experiment>.py` and the benchmark;
+    writes quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
+    from chexficient.data import registry
+    from downstream.config import bench_config
+    from downstream.suite import run_bench
+
+    if experiment not in experiment_names():
+        raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(experiment_names())}")
+    spec = load_config(f"experiments/{experiment}")
+    t0 = time.time()
+    data_dir = registry.resolve_data_dir(data_dir)
+    print(f"[quickstart] dataset {spec.dataset} in {data_dir} (built once, then cached)")
+    registry.prepare(spec.dataset, data_dir)
+    tables = []
+    for seed in spec.seeds:
+        seed_out = out if len(spec.seeds) == 1 else os.path.join(out, f"seed{seed}")
+        summaries = run_arms(seed_out, spec, data_dir=data_dir, seed=seed)
+        print(f"[quickstart] seed {seed}: benchmark suite on all arms")
+        results = run_bench([os.path.join(seed_out, "arms", arm) for arm in ARMS],
+                            bench_config(spec.bench), os.path.join(seed_out, "bench"))
+        tables.append(build_table(summaries, {a: results["results"].get(a, {}) for a in ARMS}))
+    table, spread = aggregate(tables)
+    _write(out, table, spread, time.time() - t0, len(tables))
     return table
 
 
-def _write(out: str, table: dict[str, dict], seconds: float) -> None:
+def aggregate(tables: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Mean and standard deviation over seeds of every cell."""
+    mean, spread = {}, {}
+    for arm in tables[0]:
+        mean[arm] = {c: float(np.mean([t[arm][c] for t in tables])) for c in tables[0][arm]}
+        spread[arm] = {c: float(np.std([t[arm][c] for t in tables])) for c in tables[0][arm]}
+    return mean, spread
+
+
+def _write(out: str, table: dict[str, dict], spread: dict[str, dict], seconds: float,
+           seeds: int) -> None:
+    from chexficient.io import write_atomic, write_json_atomic
+
     markdown = to_markdown(table)
-    with open(os.path.join(out, "quickstart.md.tmp"), "w") as f:
-        f.write(markdown + f"\nTotal wall time: {seconds:.0f} s\n")
-    os.replace(os.path.join(out, "quickstart.md.tmp"), os.path.join(out, "quickstart.md"))
-    with open(os.path.join(out, "quickstart.json.tmp"), "w") as f:
-        json.dump({"table": table, "wall_time_s": seconds}, f, indent=2,
-                  default=lambda v: None if isinstance(v, float) and not np.isfinite(v) else v)
-    os.replace(os.path.join(out, "quickstart.json.tmp"), os.path.join(out, "quickstart.json"))
+    if seeds > 1:
+        markdown += f"\nMean over {seeds} seeds; standard deviation:\n\n" + to_markdown(spread)
+    write_atomic(os.path.join(out, "quickstart.md"), markdown + f"\nTotal wall time: {seconds:.0f} s\n")
+    finite = lambda t: {a: {c: (v if np.isfinite(v) else None) for c, v in row.items()}
+                        for a, row in t.items()}
+    write_json_atomic(os.path.join(out, "quickstart.json"),
+                      {"table": finite(table), "std": finite(spread), "seeds": seeds,
+                       "wall_time_s": seconds})
     plot_auroc_vs_compute(table, os.path.join(out, "auroc_vs_compute.png"))
     print(markdown)
     print(f"[quickstart] done in {seconds:.0f} s; table, plot and runs in {out}")

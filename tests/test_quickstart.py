@@ -12,7 +12,7 @@ from chexficient.quickstart import ARMS, TABLE, run_quickstart
 @pytest.mark.slow
 def test_quickstart_table_has_every_arm_and_metric(micro, tmp_path):
     out = str(tmp_path / "quickstart")
-    table = run_quickstart(out, size="ci", data_dir=micro.data_dir)
+    table = run_quickstart(out, experiment="ci", data_dir=micro.data_dir)
     assert list(table) == list(ARMS)
     for arm, row in table.items():
         for column, _, _ in TABLE:

@@ -1,0 +1,11 @@
+"""The quickstart at test size: the micro world, two epochs, a trimmed benchmark (minutes)."""
+
+import ml_collections
+
+
+def get_config(arg=None):
+    del arg
+    return ml_collections.ConfigDict(dict(
+        dataset="synthetic_cxr/micro", preset="tiny,batch_size=64,epochs=2",
+        reference="tiny,batch_size=32,epochs=2", seeds=(0,),
+        bench="quick,max_train=128,max_eval=64,seg_steps=10,rg_steps=10,n_resamples=10,reference=0"))
