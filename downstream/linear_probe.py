@@ -74,8 +74,7 @@ def finetune_classifier(encoders: Encoders, images: np.ndarray, targets: np.ndar
     training.fit(model, loss_fn, {"image": images, "y": targets.astype(np.float32)},
                  steps=config.steps, batch_size=config.batch_size,
                  learning_rate=config.learning_rate, seed=seed, desc="fine-tune classifier")
-    return lambda x: training.predict(model, lambda m, im: jax.nn.sigmoid(m(im)), [x],
-                                      encoders.batch_size)
+    return training.predictor(model, lambda m, im: jax.nn.sigmoid(m(im)), encoders.batch_size)
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:

@@ -37,9 +37,14 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
 
 
 def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: list[str],
-                adapters: list[str], title: str) -> str:
-    """One table per adapter; rows are the union of the columns' metrics, in first-seen order."""
+                adapters: list[str], title: str, sources: dict[str, str] | None = None) -> str:
+    """One table per adapter; rows are the union of the columns' metrics, in first-seen order.
+
+    `sources` (column -> where it came from) is listed under the title.
+    """
     lines = [f"# {title}", ""]
+    if sources:
+        lines += [f"- **{col}**: {sources[col]}" for col in columns if col in sources] + [""]
     for adapter in adapters:
         rows: dict[str, None] = {}
         for col in columns:

@@ -65,9 +65,14 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
                           batch_size=config.batch_size, learning_rate=config.learning_rate,
                           seed=config.seed, desc="report decoder")
     special = dict(bos=tok.bos_id, eos=tok.eos_id, pad=tok.pad_id)
-    decoders = {"greedy": functools.partial(greedy_decode, **special),
+    searches = {"greedy": functools.partial(greedy_decode, **special),
                 "beam": functools.partial(beam_decode, beams=config.beams,
                                           length_penalty=config.length_penalty, **special)}
+    unknown = set(config.decoding) - set(searches)
+    if unknown:
+        raise ValueError(f"unknown decoding {sorted(unknown)}; valid: {', '.join(searches)}")
+    decode = {mode: training.predictor(decoder, searches[mode], encoders.batch_size)
+              for mode in config.decoding}
     out = {"train_loss_final": float(np.mean(losses[-10:])), "n_train": float(len(train)),
            "n_train_empty_skipped": float(skipped)}
     for split_name in data.eval_splits:
@@ -75,8 +80,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         tokens = encoders.image_tokens(split.images)
         generated = {}
         for mode in config.decoding:
-            ids = training.predict(decoder, decoders[mode], [tokens], encoders.batch_size)
-            generated[mode] = tok.decode(ids)
+            generated[mode] = tok.decode(decode[mode](tokens))
             scores = metrics.report_metrics(generated[mode], split.reports)
             out.update({f"{split_name}/{mode}/{k}": v for k, v in scores.items()})
         out[f"{split_name}/n_empty_skipped"] = float(skipped)

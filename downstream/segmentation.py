@@ -49,15 +49,14 @@ class Segmenter(nnx.Module):
         return self.decoder(self.tower(images)[1]["features"])
 
 
-def _train_and_predict(encoders: Encoders, train_images: np.ndarray, train_targets: np.ndarray,
-                       eval_images: dict[str, np.ndarray], features: dict | None,
-                       rows: np.ndarray, config: ml_collections.ConfigDict
+def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: np.ndarray,
+                       train_targets: np.ndarray, eval_images: dict[str, np.ndarray],
+                       features: dict | None, rows: np.ndarray, config: ml_collections.ConfigDict
                        ) -> dict[str, np.ndarray]:
-    """Trains one decoder on `rows` of the train split; returns eval logits per split."""
-    probe = encoders.image_feature_maps(train_images[:1])
-    decoder = UNetDecoder(feature_width=probe[0].shape[-1], num_levels=len(probe),
-                          out_channels=train_targets.shape[-1], image_size=encoders.image_size,
-                          width=config.width, rngs=nnx.Rngs(config.seed))
+    """Trains `decoder` on `rows` of the train split; returns eval logits per split.
+
+    `features` holds the frozen encoder's grids per split (None when fine-tuning).
+    """
     fit = dict(steps=config.steps, batch_size=config.batch_size,
                learning_rate=config.learning_rate, seed=config.seed)
     if config.finetune:
@@ -65,15 +64,15 @@ def _train_and_predict(encoders: Encoders, train_images: np.ndarray, train_targe
         training.fit(module, lambda m, b: segmentation_loss(m(b["image"]), b["mask"]),
                      {"image": train_images[rows], "mask": train_targets[rows]},
                      desc="fine-tune segmenter", **fit)
-        return {s: training.predict(module, lambda m, x: m(x), [x], encoders.batch_size)
-                for s, x in eval_images.items()}
-    levels = range(len(probe))
+        predict = training.predictor(module, lambda m, x: m(x), encoders.batch_size)
+        return {s: predict(x) for s, x in eval_images.items()}
+    levels = range(len(features["train"]))
     arrays = {f"f{i}": features["train"][i][rows] for i in levels}
     training.fit(decoder, lambda m, b: segmentation_loss(m([b[f"f{i}"] for i in levels]),
                                                          b["mask"]),
                  {**arrays, "mask": train_targets[rows]}, desc="segmentation decoder", **fit)
-    return {s: training.predict(decoder, lambda m, *fs: m(list(fs)), features[s],
-                                encoders.batch_size) for s in eval_images}
+    predict = training.predictor(decoder, lambda m, *fs: m(list(fs)), encoders.batch_size)
+    return {s: predict(*features[s]) for s in eval_images}
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -93,11 +92,16 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
     if not config.finetune:
         features = {"train": encoders.image_feature_maps(train.images),
                     **{s: encoders.image_feature_maps(e.images) for s, e in evals.items()}}
+    grids = features["train"] if features else encoders.image_feature_maps(train.images[:1])
     out = {}
     for fraction in config.fractions:
         rows = subset_rows(len(train), fraction, config.seed)
-        logits = _train_and_predict(encoders, train.images, train_targets,
-                                    {s: e.images for s, e in evals.items()}, features, rows, config)
+        decoder = UNetDecoder(feature_width=grids[0].shape[-1], num_levels=len(grids),
+                              out_channels=len(targets), image_size=encoders.image_size,
+                              width=config.width, rngs=nnx.Rngs(config.seed))
+        logits = _train_and_predict(encoders, decoder, train.images, train_targets,
+                                    {s: e.images for s, e in evals.items()}, features, rows,
+                                    config)
         for s, split in evals.items():
             truth = target_masks(split.masks, targets)
             dice = metrics.dice_per_image(logits[s] > 0, truth)  # [n, T]

@@ -13,7 +13,8 @@ import importlib
 import json
 import os
 import pkgutil
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import ml_collections
 from absl import logging
@@ -62,6 +63,7 @@ class Bench:
         self._data: dict[tuple, BenchData] = {}
 
     def data_for(self, encoders: Encoders) -> BenchData:
+        """The bench dataset (default: the encoder's pretraining dataset) at its image size."""
         d = ml_collections.ConfigDict(encoders.config.data.to_dict())
         d.name = self.config.data.name or d.name
         d.data_dir = self.config.data.data_dir or d.get("data_dir", "")
@@ -75,6 +77,21 @@ class Bench:
                 batch_size=self.config.batch_size, seed=self.config.seed)
         return self._data[key]
 
+    def load(self, column: str, source: str, make: Callable[[], Encoders]) -> Encoders | None:
+        """Builds one column's encoders and runs every adapter on them; None if they fail to load.
+
+        Columns are built and run one at a time, so one model is held in memory at a time.
+        """
+        try:
+            encoders = make()
+        except Exception as e:  # noqa: BLE001  (an unreadable checkpoint: report it, go on)
+            message = f"{source} cannot be read: {type(e).__name__}: {e}"
+            logging.error("%s", message)
+            self.errors[column] = {"checkpoint": message}
+            return None
+        self.run_column(column, encoders, source)
+        return encoders
+
     def run_column(self, column: str, encoders: Encoders, source: str) -> None:
         """Every adapter on one encoder; a failure is recorded and the next adapter runs."""
         data = self.data_for(encoders)
@@ -83,8 +100,10 @@ class Bench:
             cfg = ml_collections.ConfigDict(self.config[name].to_dict())
             cfg.seed = self.config.seed
             cfg.out_dir = os.path.join(self.out_dir, column, name)
+            start = time.perf_counter()
             try:
                 self.results[column][name] = module.run(encoders, data, cfg)
+                logging.info("%s on %s: %.1f s", name, column, time.perf_counter() - start)
             except Exception as e:  # noqa: BLE001  (one adapter's failure must not stop the rest)
                 message = (f"adapter {name!r} failed on {source} with dataset {data.name!r}: "
                            f"{type(e).__name__}: {e}")
@@ -94,11 +113,12 @@ class Bench:
     def write(self, columns: list[str], meta: dict) -> None:
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
-                            report.to_json(self.results, self.errors, meta))
+                     report.to_json(self.results, self.errors, meta))
+        sources = {**meta["checkpoints"], REFERENCE: "random initialisation (same architecture)"}
         write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
-            self.results, self.errors, columns, adapters, "Downstream benchmark"))
-        write_atomic(os.path.join(self.out_dir, "config.json"),
-                            self.config.to_json(indent=2))
+            self.results, self.errors, columns, adapters,
+            f"Downstream benchmark ({meta['preset']})", sources))
+        write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
         if self.config.plots and "zero_shot" in adapters:
             self._plot_zero_shot(columns)
 
@@ -120,23 +140,17 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
         raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
     bench = Bench(config, out_dir)
     columns = column_names(checkpoints)
-    reference_config = None
+    reference_config = None  # the first readable run's: the reference copies its architecture
     for column, path in zip(columns, checkpoints):
-        source = f"checkpoint {path!r}"
-        try:
-            encoders = Encoders.from_checkpoint(path, batch_size=config.batch_size)
-        except Exception as e:  # noqa: BLE001  (an unreadable checkpoint: report, go on)
-            message = f"{source} cannot be read: {type(e).__name__}: {e}"
-            logging.error("%s", message)
-            bench.errors[column] = {"checkpoint": message}
-            continue
-        reference_config = reference_config or encoders.config
-        bench.run_column(column, encoders, source)
+        encoders = bench.load(column, f"checkpoint {path!r}",
+                              lambda: Encoders.from_checkpoint(path, batch_size=config.batch_size))
+        if encoders is not None and reference_config is None:
+            reference_config = encoders.config
     if config.reference and reference_config is not None:
         columns.append(REFERENCE)
-        encoders = Encoders.random_init(reference_config, seed=config.seed,
-                                        batch_size=config.batch_size)
-        bench.run_column(REFERENCE, encoders, "the randomly initialised reference encoder")
+        bench.load(REFERENCE, "the randomly initialised reference encoder",
+                   lambda: Encoders.random_init(reference_config, seed=config.seed,
+                                                batch_size=config.batch_size))
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
             "preset": config.get("preset", "")}
     bench.write(columns, meta)

@@ -7,7 +7,7 @@ there is a single jitted step (`jax.jit` over the `nnx.split` state) and one pro
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import jax
 import numpy as np
@@ -72,9 +72,11 @@ def fit(module: nnx.Module, loss_fn: LossFn, arrays: dict[str, np.ndarray], *, s
     return losses
 
 
-def predict(module: nnx.Module, apply_fn: Callable[..., jax.Array], inputs: Sequence[np.ndarray],
-            batch_size: int) -> np.ndarray:
-    """`apply_fn(module, *batch)` over fixed-size batches of `inputs`, jitted, as numpy."""
+def predictor(module: nnx.Module, apply_fn: Callable[..., jax.Array],
+              batch_size: int) -> Callable[..., np.ndarray]:
+    """A numpy function of arrays: `apply_fn(module, *batch)` over fixed-size batches, jitted once
+    (reuse it across eval splits; the module's current parameters are captured now)."""
     graphdef, state = nnx.split(module)
-    fn = jax.jit(lambda state, *xs: apply_fn(nnx.merge(graphdef, state), *xs))
-    return batched(functools.partial(fn, state), list(inputs), batch_size)
+    fn = functools.partial(jax.jit(lambda state, *xs: apply_fn(nnx.merge(graphdef, state), *xs)),
+                           state)
+    return lambda *inputs: batched(fn, list(inputs), batch_size)

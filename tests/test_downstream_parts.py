@@ -110,7 +110,8 @@ def test_unet_decoder_learns_masks_from_feature_grids():
         m([b["f0"], b["f1"]]), b["mask"]), {"f0": shallow[:64], "f1": deep[:64], "mask": masks[:64]},
         steps=100, batch_size=16, learning_rate=3e-3, seed=0)
     assert losses[-1] < 0.5 * losses[0]
-    logits = training.predict(decoder, lambda m, a, b: m([a, b]), [shallow[64:], deep[64:]], 16)
+    predict = training.predictor(decoder, lambda m, a, b: m([a, b]), 16)
+    logits = predict(shallow[64:], deep[64:])
     assert logits.shape == (32, 32, 32, 1)
     assert metrics.dice_per_image(logits > 0, masks[64:]).mean() > 0.85
 
@@ -165,3 +166,18 @@ def test_results_table_for_two_checkpoints():
     data = json.loads(report.to_json(results, errors, {"columns": ["run_a", "run_b"]}))
     assert data["results"]["run_a"]["zero_shot"]["test/n"] is None
     assert data["errors"] == errors
+
+
+def test_bench_config_presets_and_typed_overrides():
+    from downstream.config import ADAPTERS, bench_config
+
+    quick, full = bench_config("quick"), bench_config("full")
+    assert tuple(quick.adapters) == tuple(full.adapters) == ADAPTERS
+    assert quick.data.max_examples.train > 0 and full.data.max_examples.train == 0  # 0 = all
+    custom = bench_config("quick,max_train=64,reference=false,n_resamples=7")
+    assert custom.data.max_examples.train == 64 and custom.reference is False
+    assert custom.zero_shot.bootstrap.n_resamples == 7
+    with pytest.raises(ValueError, match="unknown bench preset 'huge'"):
+        bench_config("huge")
+    with pytest.raises(ValueError, match="unknown bench argument 'epochs'"):
+        bench_config("quick,epochs=3")

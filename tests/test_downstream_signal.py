@@ -51,4 +51,4 @@ def test_pretrained_tiny_encoder_beats_random_init(tmp_path_factory):
         assert gain("retrieval", f"test/{direction}/R@10") > 0.02, direction
         assert gain("retrieval", f"test/{direction}/mean_rank", sign=-1.0) > 50, direction
     assert gain("linear_probe", "test/100%/auroc/mean_top5") > 0.01
-    assert gain("report_generation", "test/greedy/f1_top5_micro") > 0.05
+    assert gain("report_generation", "test/greedy/f1_top5_micro") > 0.02

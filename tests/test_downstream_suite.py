@@ -1,6 +1,6 @@
-"""The bench suite on two real (briefly trained) checkpoints and a broken one: the side-by-side
-table, errors that name checkpoint / adapter / dataset without stopping the rest, figures,
-and byte-identical results on a rerun."""
+"""The bench suite on two real (briefly trained) checkpoints, a broken one and the random-init
+reference: the side-by-side table, errors that name checkpoint / adapter / dataset without
+stopping the rest, figures, and byte-identical results on a rerun."""
 
 from __future__ import annotations
 
@@ -33,34 +33,37 @@ def runs(micro, tmp_path_factory) -> list[str]:
 
 
 def _config():
-    config = bench_config("quick,max_train=48,max_eval=48,n_resamples=10,reference=False")
+    config = bench_config("quick,max_train=48,max_eval=48,n_resamples=10")
     config.adapters = ("zero_shot", "retrieval", "segmentation")
     config.segmentation.update(steps=2, fractions=(1.0,), overlays=1,
                                targets=dict(lungs=(0, 1), bogus=(9,)))  # micro has 4 channels
     return config
 
 
-def test_suite_two_checkpoints_side_by_side(runs, tmp_path):
+def test_suite_two_checkpoints_and_reference_side_by_side(runs, tmp_path):
     broken = tmp_path / "broken"
     (broken / "checkpoints" / "3").mkdir(parents=True)
     out = str(tmp_path / "bench")
     summary = suite.run_bench([*runs, str(broken)], _config(), out)
 
-    assert summary["columns"] == ["run0", "run1", "broken"]
-    for column in ("run0", "run1"):
+    assert summary["columns"] == ["run0", "run1", "broken", "random_init"]
+    for column in ("run0", "run1", "random_init"):
         assert set(summary["results"][column]) == {"zero_shot", "retrieval"}
         assert 0 <= summary["results"][column]["zero_shot"]["test_shift/auroc/mean"] <= 1
         message = summary["errors"][column]["segmentation"]
         assert "'segmentation'" in message and "synthetic_cxr/micro" in message
-        assert runs[int(column[-1])] in message and "'bogus'" in message
+        assert "'bogus'" in message
+    for column, path in zip(("run0", "run1"), runs):
+        assert path in summary["errors"][column]["segmentation"]
+    assert "randomly initialised" in summary["errors"]["random_init"]["segmentation"]
     assert str(broken) in summary["errors"]["broken"]["checkpoint"]
     assert summary["results"]["run0"] != summary["results"]["run1"]
 
     table = open(os.path.join(out, "results.md")).read()
-    assert "| metric | run0 | run1 | broken |" in table
+    assert "| metric | run0 | run1 | broken | random_init |" in table
     assert "## zero_shot" in table and "## retrieval" in table and "## Errors" in table
     row = next(line for line in table.splitlines() if line.startswith("| test/i2t/R@1 |"))
-    assert row.count("|") == 5 and row.rstrip().endswith("| - |")  # broken column is empty
+    assert row.count("|") == 6 and row.split("|")[4].strip() == "-"  # broken column is empty
     for split in ("test", "test_shift"):
         assert os.path.getsize(os.path.join(out, f"zero_shot_auroc_{split}.png")) > 0
     assert json.load(open(os.path.join(out, "results.json"))) == summary
