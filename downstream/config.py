@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from chexficient.presets import parse_preset_arg
+
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
 PRESETS: dict[str, dict] = {
@@ -23,18 +25,7 @@ PRESETS: dict[str, dict] = {
 
 
 def _parse(arg: str | None) -> ml_collections.ConfigDict:
-    parts = [p for p in (arg or "").split(",") if p]
-    preset = parts.pop(0) if parts and "=" not in parts[0] else "quick"
-    if preset not in PRESETS:
-        raise ValueError(f"unknown bench preset {preset!r}; valid: {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset], preset=preset)
-    for part in parts:
-        key, _, raw = part.partition("=")
-        if key not in values:
-            raise ValueError(f"unknown bench argument {key!r}; valid: {', '.join(sorted(values))}")
-        kind = type(values[key])
-        values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
-    return ml_collections.ConfigDict(values)
+    return parse_preset_arg(arg, PRESETS, "quick", what="bench")
 
 
 def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:

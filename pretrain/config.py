@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 import curation
+from chexficient.presets import parse_preset_arg
 
 PRESETS: dict[str, dict] = {
     # Minutes on a 2-core CPU.
@@ -28,20 +29,7 @@ PRESETS: dict[str, dict] = {
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """Parses "tiny" or "tiny,batch_size=64,epochs=2" into preset values plus typed overrides."""
-    parts = [p for p in (arg or "").split(",") if p]
-    preset = "tiny"
-    if parts and "=" not in parts[0]:
-        preset = parts.pop(0)
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    values = dict(PRESETS[preset], preset=preset, **defaults)
-    for part in parts:
-        key, _, raw = part.partition("=")
-        if key not in values:
-            raise ValueError(f"unknown config argument {key!r}; valid: {', '.join(sorted(values))}")
-        values[key] = type(values[key])(raw) if not isinstance(values[key], bool) else raw in (
-            "1", "true", "True")
-    return ml_collections.ConfigDict(values)
+    return parse_preset_arg(arg, PRESETS, "tiny", **defaults)
 
 
 def base_config(arg: str | None = None) -> ml_collections.ConfigDict:

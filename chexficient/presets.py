@@ -1,0 +1,25 @@
+"""Config-file arguments, big_vision style: "preset,key=value,..." into typed values."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import ml_collections
+
+
+def parse_preset_arg(arg: str | None, presets: Mapping[str, Mapping[str, Any]], default: str,
+                     what: str = "config", **extra: Any) -> ml_collections.ConfigDict:
+    """A preset's values (plus `extra` defaults) with `key=value` overrides cast to each
+    value's type; unknown presets and keys are errors that list the valid ones."""
+    parts = [p for p in (arg or "").split(",") if p]
+    preset = parts.pop(0) if parts and "=" not in parts[0] else default
+    if preset not in presets:
+        raise ValueError(f"unknown {what} preset {preset!r}; valid: {', '.join(presets)}")
+    values = dict(presets[preset], preset=preset, **extra)
+    for part in parts:
+        key, _, raw = part.partition("=")
+        if key not in values:
+            raise ValueError(f"unknown {what} argument {key!r}; valid: {', '.join(sorted(values))}")
+        kind = type(values[key])
+        values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
+    return ml_collections.ConfigDict(values)
