@@ -49,6 +49,16 @@ def micro(tmp_path_factory) -> BuiltDataset:
     return BuiltDataset(MICRO, data_dir, builder, tokenizer, MICRO_VOCAB)
 
 
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory) -> str:
+    """A data dir holding synthetic_cxr/tiny and its tokenizer, for the slow end-to-end tests."""
+    from chexficient.data import registry
+
+    data_dir = str(tmp_path_factory.mktemp("tiny_data"))
+    registry.prepare("synthetic_cxr/tiny", data_dir)
+    return data_dir
+
+
 @pytest.fixture
 def write_tfds_dataset() -> Callable[..., str]:
     """Returns write(out_dir, features, split, serialized_records) -> out_dir.

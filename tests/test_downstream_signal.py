@@ -16,7 +16,6 @@ import sys
 
 import pytest
 
-from chexficient.data import registry
 from pretrain.config import base_config
 from pretrain.train import train
 
@@ -24,11 +23,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
-def test_pretrained_tiny_encoder_beats_random_init(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    registry.prepare("synthetic_cxr/tiny", data_dir)
+def test_pretrained_tiny_encoder_beats_random_init(tiny_data_dir, tmp_path_factory):
     config = base_config("tiny")
-    config.data.data_dir = data_dir
+    config.data.data_dir = tiny_data_dir
     config.update(progress=False)
     workdir = str(tmp_path_factory.mktemp("runs") / "pretrained")
     train(config, workdir)

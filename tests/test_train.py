@@ -93,14 +93,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(micro, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_run_learns(tmp_path_factory):
+def test_tiny_run_learns(tiny_data_dir, tmp_path_factory):
     """On synthetic_cxr/tiny, 256 steps take held-out in-batch retrieval well above chance."""
-    from chexficient.data import registry
-
-    data_dir = str(tmp_path_factory.mktemp("tiny_data"))
-    registry.prepare("synthetic_cxr/tiny", data_dir)
     config = base_config("tiny,batch_size=64")
-    config.data.data_dir = data_dir
+    config.data.data_dir = tiny_data_dir
     config.total_steps = 256
     config.progress = False
     config.eval.update(every_steps=256, batch_size=64, max_batches=4)
