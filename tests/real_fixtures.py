@@ -112,3 +112,8 @@ def build(builder_class: type[tfds.core.GeneratorBasedBuilder], config: tfds.cor
         records[split] = [{k: v.decode() if isinstance(v, bytes) else v
                            for k, v in source[i].items()} for i in range(len(source))]
     return builder, records
+
+
+def records_by_id(records: dict[str, list[dict]]) -> dict[str, dict]:
+    """The records of every split of a `build` result, keyed by id."""
+    return {r["id"]: r for split in records.values() for r in split}

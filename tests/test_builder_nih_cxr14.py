@@ -63,10 +63,6 @@ def built(tmp_path_factory):
     return rf.build(NihCxr14, config, root, str(tmp_path_factory.mktemp("data")))
 
 
-def _by_id(records):
-    return {r["id"]: r for split in records.values() for r in split}
-
-
 def test_label_table_covers_every_nih_label():
     assert set(SENTENCES) == set(LABEL_MAP) - {"No Finding"}
     assert {f for f in LABEL_MAP.values() if f} <= set(FINDINGS)
@@ -126,7 +122,7 @@ def test_splits_follow_the_official_lists_and_patients(built):
 
 
 def test_records_carry_mapped_labels_extras_and_reports(built):
-    records = _by_id(built[1])
+    records = rf.records_by_id(built[1])
     first = records["00000001_000.png"]
     assert first["labels"].tolist() == _labels(**{"No Finding": 0, "Cardiomegaly": 1})
     assert json.loads(first["extra_labels"])["unmapped"] == ["Emphysema"]
@@ -141,7 +137,7 @@ def test_records_carry_mapped_labels_extras_and_reports(built):
 
 
 def test_boxes_become_boxes_and_mask_channels(built):
-    records = _by_id(built[1])
+    records = rf.records_by_id(built[1])
     boxed = records["00000003_000.png"]
     np.testing.assert_allclose(boxed["boxes"]["bbox"], [[10, 20, 25, 30], [40, 40, 45, 45]])
     assert [b.decode() for b in boxed["boxes"]["label"]] == ["Mass", "Nodule"]

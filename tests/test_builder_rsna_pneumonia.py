@@ -43,10 +43,6 @@ def built(tmp_path_factory):
     return rf.build(RsnaPneumonia, config, root, str(tmp_path_factory.mktemp("data")))
 
 
-def _by_id(records):
-    return {r["id"]: r for split in records.values() for r in split}
-
-
 def test_labels_from_target():
     for target in (0, 1):
         labels = labels_of(target)
@@ -57,7 +53,7 @@ def test_labels_from_target():
 
 def test_records_splits_and_skips(built):
     builder, records = built
-    assert set(_by_id(records)) == {BOXED, CLEAR}
+    assert set(rf.records_by_id(records)) == {BOXED, CLEAR}
     for split, rows in records.items():
         assert all(_common.carve_split(r["id"], SPLIT_FRACTIONS, "train") == split for r in rows)
     skipped = []
@@ -67,13 +63,13 @@ def test_records_splits_and_skips(built):
             with open(path) as f:
                 skipped += [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     assert sorted(skipped) == sorted([MISSING, GARBAGE])
-    boxed = _by_id(records)[BOXED]
+    boxed = rf.records_by_id(records)[BOXED]
     assert boxed["labels"][FINDINGS.index("Pneumonia")] == 1 and boxed["report"] == ""
-    assert _by_id(records)[CLEAR]["labels"][FINDINGS.index("Lung Opacity")] == 0
+    assert rf.records_by_id(records)[CLEAR]["labels"][FINDINGS.index("Lung Opacity")] == 0
 
 
 def test_boxes_and_mask_are_scaled_like_the_image(built):
-    records = _by_id(built[1])
+    records = rf.records_by_id(built[1])
     boxed = records[BOXED]
     np.testing.assert_allclose(boxed["boxes"]["bbox"], [[5, 10, 15, 15], [20, 20, 26, 24]])
     assert [b.decode() for b in boxed["boxes"]["label"]] == ["Lung Opacity"] * 2

@@ -63,10 +63,6 @@ def built(tmp_path_factory):
     return rf.build(SiimAcrPneumothorax, config, root, str(tmp_path_factory.mktemp("data")))
 
 
-def _by_id(records):
-    return {r["id"]: r for split in records.values() for r in split}
-
-
 def test_decode_is_relative_column_major_reshape_then_transpose():
     # width 3, height 4: runs cover flat 1-2 and 6, i.e. column 0 rows 1-2 and column 1 row 2
     mask = decode_rle(parse_rle(" 1 2 3 1", "x"), width=3, height=4)
@@ -89,7 +85,7 @@ def test_records_splits_and_skips(built):
     for split, rows in records.items():
         for r in rows:
             assert _common.carve_split(r["id"], SPLIT_FRACTIONS, "train") == split
-    assert set(_by_id(records)) == kept
+    assert set(rf.records_by_id(records)) == kept
     skipped = []
     for split in builder.info.splits:
         path = _common.build_skips_path(builder.data_dir, split)
@@ -101,7 +97,7 @@ def test_records_splits_and_skips(built):
 
 
 def test_labels_and_fields(built):
-    records = _by_id(built[1])
+    records = rf.records_by_id(built[1])
     pneumothorax = FINDINGS.index("Pneumothorax")
     for image_id, value in ((PNEUMO, 1), (EMPTY, 0)):
         labels = records[image_id]["labels"]
@@ -112,7 +108,7 @@ def test_labels_and_fields(built):
 
 
 def test_mask_is_the_union_of_rows_resized_with_the_image(built):
-    records = _by_id(built[1])
+    records = rf.records_by_id(built[1])
     # 48 x 64 -> 24 x 32 centred on 32 x 32: rows shift down by 4, everything halves
     want = np.zeros((32, 32, 1), np.uint8)
     want[4 + 4:4 + 8, 5:10] = 1
