@@ -11,7 +11,6 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-import pydicom
 import tensorflow_datasets as tfds
 from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
