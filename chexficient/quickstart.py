@@ -39,7 +39,7 @@ TABLE = (  # (column, where: an adapter of the bench results or the train summar
 
 
 def experiment_names() -> list[str]:
-    """The experiments of configs/experiments/ (quickstart, ci, small, small_clean, large)."""
+    """The experiments of configs/experiments/ (quickstart, ci, small, large)."""
     return sorted(p.stem for p in (CONFIGS / "experiments").glob("*.py"))
 
 
@@ -151,14 +151,15 @@ def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
 def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | None = None,
                    ) -> dict[str, dict]:
     """Runs every arm of every seed of `configs/experiments/<experiment>.py` and the benchmark;
-    writes quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
+    `experiment` may carry an argument for its get_config, as in `small:clean`. Writes quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
     from chexficient.data import registry
     from downstream.config import bench_config
     from downstream.suite import run_bench
 
-    if experiment not in experiment_names():
-        raise ValueError(f"unknown experiment {experiment!r}; valid: {', '.join(experiment_names())}")
-    spec = load_config(f"experiments/{experiment}")
+    name, _, arg = experiment.partition(":")
+    if name not in experiment_names():
+        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(experiment_names())}")
+    spec = load_config(f"experiments/{name}", arg or None)
     t0 = time.time()
     data_dir = registry.resolve_data_dir(data_dir)
     print(f"[quickstart] dataset {spec.dataset} in {data_dir} (built once, then cached)")

@@ -1,4 +1,4 @@
-"""`chexficient quickstart --out=DIR [--experiment=quickstart|ci|small|...]`: the command around `chexficient.quickstart`."""
+"""`chexficient quickstart --out=DIR [--experiment=NAME[:ARG]]`: the command around `chexficient.quickstart`."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from absl import flags, logging
 from chexficient.quickstart import experiment_names, run_quickstart
 
 _OUT = flags.DEFINE_string("out", "runs/quickstart", "Directory for the arms, benchmark and table.")
-_EXPERIMENT = flags.DEFINE_enum(
-    "experiment", "quickstart", experiment_names(),
-    "configs/experiments/NAME.py: quickstart (synthetic_cxr/tiny, ~10 min on a CPU), ci (tests), "
-    "small and small_clean (3 seeds; the full experiment), large (accelerators).")
+_EXPERIMENT = flags.DEFINE_string(
+    "experiment", "quickstart",
+    "configs/experiments/NAME.py[:ARG]: " + ", ".join(experiment_names()) + ". quickstart "
+    "(synthetic_cxr/tiny, ~10 min on a CPU), ci (tests), small (the full experiment: 3 seeds; "
+    "small:clean is its control, small:accel its accelerator scale), large (accelerators).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset directory (else $CHEXFICIENT_DATA_DIR, "
                                 "else ~/.cache/chexficient/data).")
 

@@ -43,7 +43,9 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
         name=a.dataset, mixture="", train_split="train", data_dir="", image_size=a.res, text_len=a.text_len,
         vocab_size=4000, on_error="raise", subset="", worker_count=0,
         augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0, brightness=0.1,
-                     contrast=0.1, noise_std=0.02))
+                     contrast=0.1, noise_std=0.02),
+        # Reports: one random section, sentences dropped and shuffled (CXR-CLIP's recipe).
+        text_augment=dict(enabled=True, section_prob=0.5, sentence_keep=0.8, shuffle=True))
 
     c.model = dict(
         embed_dim=a.embed, temperature_init=0.07, bias_init=-10.0, dtype="float32",

@@ -13,8 +13,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from chexficient.data import registry
-from chexficient.data.pipeline import (PIXEL_MEAN, PIXEL_STD, Augment, ImageTransform, make_loader,
-                                       preprocess_images)
+from chexficient.data.pipeline import (PIXEL_MEAN, PIXEL_STD, Augment, ImageTransform, TextAugment,
+                                       make_loader, preprocess_images)
 from chexficient.data.records import RecordError, RecordReader, SkipLog, read_skipped, validate
 
 RAW = tfds.decode.DeserializeMethod.RAW_BYTES
@@ -187,6 +187,50 @@ def test_train_augments_and_eval_does_not(micro):
     plain = next(make_loader(off, "train", train=True, batch_size=4, seed=0, indices=positions))
     stored = np.stack([_normalised(source[int(i)]["image"]) for i in plain["index"]])
     np.testing.assert_allclose(plain["image"], stored, atol=1e-5)
+
+
+REPORT = ("FINDINGS: Moderate left effusion. Heart size is normal. No pneumothorax. "
+          "IMPRESSION: Moderate left pleural effusion.")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in text.replace("FINDINGS:", "").replace("IMPRESSION:", "").split(".")
+            if s.strip()]
+
+
+def test_text_augment_keeps_only_sentences_of_the_report_and_never_none():
+    allowed = set(_sentences(REPORT))
+    outs = [TextAugment(sentence_keep=0.3)(REPORT, np.random.default_rng(seed)) for seed in range(200)]
+    for out in outs:
+        assert "FINDINGS" not in out and "IMPRESSION" not in out
+        got = _sentences(out)
+        assert got and set(got) <= allowed and len(got) == len(set(got)), out
+    assert len(set(outs)) > 20  # sentence subsets, orders and sections really vary
+    impression_only = [o for o in outs if _sentences(o) == ["Moderate left pleural effusion"]]
+    assert 10 < len(impression_only) < 150
+
+
+def test_text_augment_without_drop_or_section_choice_only_reorders():
+    keep_all = TextAugment(section_prob=0.0, sentence_keep=1.0, shuffle=True)
+    out = keep_all(REPORT, np.random.default_rng(3))
+    assert sorted(_sentences(out)) == sorted(_sentences(REPORT))
+    fixed = TextAugment(section_prob=0.0, sentence_keep=1.0, shuffle=False)
+    assert _sentences(fixed(REPORT, np.random.default_rng(3))) == _sentences(REPORT)
+    assert keep_all("No acute disease", np.random.default_rng(0)) == "No acute disease."
+
+
+def test_train_batches_carry_augmented_reports_seeded_and_eval_the_stored_ones(micro):
+    config = micro.data_config(text_augment=dict(enabled=True, sentence_keep=0.5))
+    load = lambda c, train, seed: next(make_loader(  # noqa: E731
+        c, "train", train=train, batch_size=8, seed=seed, indices=range(8)))
+    a, b = load(config, True, 0), load(config, True, 0)
+    np.testing.assert_array_equal(a["tokens"], b["tokens"])
+    plain = load(micro.data_config(), True, 0)
+    np.testing.assert_array_equal(a["index"], plain["index"])
+    assert (a["text_mask"].sum(1) < plain["text_mask"].sum(1)).mean() > 0.5
+    evaluation = load(config, False, 0)
+    stored = load(micro.data_config(augment=dict(enabled=False)), False, 0)
+    np.testing.assert_array_equal(evaluation["tokens"], stored["tokens"])
 
 
 # --- subsets --------------------------------------------------------------------------------

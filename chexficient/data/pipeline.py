@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import re
 from typing import Any, Sequence
 
 import grain
@@ -49,6 +50,48 @@ class Augment:
         return cls(**values)
 
 
+@dataclasses.dataclass(frozen=True)
+class TextAugment:
+    """Report augmentation as CXR-CLIP does it: one section, a random subset of sentences, shuffled.
+
+    With probability `section_prob` a report with several sections (`FINDINGS:`,
+    `IMPRESSION:`, ...) keeps one of them, chosen at random; each sentence is then kept with
+    probability `sentence_keep` (at least one always is) and, if `shuffle`, their order is
+    permuted. Short prompts ("Moderate left effusion.") then look like the texts the text tower
+    saw, and long reports stop losing their ends to truncation at `text_len`.
+    """
+
+    section_prob: float = 0.5
+    sentence_keep: float = 0.8
+    shuffle: bool = True
+
+    @classmethod
+    def from_config(cls, config: ml_collections.ConfigDict | None) -> TextAugment | None:
+        """None when `config` is missing or has enabled=False; unset fields keep defaults."""
+        if config is None or not config.get("enabled", True):
+            return None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in config.items() if k in fields})
+
+    def __call__(self, report: str, rng: np.random.Generator) -> str:
+        sections = [s for s in _SECTION.split(report) if s.strip()]
+        if len(sections) > 1 and rng.random() < self.section_prob:
+            sections = [sections[rng.integers(len(sections))]]
+        sentences = [s.strip() for part in sections for s in _SENTENCE.split(part) if s.strip()]
+        if not sentences:
+            return report
+        keep = rng.random(len(sentences)) < self.sentence_keep
+        keep[rng.integers(len(sentences))] = True
+        sentences = [s for s, k in zip(sentences, keep) if k]
+        if self.shuffle:
+            sentences = [sentences[i] for i in rng.permutation(len(sentences))]
+        return " ".join(s if s[-1] in ".!?" else s + "." for s in sentences)
+
+
+_SECTION = re.compile(r"\b[A-Z][A-Z ]{2,}:\s*")  # "FINDINGS:", "IMPRESSION:", "COMPARISON:"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
 class ImageTransform:
     """Record -> model-ready image float32 [S, S, 1] (and mask uint8 [S, S, C]) for one size S.
 
@@ -57,14 +100,16 @@ class ImageTransform:
     size, the image is only normalised.
     """
 
-    def __init__(self, out_size: int, augment: Augment | None):
-        self.out_size, self.augment = out_size, augment
+    def __init__(self, out_size: int, augment: Augment | None, text: TextAugment | None = None):
+        self.out_size, self.augment, self.text = out_size, augment, text
 
     def __call__(self, record: dict[str, Any], rng: np.random.Generator | None = None
                  ) -> dict[str, Any]:
         image = record["image"]
         size = image.shape[0]
         out = {k: v for k, v in record.items() if k not in ("image", "id")}
+        if self.text is not None:
+            out["report"] = self.text(out["report"], rng)
         if self.augment is None and size == self.out_size:
             pixels = image.astype(np.float32) * (1 / (255 * PIXEL_STD)) - PIXEL_MEAN / PIXEL_STD
             out["image"] = pixels[..., None]
@@ -133,8 +178,10 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     ds = _combine(streams, train)
     ds = ds.map(_Indexed(readers, offsets))
     augment = Augment.from_config(config.get("augment")) if train else None
-    transform = ImageTransform(config.get("image_size") or readers[0].image_size, augment)
-    ds = ds.random_map(transform) if augment else ds.map(transform)
+    text_augment = TextAugment.from_config(config.get("text_augment")) if train else None
+    transform = ImageTransform(config.get("image_size") or readers[0].image_size, augment,
+                               text_augment)
+    ds = ds.random_map(transform) if augment or text_augment else ds.map(transform)
 
     tokenizer = mixture.load_tokenizer(config, parts)
     workers = config.get("worker_count", 0)
