@@ -52,7 +52,7 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.segmentation = dict(
         fractions=(0.01, 0.1, 1.0), targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)),
         finetune=False, steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
-        overlays=a.overlays)
+        image_skip=True, overlays=a.overlays)
     c.report_generation = dict(
         max_len=a.rg_max_len, width=a.rg_width, depth=2, heads=4, steps=a.rg_steps,
         batch_size=32, learning_rate=1e-3, decoding=("greedy", "beam"), beams=a.beams,

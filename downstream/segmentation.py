@@ -46,7 +46,8 @@ class Segmenter(nnx.Module):
         self.tower, self.decoder = nnx.clone(encoders.model.image), decoder
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        return self.decoder(self.tower(images)[1]["features"])
+        image = images if self.decoder.image_channels else None
+        return self.decoder(self.tower(images)[1]["features"], image)
 
 
 def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: np.ndarray,
@@ -68,11 +69,15 @@ def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: n
         return {s: predict(x) for s, x in eval_images.items()}
     levels = range(len(features["train"]))
     arrays = {f"f{i}": features["train"][i][rows] for i in levels}
-    training.fit(decoder, lambda m, b: segmentation_loss(m([b[f"f{i}"] for i in levels]),
-                                                         b["mask"]),
-                 {**arrays, "mask": train_targets[rows]}, desc="segmentation decoder", **fit)
-    predict = training.predictor(decoder, lambda m, *fs: m(list(fs)), encoders.batch_size)
-    return {s: predict(*features[s]) for s in eval_images}
+    skip = bool(decoder.image_channels)
+    decode = lambda m, fs, image: m(list(fs), image if skip else None)  # noqa: E731
+    training.fit(decoder, lambda m, b: segmentation_loss(
+                     decode(m, [b[f"f{i}"] for i in levels], b["image"]), b["mask"]),
+                 {**arrays, "image": train_images[rows], "mask": train_targets[rows]},
+                 desc="segmentation decoder", **fit)
+    predict = training.predictor(decoder, lambda m, image, *fs: decode(m, fs, image),
+                                 encoders.batch_size)
+    return {s: predict(eval_images[s], *features[s]) for s in eval_images}
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
@@ -98,7 +103,9 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         rows = subset_rows(len(train), fraction, config.seed)
         decoder = UNetDecoder(feature_width=grids[0].shape[-1], num_levels=len(grids),
                               out_channels=len(targets), image_size=encoders.image_size,
-                              width=config.width, rngs=nnx.Rngs(config.seed))
+                              width=config.width, grid_size=grids[0].shape[1],
+                              image_channels=train.images.shape[-1] if config.image_skip else 0,
+                              rngs=nnx.Rngs(config.seed))
         logits = _train_and_predict(encoders, decoder, train.images, train_targets,
                                     {s: e.images for s, e in evals.items()}, features, rows,
                                     config)

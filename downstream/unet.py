@@ -1,8 +1,10 @@
 """A U-Net-style decoder over a ViT's multi-level patch grids (UNETR-like), in flax.nnx.
 
 The deepest grid starts the decoder; each stage doubles the resolution and fuses the next
-shallower grid, itself upsampled to that resolution, as the skip connection. A last
-bilinear resize brings the logits to image size.
+shallower grid, itself upsampled to that resolution, as the skip connection. With
+`image_channels` > 0 (UNETR's input skip) further stages keep doubling up to the image size,
+each fusing the image itself at that resolution, so boundaries finer than a patch can be
+drawn; otherwise a bilinear resize brings the logits to image size.
 """
 
 from __future__ import annotations
@@ -36,22 +38,37 @@ class UNetDecoder(nnx.Module):
     """Feature grids (shallow -> deep, all [B,g,g,W]) -> mask logits [B,S,S,out_channels]."""
 
     def __init__(self, *, feature_width: int, num_levels: int, out_channels: int,
-                 image_size: int, width: int = 64, rngs: nnx.Rngs):
+                 image_size: int, width: int = 64, image_channels: int = 0, grid_size: int = 0,
+                 rngs: nnx.Rngs):
         if num_levels < 1:
             raise ValueError("the decoder needs at least one feature level")
-        self.image_size = image_size
+        if image_channels and grid_size < 1:
+            raise ValueError("an image skip needs the feature grids' size (grid_size)")
+        self.image_size, self.image_channels = image_size, image_channels
         widths = [max(width // 2 ** i, 16) for i in range(num_levels)]
         self.bottom = ConvBlock(feature_width, widths[0], rngs=rngs)
         self.skips = nnx.List([nnx.Conv(feature_width, w, (1, 1), rngs=rngs) for w in widths[1:]])
         self.stages = nnx.List([ConvBlock(widths[i] + widths[i + 1], widths[i + 1], rngs=rngs)
                                 for i in range(num_levels - 1)])
+        # Stages fed by the image: from the grid stages' last resolution up to the image size.
+        resolution, count = grid_size * 2 ** (num_levels - 1), 0
+        while image_channels and resolution < image_size:
+            resolution, count = 2 * resolution, count + 1
+        self.image_stages = nnx.List([ConvBlock(widths[-1] + image_channels, widths[-1], rngs=rngs)
+                                      for _ in range(count)])
         self.head = nnx.Conv(widths[-1], out_channels, (1, 1), rngs=rngs)
 
-    def __call__(self, features: Sequence[jax.Array]) -> jax.Array:
+    def __call__(self, features: Sequence[jax.Array], image: jax.Array | None = None
+                 ) -> jax.Array:
         if len(features) != len(self.stages) + 1:
             raise ValueError(f"expected {len(self.stages) + 1} feature grids, got {len(features)}")
+        if (image is None) != (not self.image_channels):
+            raise ValueError("pass the image exactly when the decoder was built with image_channels")
         x = self.bottom(features[-1])
         for skip, stage, grid in zip(self.skips, self.stages, reversed(features[:-1])):
             size = 2 * x.shape[1]
             x = stage(jnp.concatenate([_resize(x, size), _resize(skip(grid), size)], axis=-1))
+        for stage in self.image_stages:
+            size = min(2 * x.shape[1], self.image_size)
+            x = stage(jnp.concatenate([_resize(x, size), _resize(image, size)], axis=-1))
         return _resize(self.head(x), self.image_size)

@@ -116,6 +116,34 @@ def test_unet_decoder_learns_masks_from_feature_grids():
     assert metrics.dice_per_image(logits > 0, masks[64:]).mean() > 0.85
 
 
+def test_unet_image_skip_draws_what_only_the_pixels_show():
+    """Discs visible in the image but not in the (noise) feature grids: only the decoder with
+    the image skip can segment them, at full resolution."""
+    rng = np.random.default_rng(1)
+    n, size = 96, 32
+    yy, xx = np.mgrid[0:size, 0:size]
+    centre, radius = rng.uniform(8, 24, size=(n, 2)), rng.uniform(3, 8, size=n)
+    masks = ((yy - centre[:, :1, None]) ** 2 + (xx - centre[:, 1:, None]) ** 2
+             < radius[:, None, None] ** 2).astype(np.uint8)[..., None]
+    images = (2.0 * masks - 1 + 0.3 * rng.normal(size=masks.shape)).astype(np.float32)
+    grids = [rng.normal(size=(n, 4, 4, 8)).astype(np.float32) for _ in range(2)]
+    scores = {}
+    for channels in (0, 1):
+        decoder = UNetDecoder(feature_width=8, num_levels=2, out_channels=1, image_size=size,
+                              width=16, image_channels=channels, grid_size=4, rngs=nnx.Rngs(0))
+        assert len(decoder.image_stages) == (2 if channels else 0)  # 8 -> 16 -> 32
+        decode = lambda m, a, b, im: m([a, b], im if m.image_channels else None)  # noqa: E731
+        training.fit(decoder, lambda m, b: segmentation.segmentation_loss(
+            decode(m, b["f0"], b["f1"], b["image"]), b["mask"]),
+            {"f0": grids[0][:64], "f1": grids[1][:64], "image": images[:64], "mask": masks[:64]},
+            steps=100, batch_size=16, learning_rate=3e-3, seed=0)
+        logits = training.predictor(decoder, decode, 16)(grids[0][64:], grids[1][64:], images[64:])
+        scores[channels] = metrics.dice_per_image(logits > 0, masks[64:]).mean()
+    assert scores[1] > 0.9 and scores[0] < 0.6, scores
+    with pytest.raises(ValueError, match="image_channels"):
+        decoder(grids, None)
+
+
 def _sequence_logprob(decoder, tokens, ids, eos):
     logp = jax.nn.log_softmax(decoder(tokens, ids[:, :-1]))
     picked = jnp.take_along_axis(logp, ids[:, 1:, None], axis=-1)[..., 0]
