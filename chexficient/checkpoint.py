@@ -117,6 +117,15 @@ def find_checkpoint_dir(path: str) -> str:
     raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
 
 
+RUN_TOKENIZER = "tokenizer.model"
+"""The run's copy of its tokenizer, beside config.json: checkpoints carry their token ids."""
+
+
+def run_dir(path: str) -> str:
+    """The workdir of `path` (a workdir or its checkpoints/ directory)."""
+    return os.path.dirname(find_checkpoint_dir(path).rstrip("/"))
+
+
 def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
@@ -127,7 +136,7 @@ def load_model(path: str, step: int | None = None):
     from chexficient.models import build_model
 
     ckpt_dir = find_checkpoint_dir(path)
-    config_path = os.path.join(os.path.dirname(ckpt_dir.rstrip("/")), "config.json")
+    config_path = os.path.join(run_dir(path), "config.json")
     if not os.path.exists(config_path):
         raise CheckpointError(f"{config_path} is missing: cannot rebuild the model of {path!r}")
     with open(config_path) as f:

@@ -75,15 +75,23 @@ class Encoders:
 
     @classmethod
     def from_checkpoint(cls, path: str, *, batch_size: int = 64) -> Encoders:
-        """The latest checkpoint of a run directory; CheckpointError if it cannot be read."""
+        """The latest checkpoint of a run directory; CheckpointError if it cannot be read.
+
+        The tokenizer is the run's own copy; runs from before it was kept fall back to the one
+        beside their pretraining dataset.
+        """
         model, config = checkpoint.load_model(path)
-        return cls(model, load_tokenizer(config.data), config, batch_size=batch_size)
+        own = os.path.join(checkpoint.run_dir(path), checkpoint.RUN_TOKENIZER)
+        tokenizer = Tokenizer(own) if os.path.exists(own) else load_tokenizer(config.data)
+        return cls(model, tokenizer, config, batch_size=batch_size)
 
     @classmethod
-    def random_init(cls, config: ml_collections.ConfigDict, *, seed: int = 0,
-                    batch_size: int = 64) -> Encoders:
-        """The same architecture untrained: the reference every pretrained encoder must beat."""
-        tokenizer = load_tokenizer(config.data)
+    def random_init(cls, config: ml_collections.ConfigDict, *, tokenizer: Tokenizer | None = None,
+                    seed: int = 0, batch_size: int = 64) -> Encoders:
+        """The same architecture untrained: the reference every pretrained encoder must beat.
+
+        `tokenizer` defaults to the one beside the config's pretraining dataset."""
+        tokenizer = tokenizer or load_tokenizer(config.data)
         config = ml_collections.ConfigDict(config.to_dict())
         if not config.model.text.vocab_size:
             config.model.text.vocab_size = tokenizer.vocab_size

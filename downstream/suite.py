@@ -140,16 +140,16 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
         raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
     bench = Bench(config, out_dir)
     columns = column_names(checkpoints)
-    reference_config = None  # the first readable run's: the reference copies its architecture
+    first = None  # (config, tokenizer) of the first readable run: what the reference copies
     for column, path in zip(columns, checkpoints):
         encoders = bench.load(column, f"checkpoint {path!r}",
                               lambda: Encoders.from_checkpoint(path, batch_size=config.batch_size))
-        if encoders is not None and reference_config is None:
-            reference_config = encoders.config
-    if config.reference and reference_config is not None:
+        if encoders is not None and first is None:
+            first = (encoders.config, encoders.tokenizer)
+    if config.reference and first is not None:
         columns.append(REFERENCE)
         bench.load(REFERENCE, "the randomly initialised reference encoder",
-                   lambda: Encoders.random_init(reference_config, seed=config.seed,
+                   lambda: Encoders.random_init(first[0], tokenizer=first[1], seed=config.seed,
                                                 batch_size=config.batch_size))
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
             "preset": config.get("preset", "")}

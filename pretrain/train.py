@@ -23,8 +23,9 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from chexficient import checkpoint as ckpt_lib
 from chexficient import parallel, run_log
-from chexficient.io import write_json_atomic
+from chexficient.io import write_atomic, write_json_atomic
 from chexficient.data import mixture, pipeline, registry
+from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import build_model
 from pretrain import optimizer, schedule
 from pretrain import steps as steps_lib
@@ -67,6 +68,20 @@ def init_towers_from(model, path: str, towers: str):
     return model
 
 
+def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
+    """Stores the tokenizer in the run (`checkpoint.RUN_TOKENIZER`), so its checkpoints are self-contained:
+    evaluating on another dataset, or after the pretraining data moved, uses the same ids.
+    A resumed run whose dataset now has another tokenizer is an error, not a silent mix."""
+    path = os.path.join(workdir, ckpt_lib.RUN_TOKENIZER)
+    if os.path.exists(path):
+        with open(path, "rb") as f:
+            if f.read() != tokenizer.model_proto:
+                raise ValueError(f"{path} differs from the tokenizer of dataset(s) in this config: "
+                                 "the run was started with other token ids; use a new workdir")
+        return
+    write_atomic(path, tokenizer.model_proto)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
     """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
 
@@ -87,6 +102,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         config.model.text.vocab_size = tokenizer.vocab_size
     if jax.process_index() == 0:
         write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+        keep_run_tokenizer(workdir, tokenizer)
     writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
 
     # ----------------------------------------------------------------- data

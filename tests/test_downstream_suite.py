@@ -83,3 +83,29 @@ def test_unknown_adapter_lists_valid_ones():
 
 def test_column_names_are_short_and_unique():
     assert suite.column_names(["/a/run", "/b/run/", "/c/exp/checkpoints"]) == ["run#1", "run#2", "exp"]
+
+
+def test_checkpoint_keeps_its_tokenizer_when_the_dataset_loses_it(micro, runs, tmp_path):
+    import shutil
+
+    from chexficient.checkpoint import RUN_TOKENIZER
+    from chexficient.data import registry
+    from downstream.encoders import Encoders
+
+    kept = os.path.join(runs[0], RUN_TOKENIZER)
+    dataset_tokenizer = registry.tokenizer_path(micro.builder, micro.vocab_size)
+    assert open(kept, "rb").read() == open(dataset_tokenizer, "rb").read()
+    texts = ["Moderate left effusion.", "No pneumothorax."]
+    before = Encoders.from_checkpoint(runs[0]).embed_texts(texts)
+
+    moved = tmp_path / "run"  # the run alone, its dataset's tokenizer nowhere to be found
+    shutil.copytree(runs[0], moved)
+    config = json.load(open(moved / "config.json"))
+    config["data"]["data_dir"] = str(tmp_path / "no_data_here")
+    (moved / "config.json").write_text(json.dumps(config))
+    after = Encoders.from_checkpoint(str(moved)).embed_texts(texts)
+    assert (before == after).all()
+
+    (moved / RUN_TOKENIZER).unlink()  # a run from before tokenizers were kept: the dataset's
+    with pytest.raises(Exception, match="no_data_here"):
+        Encoders.from_checkpoint(str(moved))

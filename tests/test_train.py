@@ -138,3 +138,19 @@ def test_mistyped_config_key_fails_at_launch(tmp_path):
     assert out.returncode != 0
     assert "lrr" in out.stderr
     assert not os.path.exists(tmp_path / "config.json")
+
+
+def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
+    from chexficient.checkpoint import RUN_TOKENIZER
+    from chexficient.data.tokenizer import Tokenizer
+    from pretrain.train import keep_run_tokenizer
+
+    corpus = [f"Report {i}: moderate left effusion, no pneumothorax." for i in range(50)]
+    first = Tokenizer.train(corpus, str(tmp_path / "a"), vocab_size=60)
+    other = Tokenizer.train(corpus + ["Cardiomegaly with edema."] * 50, str(tmp_path / "b"),
+                            vocab_size=70)
+    keep_run_tokenizer(str(tmp_path), first)
+    keep_run_tokenizer(str(tmp_path), first)  # the same ids: resuming is fine
+    assert (tmp_path / RUN_TOKENIZER).read_bytes() == first.model_proto
+    with pytest.raises(ValueError, match="other token ids"):
+        keep_run_tokenizer(str(tmp_path), other)

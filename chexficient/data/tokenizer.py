@@ -92,6 +92,11 @@ class Tokenizer:
         special = (PAD_ID, BOS_ID, EOS_ID)
         return [self._sp.decode([int(i) for i in row if i not in special]) for row in ids]
 
+    @property
+    def model_proto(self) -> bytes:
+        """The serialized SentencePiece model: what `Tokenizer(model_proto=...)` rebuilds."""
+        return self._proto
+
     def __getstate__(self) -> dict:
         return {"proto": self._proto}
 
