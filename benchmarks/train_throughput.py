@@ -8,6 +8,8 @@ pipeline (benchmarks/pipeline_throughput.py measures that).
     python benchmarks/train_throughput.py --preset tiny --batch 128
     python benchmarks/train_throughput.py --preset tiny --batch 128 --open_clip_python /path/to/python
 
+The defaults (`--stem patch --pool cls`) are open_clip's ViT, so the side-by-side figure
+compares the same architecture; `--stem conv --pool map` is our training default.
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
 """
 
@@ -55,17 +57,24 @@ def random_batch(batch: int, size: int, text_len: int, vocab: int) -> dict:
             "index": jnp.arange(batch, dtype=jnp.int32)}
 
 
-def measure(preset: str, batch: int, steps: int, dtype: str, stem: str) -> dict[str, float]:
+def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls"):
+    """The jitted full-data train step of `preset` at `batch`, its initial state and config."""
     config = base_config(f"{preset},batch_size={batch}")
     config.model.text.vocab_size = 4000
     config.model.dtype = dtype
-    config.model.image.stem = stem
+    config.model.image.update(stem=stem, pool=pool)
     model = build_model(config.model, nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     tx = optimizer.make_optimizer(config.optim, params)
     state = dict(params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
                  total_steps=jnp.asarray(10_000, jnp.int32))
     step = jax.jit(build_steps(config, graphdef, tx).full, donate_argnums=0)
+    return step, state, config
+
+
+def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: str
+            ) -> dict[str, float]:
+    step, state, config = build_step(preset, batch, dtype, stem, pool)
     b = random_batch(batch, config.data.image_size, config.data.text_len, 4000)
     compiled = step.lower(state, b).compile()
     flops = compiled_flops(compiled)
@@ -100,10 +109,12 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--stem", default="patch", choices=("patch", "conv"),
                         help="patch: the same architecture as open_clip's ViT (the comparison)")
+    parser.add_argument("--pool", default="cls", choices=("cls", "mean", "map"),
+                        help="cls: open_clip's pooling (the comparison); map: our default")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
     args = parser.parse_args()
     print(f"devices: {jax.devices()}", file=sys.stderr)
-    r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem)
+    r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
     for k, v in r.items():
         print(f"{k}: {v:.4g}")
     if args.open_clip_python:
