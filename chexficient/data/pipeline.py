@@ -93,7 +93,8 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
 class ImageTransform:
-    """Record -> model-ready image float32 [S, S, 1] (and mask uint8 [S, S, C]) for one size S.
+    """Record -> model-ready image float32 [S, S, 1] (and mask uint8 [S, S, C]) for one size S,
+    and the report through `text` augmentation when given.
 
     Geometry (crop, scale, rotation, resize) is one affine warp: bilinear for the image,
     nearest for the mask, zeros outside the source. Without augmentation and at the stored
@@ -151,6 +152,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     Training drops the last partial batch; evaluation keeps it. Config fields read: name,
     mixture (several datasets, see `chexficient.data.mixture`), data_dir, subset (an exported
     TFDS dataset to read instead), image_size (0: as stored), text_len, vocab_size, augment,
+    text_augment (reports, training only),
     on_error, skip_log (default: beside the dataset), worker_count, read_threads (0: automatic).
 
     A mixture's `index` is the pool position (part offset + position in the part; `indices`
