@@ -108,17 +108,22 @@ def to_markdown(table: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_auroc_vs_compute(table: dict[str, dict], path: str) -> None:
+def plot_auroc_vs_compute(table: dict[str, dict], path: str,
+                          spread: dict[str, dict] | None = None) -> None:
+    """Zero-shot AUROC against compute fraction, one point per arm (error bars: one standard
+    deviation over seeds, when `spread` is given)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.6))
-    for arm, row in table.items():
-        ax.scatter(row["compute fraction"], row["zero-shot AUROC"], s=40)
-        ax.annotate(arm, (row["compute fraction"], row["zero-shot AUROC"]), fontsize=8,
-                    xytext=(4, 4), textcoords="offset points")
+    for k, (arm, row) in enumerate(table.items()):
+        x, y = row["compute fraction"], row["zero-shot AUROC"]
+        err = spread[arm]["zero-shot AUROC"] if spread else None
+        ax.errorbar(x, y, yerr=err, fmt="o", ms=6, capsize=3)
+        ax.annotate(arm, (x, y), fontsize=8, xytext=(5, 4 if k % 2 else -10),
+                    textcoords="offset points")
     ax.set_xlabel("compute (fraction of full-data training)")
     ax.set_ylabel("zero-shot mean AUROC (test)")
     ax.set_xlim(0, 1.1)
@@ -199,6 +204,7 @@ def _write(out: str, table: dict[str, dict], spread: dict[str, dict], seconds: f
     write_json_atomic(os.path.join(out, "quickstart.json"),
                       {"table": finite(table), "std": finite(spread), "seeds": seeds,
                        "wall_time_s": seconds})
-    plot_auroc_vs_compute(table, os.path.join(out, "auroc_vs_compute.png"))
+    plot_auroc_vs_compute(table, os.path.join(out, "auroc_vs_compute.png"),
+                          spread if seeds > 1 else None)
     print(markdown)
     print(f"[quickstart] done in {seconds:.0f} s; table, plot and runs in {out}")
