@@ -16,7 +16,7 @@ ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_ge
 
 PRESETS: dict[str, dict] = {
     "quick": dict(max_train=512, max_eval=256, n_resamples=100, seg_steps=150, seg_width=32,
-                  rg_steps=150, rg_width=96, rg_max_len=48, beams=2, samples=4, overlays=3,
+                  rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4, overlays=3,
                   reference=True),
     "full": dict(max_train=0, max_eval=0, n_resamples=1000, seg_steps=2000, seg_width=64,
                  rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16, overlays=6,

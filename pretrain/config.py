@@ -45,7 +45,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
         augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0, brightness=0.1,
                      contrast=0.1, noise_std=0.02),
         # Reports: one random section, sentences dropped and shuffled (CXR-CLIP's recipe).
-        text_augment=dict(enabled=True, section_prob=0.5, sentence_keep=0.8, shuffle=True))
+        text_augment=dict(enabled=True, prob=1.0, section_prob=0.5, sentence_keep=0.8, shuffle=True))
 
     c.model = dict(
         embed_dim=a.embed, temperature_init=0.07, bias_init=-10.0, dtype="float32",

@@ -217,6 +217,8 @@ def test_text_augment_without_drop_or_section_choice_only_reorders():
     fixed = TextAugment(section_prob=0.0, sentence_keep=1.0, shuffle=False)
     assert _sentences(fixed(REPORT, np.random.default_rng(3))) == _sentences(REPORT)
     assert keep_all("No acute disease", np.random.default_rng(0)) == "No acute disease."
+    never = TextAugment(prob=0.0, sentence_keep=0.1)
+    assert all(never(REPORT, np.random.default_rng(seed)) == REPORT for seed in range(20))
 
 
 def test_train_batches_carry_augmented_reports_seeded_and_eval_the_stored_ones(micro):

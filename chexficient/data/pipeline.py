@@ -54,6 +54,7 @@ class Augment:
 class TextAugment:
     """Report augmentation as CXR-CLIP does it: one section, a random subset of sentences, shuffled.
 
+    A report is augmented with probability `prob` (else left whole, as evaluation sees it).
     With probability `section_prob` a report with several sections (`FINDINGS:`,
     `IMPRESSION:`, ...) keeps one of them, chosen at random; each sentence is then kept with
     probability `sentence_keep` (at least one always is) and, if `shuffle`, their order is
@@ -61,6 +62,7 @@ class TextAugment:
     saw, and long reports stop losing their ends to truncation at `text_len`.
     """
 
+    prob: float = 1.0
     section_prob: float = 0.5
     sentence_keep: float = 0.8
     shuffle: bool = True
@@ -74,6 +76,8 @@ class TextAugment:
         return cls(**{k: v for k, v in config.items() if k in fields})
 
     def __call__(self, report: str, rng: np.random.Generator) -> str:
+        if rng.random() >= self.prob:
+            return report
         sections = [s for s in _SECTION.split(report) if s.strip()]
         if len(sections) > 1 and rng.random() < self.section_prob:
             sections = [sections[rng.integers(len(sections))]]

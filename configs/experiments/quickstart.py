@@ -8,4 +8,4 @@ def get_config(arg=None):
     return ml_collections.ConfigDict(dict(
         dataset="synthetic_cxr/tiny", preset="tiny,batch_size=64,epochs=6",
         reference="tiny,batch_size=64,epochs=6", seeds=(0,),
-        bench="quick,max_eval=200,seg_steps=40,rg_steps=60,n_resamples=200,reference=0"))
+        bench="quick,max_eval=200,seg_steps=40,rg_steps=300,n_resamples=200,reference=0"))
