@@ -76,7 +76,7 @@ class TextAugment:
         return cls(**{k: v for k, v in config.items() if k in fields})
 
     def __call__(self, report: str, rng: np.random.Generator) -> str:
-        if rng.random() >= self.prob:
+        if self.prob < 1 and rng.random() >= self.prob:  # prob 1 draws nothing here
             return report
         sections = [s for s in _SECTION.split(report) if s.strip()]
         if len(sections) > 1 and rng.random() < self.section_prob:
