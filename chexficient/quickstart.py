@@ -156,7 +156,8 @@ def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
 def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | None = None,
                    ) -> dict[str, dict]:
     """Runs every arm of every seed of `configs/experiments/<experiment>.py` and the benchmark;
-    `experiment` may carry an argument for its get_config, as in `small:clean`. Writes quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
+    `experiment` may carry an argument for its get_config, as in `small:clean`. Writes
+    quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
     from chexficient.data import registry
     from downstream.config import bench_config
     from downstream.suite import run_bench
