@@ -26,3 +26,18 @@ def test_quickstart_table_has_every_arm_and_metric(micro, tmp_path):
     assert set(saved["table"]) == set(ARMS)
     assert os.path.exists(os.path.join(out, "auroc_vs_compute.png"))
     assert os.path.exists(os.path.join(out, "quickstart.md"))
+
+
+def test_experiment_arguments_select_pool_and_scale():
+    from chexficient.quickstart import load_config
+
+    cpu, clean = load_config("experiments/small"), load_config("experiments/small", "clean")
+    accel = load_config("experiments/small", "clean,accel")
+    assert cpu.dataset == "synthetic_cxr/small" and cpu.preset.startswith("tiny")
+    assert clean.dataset == accel.dataset == "synthetic_cxr/small_clean"
+    assert clean.preset == cpu.preset and accel.preset.startswith("small")
+    assert len(cpu.seeds) == 3
+    with pytest.raises(ValueError, match="'bogus'"):
+        load_config("experiments/small", "bogus")
+    with pytest.raises(ValueError, match="unknown experiment 'nope'"):
+        run_quickstart("unused", experiment="nope:clean")
