@@ -46,8 +46,7 @@ class Segmenter(nnx.Module):
         self.tower, self.decoder = nnx.clone(encoders.model.image), decoder
 
     def __call__(self, images: jax.Array) -> jax.Array:
-        image = images if self.decoder.image_channels else None
-        return self.decoder(self.tower(images)[1]["features"], image)
+        return self.decoder(self.tower(images)[1]["features"], images)
 
 
 def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: np.ndarray,
@@ -69,13 +68,11 @@ def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: n
         return {s: predict(x) for s, x in eval_images.items()}
     levels = range(len(features["train"]))
     arrays = {f"f{i}": features["train"][i][rows] for i in levels}
-    skip = bool(decoder.image_channels)
-    decode = lambda m, fs, image: m(list(fs), image if skip else None)  # noqa: E731
     training.fit(decoder, lambda m, b: segmentation_loss(
-                     decode(m, [b[f"f{i}"] for i in levels], b["image"]), b["mask"]),
+                     m([b[f"f{i}"] for i in levels], b["image"]), b["mask"]),
                  {**arrays, "image": train_images[rows], "mask": train_targets[rows]},
                  desc="segmentation decoder", **fit)
-    predict = training.predictor(decoder, lambda m, image, *fs: decode(m, fs, image),
+    predict = training.predictor(decoder, lambda m, image, *fs: m(list(fs), image),
                                  encoders.batch_size)
     return {s: predict(eval_images[s], *features[s]) for s in eval_images}
 

@@ -60,10 +60,11 @@ class UNetDecoder(nnx.Module):
 
     def __call__(self, features: Sequence[jax.Array], image: jax.Array | None = None
                  ) -> jax.Array:
+        """`image` [B,S,S,C] feeds the image stages; a decoder without them ignores it."""
         if len(features) != len(self.stages) + 1:
             raise ValueError(f"expected {len(self.stages) + 1} feature grids, got {len(features)}")
-        if (image is None) != (not self.image_channels):
-            raise ValueError("pass the image exactly when the decoder was built with image_channels")
+        if image is None and self.image_channels:
+            raise ValueError("this decoder was built with image_channels: pass the image")
         x = self.bottom(features[-1])
         for skip, stage, grid in zip(self.skips, self.stages, reversed(features[:-1])):
             size = 2 * x.shape[1]
