@@ -193,3 +193,39 @@ def test_attention_matches_plain_softmax_attention_in_value_and_gradient(cross):
     g_ours = nnx.grad(loss(ours), argnums=(0, 1))(x, layer)
     g_ref = nnx.grad(loss(reference), argnums=(0, 1))(x, layer)
     jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, atol=1e-5), g_ours, g_ref)
+
+
+def test_block_with_folded_layernorm_matches_textbook_pre_ln_block_in_value_and_gradient():
+    """The block folds each LayerNorm's affine into the next linear layers: same function and
+    same gradients (for every parameter, norms included) as LayerNorm -> linear written plainly."""
+    from chexficient.models.layers import Block
+
+    b, t, w, h = 2, 5, 12, 3
+    block = Block(w, h, 2.0, dtype=jnp.float32, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    for norm in (block.norm1, block.norm2):  # away from the identity init, or folding is untested
+        norm.scale[...] = jnp.asarray(rng.uniform(0.5, 1.5, w), jnp.float32)
+        norm.bias[...] = jnp.asarray(rng.standard_normal(w), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((b, t, w)) * 3 + 1, jnp.float32)
+    keep = jnp.asarray(np.arange(t)[None, :] < np.array([[t], [t - 2]]))[:, None, None, :]
+
+    def linear(layer, z):
+        return jnp.einsum('btw,wo->bto', z, layer.kernel[...]) + layer.bias[...]
+
+    def reference(x, block):
+        a, m = block.attn, block.mlp
+        z = nnx.LayerNorm.__call__(block.norm1, x)
+        split = lambda y: y.reshape(b, t, h, w // h)  # noqa: E731
+        kv = linear(a.key_value, z)
+        y = _reference_attention(split(linear(a.query, z)), split(kv[..., :w]), split(kv[..., w:]),
+                                 keep & jnp.tril(jnp.ones((t, t), bool)))
+        x = x + linear(a.out, y.reshape(b, t, w))
+        z = nnx.LayerNorm.__call__(block.norm2, x)
+        return x + linear(m.fc2, jax.nn.gelu(linear(m.fc1, z)))
+
+    ours = lambda x, block: block(x, mask=keep, causal=True)  # noqa: E731
+    np.testing.assert_allclose(ours(x, block), reference(x, block), atol=2e-5)
+    loss = lambda f: lambda x, block: jnp.sum(jnp.sin(f(x, block)))  # noqa: E731
+    g_ours = nnx.grad(loss(ours), argnums=(0, 1))(x, block)
+    g_ref = nnx.grad(loss(reference), argnums=(0, 1))(x, block)
+    jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, atol=5e-5), g_ours, g_ref)

@@ -3,6 +3,12 @@
 One pre-LayerNorm block (attention + MLP) serves both towers; the attention module also does
 cross-attention for the ViT's attention-map pooling head. Parameters are float32; `dtype` is the
 compute dtype (float32 or bfloat16).
+
+Two layout choices make the CPU step ~1.2x faster (benchmarks/train_throughput.py) without
+changing the model: every linear layer is one 2-D matmul over the flattened tokens (autodiff of a
+[B, T, W] contraction transposes activations for the weight gradient), and a block's LayerNorm
+affine is folded into the linear layers that read it (scale into the kernel, bias into the bias),
+so the [tokens, width] activations are only standardised, never scaled and shifted.
 """
 
 from __future__ import annotations
@@ -14,16 +20,41 @@ from flax import nnx
 xavier = nnx.initializers.xavier_uniform()
 
 
+class Dense(nnx.Linear):
+    """nnx.Linear computed as one 2-D matmul, optionally with a LayerNorm's affine folded in."""
+
+    def __call__(self, x: jax.Array, norm: nnx.LayerNorm | None = None) -> jax.Array:
+        """x [..., in] -> [..., out]. With `norm`, x is `standardize(., norm)` and the result is
+        `self(norm(.))`: norm's scale multiplies the kernel's rows, its bias goes through the kernel."""
+        kernel = self.kernel[...]
+        bias = self.bias[...] if self.bias is not None else None
+        if norm is not None:
+            folded = norm.bias[...] @ kernel
+            bias = folded if bias is None else bias + folded
+            kernel = norm.scale[...][:, None] * kernel
+        x, kernel, bias = self.promote_dtype((x, kernel, bias), dtype=self.dtype)
+        y = (x.reshape(-1, x.shape[-1]) @ kernel).reshape(*x.shape[:-1], kernel.shape[-1])
+        return y if bias is None else y + bias
+
+
 def dense(in_features: int, out_features: int, dtype: jnp.dtype, rngs: nnx.Rngs,
-          use_bias: bool = True) -> nnx.Linear:
+          use_bias: bool = True) -> Dense:
     """A float32-parameter linear layer computing in `dtype`, Xavier-initialised."""
-    return nnx.Linear(in_features, out_features, use_bias=use_bias, dtype=dtype,
-                      param_dtype=jnp.float32, kernel_init=xavier, rngs=rngs)
+    return Dense(in_features, out_features, use_bias=use_bias, dtype=dtype,
+                 param_dtype=jnp.float32, kernel_init=xavier, rngs=rngs)
 
 
 def layer_norm(width: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
     """LayerNorm with float32 scale/bias (flax computes the statistics in float32)."""
     return nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def standardize(x: jax.Array, norm: nnx.LayerNorm) -> jax.Array:
+    """`norm(x)` without its scale and bias (statistics in float32), for `Dense(., norm)`."""
+    xf = x.astype(jnp.float32)
+    centred = xf - xf.mean(-1, keepdims=True)
+    variance = jnp.mean(centred * centred, axis=-1, keepdims=True)
+    return (centred * jax.lax.rsqrt(variance + norm.epsilon)).astype(norm.dtype or x.dtype)
 
 
 def _bmm(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -83,13 +114,17 @@ class Attention(nnx.Module):
         self.out = dense(width, width, dtype, rngs)
 
     def __call__(self, x: jax.Array, context: jax.Array | None = None, *,
-                 mask: jax.Array | None = None, causal: bool = False) -> jax.Array:
-        """x [B,T,W], context [B,S,W], mask bool broadcastable to [B,heads,T,S] (True = attend)."""
+                 mask: jax.Array | None = None, causal: bool = False,
+                 norm: nnx.LayerNorm | None = None) -> jax.Array:
+        """x [B,T,W], context [B,S,W], mask bool broadcastable to [B,heads,T,S] (True = attend).
+
+        `norm`: x and context are standardised by it, its affine is folded into the projections.
+        """
         context = x if context is None else context
         b, t, w = x.shape
-        q = self.query(x).reshape(b, t, self.heads, w // self.heads)
-        k, v = jnp.split(self.key_value(context).reshape(b, -1, 2, self.heads, w // self.heads),
-                         2, axis=2)
+        q = self.query(x, norm).reshape(b, t, self.heads, w // self.heads)
+        k, v = jnp.split(
+            self.key_value(context, norm).reshape(b, -1, 2, self.heads, w // self.heads), 2, axis=2)
         if causal:
             tri = jnp.tril(jnp.ones((t, k.shape[1]), bool))[None, None]
             mask = tri if mask is None else jnp.logical_and(mask, tri)
@@ -105,8 +140,9 @@ class Mlp(nnx.Module):
         self.fc1 = dense(width, hidden, dtype, rngs)
         self.fc2 = dense(hidden, width, dtype, rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x)))
+    def __call__(self, x: jax.Array, norm: nnx.LayerNorm | None = None) -> jax.Array:
+        """`norm`: x is standardised by it, its affine is folded into fc1."""
+        return self.fc2(jax.nn.gelu(self.fc1(x, norm)))
 
 
 class Block(nnx.Module):
@@ -121,5 +157,5 @@ class Block(nnx.Module):
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
                  causal: bool = False) -> jax.Array:
-        x = x + self.attn(self.norm1(x), mask=mask, causal=causal)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.attn(standardize(x, self.norm1), mask=mask, causal=causal, norm=self.norm1)
+        return x + self.mlp(standardize(x, self.norm2), self.norm2)
