@@ -11,11 +11,14 @@ pipeline (benchmarks/pipeline_throughput.py measures that).
 The defaults (`--stem patch --pool cls`) are open_clip's ViT, so the side-by-side figure
 compares the same architecture; `--stem conv --pool map` is our training default.
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
+Both sides run with chexficient/allocator.py's glibc settings (as `chexficient` commands do; the
+open_clip child through GLIBC_TUNABLES); `--glibc_defaults` measures both without them.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from chexficient import allocator
 from chexficient.models import build_model
 from pretrain import optimizer
 from pretrain.config import base_config
@@ -81,22 +85,28 @@ def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: st
     for _ in range(3):  # warm-up
         state, metrics = compiled(state, b)
     jax.block_until_ready(state)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = time.perf_counter()
     for _ in range(steps):
         state, metrics = compiled(state, b)
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - t) / steps
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     peak = matmul_peak_flops()
     return {"pairs_per_s": batch / seconds, "step_ms": 1e3 * seconds, "flops_per_step": flops,
             "achieved_flops": flops / seconds, "peak_flops": peak, "mfu": flops / seconds / peak,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "page_faults_per_step": faults / steps}
 
 
-def open_clip_pairs_per_s(python: str, preset: str, batch: int, steps: int) -> float:
+def open_clip_pairs_per_s(python: str, preset: str, batch: int, steps: int,
+                          glibc_tunables: str) -> float:
     """Runs benchmarks/open_clip_baseline.py under another interpreter (one with open_clip)."""
     script = Path(__file__).with_name("open_clip_baseline.py")
+    env = dict(os.environ, GLIBC_TUNABLES=glibc_tunables) if glibc_tunables else None
     out = subprocess.run([python, str(script), "--preset", preset, "--batch", str(batch),
-                          "--steps", str(steps)], check=True, capture_output=True, text=True)
+                          "--steps", str(steps)], check=True, capture_output=True, text=True,
+                         env=env)
     last = out.stdout.strip().splitlines()[-1]
     return float(dict(kv.split("=") for kv in last.split())["pairs_per_s"])
 
@@ -112,13 +122,17 @@ def main() -> None:
     parser.add_argument("--pool", default="cls", choices=("cls", "mean", "map"),
                         help="cls: open_clip's pooling (the comparison); map: our default")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
+    parser.add_argument("--glibc_defaults", action="store_true",
+                        help="both sides without chexficient/allocator.py's malloc settings")
     args = parser.parse_args()
-    print(f"devices: {jax.devices()}", file=sys.stderr)
+    tuned = not args.glibc_defaults and allocator.keep_freed_memory()
+    print(f"devices: {jax.devices()}, malloc tuned: {tuned}", file=sys.stderr)
     r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
     for k, v in r.items():
         print(f"{k}: {v:.4g}")
     if args.open_clip_python:
-        baseline = open_clip_pairs_per_s(args.open_clip_python, args.preset, args.batch, args.steps)
+        baseline = open_clip_pairs_per_s(args.open_clip_python, args.preset, args.batch,
+                                         args.steps, allocator.GLIBC_TUNABLES if tuned else "")
         print(f"open_clip_pairs_per_s: {baseline:.4g}")
         print(f"speedup_vs_open_clip: {r['pairs_per_s'] / baseline:.3f}")
     print(f"pairs_per_s={r['pairs_per_s']:.2f} mfu={r['mfu']:.4f}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from chexficient import allocator
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("chexficient.data.commands", "Build, show and describe datasets."),
     "train": ("pretrain.train_command", "Pretrain (optionally with an online curator) from a config."),
@@ -40,10 +42,18 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from absl import flags
 
+    flags.DEFINE_bool("keep_freed_memory", True, "Tune glibc malloc to reuse freed memory "
+                      "(chexficient/allocator.py: CPU train steps ~1.3x faster).")
     module = importlib.import_module(COMMANDS[command][0])
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(module.main, argv=[f"chexficient {command}"] + argv[2:])
+
+    def run(args: list[str]) -> None:
+        if flags.FLAGS.keep_freed_memory:
+            allocator.keep_freed_memory()
+        module.main(args)
+
+    app.run(run, argv=[f"chexficient {command}"] + argv[2:])
 
 
 if __name__ == "__main__":
