@@ -15,10 +15,10 @@ import platform
 
 # mallopt parameters from glibc's malloc.h.
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+SETTINGS = ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, -1))  # -1: never trim
 # The same settings for a child process, through its environment.
 GLIBC_TUNABLES = ("glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-                  "glibc.malloc.trim_threshold=2147483647")
+                  f"glibc.malloc.trim_threshold={2**64 - 1}")
 
 
 def keep_freed_memory() -> bool:

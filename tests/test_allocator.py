@@ -3,11 +3,14 @@ page-faulting their scratch memory (measured in fresh processes: the settings ar
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
 
 import pytest
+
+from chexficient import allocator
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
 
@@ -31,10 +34,10 @@ print(tuned, sorted(faults[2:])[5])  # the median call once compiled and warm
 """
 
 
-def _faults_per_call(mode: str) -> tuple[bool, float]:
+def _faults_per_call(mode: str, env: dict | None = None) -> tuple[bool, float]:
     """(settings applied, median page faults of one call) in a fresh process."""
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode], check=True, capture_output=True,
-                         text=True).stdout.split()
+                         text=True, env=env).stdout.split()
     return out[0] == "True", float(out[1])
 
 
@@ -44,3 +47,9 @@ def test_keep_freed_memory_stops_per_step_page_faults():
     assert applied
     assert default > 10_000, "glibc's defaults should re-fault the scratch block on every call"
     assert tuned < default / 20
+
+
+def test_glibc_tunables_give_a_child_process_the_same_settings():
+    _, default = _faults_per_call("default")
+    _, child = _faults_per_call("default", dict(os.environ, GLIBC_TUNABLES=allocator.GLIBC_TUNABLES))
+    assert default > 10_000 and child < default / 20
