@@ -25,7 +25,6 @@ import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 
-from chexficient import allocator  # noqa: E402
 from train_throughput import build_step, random_batch  # noqa: E402
 
 HOST_EVENTS = re.compile(r"^\$|Thunk|Pjit|Slinky|Execute|ParseArguments")
@@ -52,7 +51,6 @@ def main() -> None:
     parser.add_argument("--stem", default="patch", choices=("patch", "conv"))
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
-    allocator.keep_freed_memory()  # as `chexficient` commands run
     step, state, config = build_step(args.preset, args.batch, "float32", args.stem)
     batch = random_batch(args.batch, config.data.image_size, config.data.text_len, 4000)
     for _ in range(3):

@@ -11,8 +11,8 @@ pipeline (benchmarks/pipeline_throughput.py measures that).
 The defaults (`--stem patch --pool cls`) are open_clip's ViT, so the side-by-side figure
 compares the same architecture; `--stem conv --pool map` is our training default.
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
-Both sides run with chexficient/allocator.py's glibc settings (as `chexficient` commands do; the
-open_clip child through GLIBC_TUNABLES); `--glibc_defaults` measures both without them.
+`--keep_freed_memory` runs both sides with chexficient/allocator.py's opt-in glibc settings
+(the open_clip child through GLIBC_TUNABLES); by default both use glibc's defaults.
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def main() -> None:
     parser.add_argument("--pool", default="cls", choices=("cls", "mean", "map"),
                         help="cls: open_clip's pooling (the comparison); map: our default")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
-    parser.add_argument("--glibc_defaults", action="store_true",
-                        help="both sides without chexficient/allocator.py's malloc settings")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="both sides with chexficient/allocator.py's opt-in malloc settings")
     args = parser.parse_args()
-    tuned = not args.glibc_defaults and allocator.keep_freed_memory()
+    tuned = args.keep_freed_memory and allocator.keep_freed_memory()
     print(f"devices: {jax.devices()}, malloc tuned: {tuned}", file=sys.stderr)
     r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
     for k, v in r.items():

@@ -1,6 +1,5 @@
 """Shared fixtures: the `synthetic_cxr/micro` world built once per test session, and a writer
 of small TFDS datasets from serialized records (for subsets and deliberately bad records).
-Tests run with the malloc settings the `chexficient` command applies (chexficient/allocator.py).
 """
 
 from __future__ import annotations
@@ -12,10 +11,6 @@ from typing import Callable, Sequence
 import ml_collections
 import pytest
 import tensorflow_datasets as tfds
-
-from chexficient import allocator
-
-allocator.keep_freed_memory()  # before any test starts JAX's threads
 
 MICRO = "synthetic_cxr/micro"
 MICRO_VOCAB = 4000  # the default: the micro corpus scales it down, as a small real one would
