@@ -3,6 +3,7 @@ page-faulting their scratch memory (measured in fresh processes: the settings ar
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import subprocess
@@ -34,8 +35,10 @@ print(tuned, sorted(faults[2:])[5])  # the median call once compiled and warm
 """
 
 
-def _faults_per_call(mode: str, env: dict | None = None) -> tuple[bool, float]:
+@functools.cache
+def _faults_per_call(mode: str, glibc_tunables: str = "") -> tuple[bool, float]:
     """(settings applied, median page faults of one call) in a fresh process."""
+    env = dict(os.environ, GLIBC_TUNABLES=glibc_tunables) if glibc_tunables else None
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode], check=True, capture_output=True,
                          text=True, env=env).stdout.split()
     return out[0] == "True", float(out[1])
@@ -51,5 +54,5 @@ def test_keep_freed_memory_stops_per_step_page_faults():
 
 def test_glibc_tunables_give_a_child_process_the_same_settings():
     _, default = _faults_per_call("default")
-    _, child = _faults_per_call("default", dict(os.environ, GLIBC_TUNABLES=allocator.GLIBC_TUNABLES))
+    _, child = _faults_per_call("default", allocator.GLIBC_TUNABLES)
     assert default > 10_000 and child < default / 20
