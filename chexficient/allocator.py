@@ -5,8 +5,8 @@ batch 128) on a worker thread. glibc serves a block that large with a fresh mmap
 on free, so the kernel zero-fills ~100k pages again on every step: a third of the step's CPU
 time goes to the kernel. One arena, no mmap and no trimming keep freed blocks for reuse: the
 step alone runs 1.3x faster (benchmarks/train_throughput.py --keep_freed_memory). Opt-in
-(`chexficient --keep_freed_memory`), because whole `tiny` runs were 10-20% slower with it: every
-thread then allocates from the one arena the input pipeline and the curator also use.
+(`chexficient --keep_freed_memory`): whole `tiny` runs gained nothing (the quickstart took the
+same time) and single arms ran up to 20% slower, every thread then sharing one malloc arena.
 """
 
 from __future__ import annotations

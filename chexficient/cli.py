@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
     flags.DEFINE_bool("keep_freed_memory", False, "Opt-in glibc malloc settings "
                       "(chexficient/allocator.py): the CPU train step alone runs ~1.3x faster, "
-                      "whole tiny runs measured slower.")
+                      "whole tiny runs did not gain.")
     module = importlib.import_module(COMMANDS[command][0])
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
