@@ -48,10 +48,14 @@ def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
 
 
 class Checkpointer:
-    """Saves every `every_steps` steps (asynchronously) and restores the latest, checking it first."""
+    """Saves every `every_steps` steps (asynchronously) and restores the latest, checking it first.
+
+    `every_steps` <= 0 saves nothing periodically: only the forced saves (a phase's end) happen.
+    """
 
     def __init__(self, directory: str, *, every_steps: int, max_to_keep: int, async_save: bool = True):
         self.directory = os.path.abspath(directory)
+        self.every_steps = every_steps
         options = ocp.CheckpointManagerOptions(
             save_interval_steps=max(1, every_steps), max_to_keep=max_to_keep,
             enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
@@ -63,7 +67,9 @@ class Checkpointer:
         return self._manager.latest_step()
 
     def should_save(self, step: int) -> bool:
-        return self._manager.should_save(step)
+        """At multiples of `every_steps`, or when the cluster signals a preemption."""
+        periodic = self.every_steps > 0 and step % self.every_steps == 0
+        return periodic or self._manager.reached_preemption(step)
 
     def save(self, step: int, model_state, train_state, data_state: dict, meta: dict,
              force: bool = False) -> bool:

@@ -59,3 +59,10 @@ def test_corrupt_checkpoint_is_reported_not_restarted(tmp_path):
     ckpt = Checkpointer(str(tmp_path), every_steps=1, max_to_keep=2)
     with pytest.raises(CheckpointError, match="corrupt or incomplete"):
         ckpt.restore(model, train, config)
+
+
+@pytest.mark.parametrize("every_steps, expected", [(3, [3, 6, 9]), (0, [])])
+def test_periodic_saves_follow_every_steps_and_zero_turns_them_off(tmp_path, every_steps, expected):
+    ckpt = Checkpointer(str(tmp_path), every_steps=every_steps, max_to_keep=5)
+    assert [step for step in range(1, 11) if ckpt.should_save(step)] == expected
+    ckpt.close()
