@@ -6,10 +6,12 @@ TensorBoard events are written by tensorboardX, so no TensorFlow is needed to lo
 from __future__ import annotations
 
 import json
+import contextlib
 import math
 import os
+import time
 from collections import defaultdict
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
@@ -80,6 +82,37 @@ def plot_metrics(metrics_path: str, out_path: str, names: list[str] | None = Non
     plt.close(fig)
     os.replace(tmp, out_path)
     return out_path
+
+
+class Throughput:
+    """Training pairs/s between metric writes, and training seconds so far: the `perf/` metrics.
+
+    Time spent inside `paused()` (evaluation, checkpoint saves) is left out, as big_vision's
+    chrono does, so the rate is the train step's and comparable across eval settings.
+    """
+
+    def __init__(self, *, step: int, batch_size: int):
+        self.batch_size, self._step = batch_size, step
+        self._mark = time.perf_counter()
+        self._train_s, self._interval_s = 0.0, 0.0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._interval_s += time.perf_counter() - self._mark
+        try:
+            yield
+        finally:
+            self._mark = time.perf_counter()
+
+    def measure(self, step: int) -> dict[str, float]:
+        """Pairs/s since the last call (steps `self._step`..`step`) and the running train time."""
+        now = time.perf_counter()
+        seconds, self._mark = self._interval_s + now - self._mark, now
+        self._train_s += seconds
+        pairs = (step - self._step) * self.batch_size
+        self._step, self._interval_s = step, 0.0
+        return {"perf/pairs_per_s": pairs / seconds if seconds > 0 else 0.0,
+                "perf/train_s": self._train_s}
 
 
 class Progress:

@@ -214,6 +214,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     last_metrics: dict[str, float] = {}
     progress = run_log.Progress(total=int(state["total_steps"]), initial=step,
                                 batch_size=batch, enabled=config.progress and jax.process_index() == 0)
+    throughput = run_log.Throughput(step=step, batch_size=batch)
     stopped_early = False
     while phase_index < len(phases):
         phase = phases[phase_index]
@@ -241,9 +242,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             if step % config.log_every_steps == 0 or is_last:
                 last_metrics = check_finite(pending, step, checkpointer)
                 if writer:
-                    writer.write(step, {**last_metrics, **flops.metrics(step)})
+                    writer.write(step, {**last_metrics, **flops.metrics(step),
+                                        **throughput.measure(step)})
             if config.eval.every_steps and (step % config.eval.every_steps == 0 or is_last):
-                val = evaluate()
+                with throughput.paused():
+                    val = evaluate()
                 if writer:
                     writer.write(step, val)
                 last_metrics.update(val)
@@ -253,9 +256,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                     stop_run("parameters became NaN or infinite", step, checkpointer)
                 meta = dict(fingerprint=ckpt_lib.fingerprint(config),
                             phase_index=phase_index + (step == end_step), flops=flops.state())
-                checkpointer.save(step, state["params"],
-                                  {k: v for k, v in state.items() if k != "params"},
-                                  it.get_state() if step < end_step else {}, meta, force=True)
+                with throughput.paused():
+                    checkpointer.save(step, state["params"],
+                                      {k: v for k, v in state.items() if k != "params"},
+                                      it.get_state() if step < end_step else {}, meta, force=True)
             progress.update(step, last_metrics)
             if stop_at_step is not None and step >= stop_at_step:
                 stopped_early = True

@@ -43,6 +43,9 @@ def test_curated_run_leaves_everything_a_user_expects(curated_run):
     rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     curated = [r for r in rows if r["step"] <= steps_per_epoch and "loss" in r]
     assert curated and min(r["kept_fraction"] for r in curated) < 1.0
+    assert all(r["perf/pairs_per_s"] > 0 for r in rows if "loss" in r)
+    train_s = [r["perf/train_s"] for r in rows if "loss" in r]
+    assert train_s == sorted(train_s) and train_s[-1] <= summary["wall_time_s"]
     # The audit stream: cluster occupancy and prototype drift once k-means has run.
     late = curated[-1]
     assert sum(late[f"cluster_size/{k}"] for k in range(6)) == 32
