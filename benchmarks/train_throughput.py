@@ -11,8 +11,9 @@ pipeline (benchmarks/pipeline_throughput.py measures that).
 The defaults (`--stem patch --pool cls`) are open_clip's ViT, so the side-by-side figure
 compares the same architecture; `--stem conv --pool map` is our training default.
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
-`--keep_freed_memory` runs both sides with chexficient/allocator.py's opt-in glibc settings
-(the open_clip child through GLIBC_TUNABLES); by default both use glibc's defaults.
+Like the `chexficient` command, the script restarts itself with huge pages for malloc
+(chexficient/allocator.py) and the open_clip child inherits them, so both sides run with the
+same allocator; `--glibc_defaults` measures both with glibc's defaults instead.
 """
 
 from __future__ import annotations
@@ -99,14 +100,12 @@ def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: st
             "page_faults_per_step": faults / steps}
 
 
-def open_clip_pairs_per_s(python: str, preset: str, batch: int, steps: int,
-                          glibc_tunables: str) -> float:
-    """Runs benchmarks/open_clip_baseline.py under another interpreter (one with open_clip)."""
+def open_clip_pairs_per_s(python: str, preset: str, batch: int, steps: int) -> float:
+    """Runs benchmarks/open_clip_baseline.py under another interpreter (one with open_clip),
+    in this process's environment (so with the same malloc tunables)."""
     script = Path(__file__).with_name("open_clip_baseline.py")
-    env = dict(os.environ, GLIBC_TUNABLES=glibc_tunables) if glibc_tunables else None
     out = subprocess.run([python, str(script), "--preset", preset, "--batch", str(batch),
-                          "--steps", str(steps)], check=True, capture_output=True, text=True,
-                         env=env)
+                          "--steps", str(steps)], check=True, capture_output=True, text=True)
     last = out.stdout.strip().splitlines()[-1]
     return float(dict(kv.split("=") for kv in last.split())["pairs_per_s"])
 
@@ -122,17 +121,19 @@ def main() -> None:
     parser.add_argument("--pool", default="cls", choices=("cls", "mean", "map"),
                         help="cls: open_clip's pooling (the comparison); map: our default")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
-    parser.add_argument("--keep_freed_memory", action="store_true",
-                        help="both sides with chexficient/allocator.py's opt-in malloc settings")
+    parser.add_argument("--glibc_defaults", action="store_true",
+                        help="both sides without huge pages for malloc (chexficient/allocator.py)")
     args = parser.parse_args()
-    tuned = args.keep_freed_memory and allocator.keep_freed_memory()
-    print(f"devices: {jax.devices()}, malloc tuned: {tuned}", file=sys.stderr)
+    if not args.glibc_defaults:
+        allocator.reexec_with_huge_pages()
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    print(f"devices: {jax.devices()}, GLIBC_TUNABLES={tunables!r}", file=sys.stderr)
     r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
     for k, v in r.items():
         print(f"{k}: {v:.4g}")
     if args.open_clip_python:
         baseline = open_clip_pairs_per_s(args.open_clip_python, args.preset, args.batch,
-                                         args.steps, allocator.GLIBC_TUNABLES if tuned else "")
+                                         args.steps)
         print(f"open_clip_pairs_per_s: {baseline:.4g}")
         print(f"speedup_vs_open_clip: {r['pairs_per_s'] / baseline:.3f}")
     print(f"pairs_per_s={r['pairs_per_s']:.2f} mfu={r['mfu']:.4f}")

@@ -28,9 +28,15 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl."""
+    """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl.
+
+    Run as a command (no `argv`), it first restarts itself with huge pages for malloc
+    (chexficient/allocator.py); called with `argv` it runs in the calling process as it is.
+    """
     from absl import app
 
+    if argv is None:
+        allocator.reexec_with_huge_pages()
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_usage())
@@ -42,19 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from absl import flags
 
-    flags.DEFINE_bool("keep_freed_memory", False, "Opt-in glibc malloc settings "
-                      "(chexficient/allocator.py): the CPU train step alone runs ~1.3x faster, "
-                      "whole tiny runs did not gain.")
     module = importlib.import_module(COMMANDS[command][0])
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
-    def run(args: list[str]) -> None:
-        if flags.FLAGS.keep_freed_memory:
-            allocator.keep_freed_memory()
-        module.main(args)
-
-    app.run(run, argv=[f"chexficient {command}"] + argv[2:])
+    app.run(module.main, argv=[f"chexficient {command}"] + argv[2:])
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""chexficient/allocator.py: with its malloc settings, repeated XLA CPU executions stop
-page-faulting their scratch memory (measured in fresh processes: the settings are per process)."""
+"""chexficient/allocator.py: huge pages for malloc stop repeated XLA CPU executions from
+page-faulting their scratch memory, and a process restarts itself once to get them (measured
+in fresh processes: glibc reads its tunables only at start)."""
 
 from __future__ import annotations
 
 import functools
 import os
-import platform
 import subprocess
 import sys
 
@@ -13,12 +13,10 @@ import pytest
 
 from chexficient import allocator
 
-pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+pytestmark = pytest.mark.skipif(not allocator.supported(), reason="glibc >= 2.35 only")
 
-SCRIPT = """
-import resource, sys
-from chexficient import allocator
-tuned = sys.argv[1] == "tuned" and allocator.keep_freed_memory()
+FAULTS = """
+import resource
 import jax, jax.numpy as jnp
 def loss(ws, x):  # an 8-layer MLP: its gradient keeps ~130 MB of activations
     for w in ws:
@@ -31,28 +29,50 @@ for _ in range(12):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(f(w, x))
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(tuned, sorted(faults[2:])[5])  # the median call once compiled and warm
+print(sorted(faults[2:])[5])  # the median call once compiled and warm
+"""
+
+REEXEC = """
+import os, sys
+print("start", flush=True)
+from chexficient import allocator
+allocator.reexec_with_huge_pages()
+print(os.environ.get("GLIBC_TUNABLES"), sys.argv[1:])
 """
 
 
+def _env(tunables: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    return env if tunables is None else {**env, "GLIBC_TUNABLES": tunables}
+
+
 @functools.cache
-def _faults_per_call(mode: str, glibc_tunables: str = "") -> tuple[bool, float]:
-    """(settings applied, median page faults of one call) in a fresh process."""
-    env = dict(os.environ, GLIBC_TUNABLES=glibc_tunables) if glibc_tunables else None
-    out = subprocess.run([sys.executable, "-c", SCRIPT, mode], check=True, capture_output=True,
-                         text=True, env=env).stdout.split()
-    return out[0] == "True", float(out[1])
+def _faults_per_call(tunables: str | None) -> float:
+    out = subprocess.run([sys.executable, "-c", FAULTS], check=True, capture_output=True,
+                         text=True, env=_env(tunables))
+    return float(out.stdout.split()[-1])
 
 
-def test_keep_freed_memory_stops_per_step_page_faults():
-    applied, tuned = _faults_per_call("tuned")
-    _, default = _faults_per_call("default")
-    assert applied
+def _huge_pages_available() -> bool:
+    path = "/sys/kernel/mm/transparent_hugepage/enabled"
+    return os.path.exists(path) and "[never]" not in open(path).read()
+
+
+@pytest.mark.skipif(not _huge_pages_available(), reason="the kernel has huge pages off")
+def test_huge_pages_stop_per_step_page_faults():
+    default = _faults_per_call(None)
+    huge = _faults_per_call(allocator.with_huge_pages(_env(None))["GLIBC_TUNABLES"])
     assert default > 10_000, "glibc's defaults should re-fault the scratch block on every call"
-    assert tuned < default / 20
+    assert huge < default / 20
 
 
-def test_glibc_tunables_give_a_child_process_the_same_settings():
-    _, default = _faults_per_call("default")
-    _, child = _faults_per_call("default", allocator.GLIBC_TUNABLES)
-    assert default > 10_000 and child < default / 20
+@pytest.mark.parametrize("given, expected", [
+    (None, "glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.arena_max=2", "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"),
+    ("glibc.malloc.hugetlb=0", "glibc.malloc.hugetlb=0"),  # the user's choice stands
+])
+def test_process_restarts_itself_once_with_the_tunable_and_its_arguments(given, expected):
+    out = subprocess.run([sys.executable, "-c", REEXEC, "a", "--b=c"], check=True,
+                         capture_output=True, text=True, env=_env(given)).stdout.splitlines()
+    starts = 1 if given and "hugetlb" in given else 2
+    assert out == ["start"] * starts + [f"{expected} ['a', '--b=c']"]
