@@ -15,12 +15,12 @@ from chexficient.presets import parse_preset_arg
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
 PRESETS: dict[str, dict] = {
-    "quick": dict(max_train=512, max_eval=256, n_resamples=100, seg_steps=150, seg_width=32,
-                  rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4, overlays=3,
-                  reference=True),
-    "full": dict(max_train=0, max_eval=0, n_resamples=1000, seg_steps=2000, seg_width=64,
-                 rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16, overlays=6,
-                 reference=True),
+    "quick": dict(max_train=512, max_eval=256, n_resamples=100, draws=3, seg_steps=150,
+                  seg_width=32, rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4,
+                  overlays=3, reference=True),
+    "full": dict(max_train=0, max_eval=0, n_resamples=1000, draws=5, seg_steps=2000,
+                 seg_width=64, rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16,
+                 overlays=6, reference=True),
 }
 
 
@@ -47,11 +47,13 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
                        bootstrap=dict(n_resamples=a.n_resamples, level=0.95))
     c.retrieval = dict(ks=(1, 5, 10))
     c.linear_probe = dict(
-        findings=(), uncertain_as=1, fractions=(0.01, 0.1, 1.0), C=1.0, max_iter=1000,
+        findings=(), uncertain_as=1, fractions=(0.01, 0.1, 1.0), draws=a.draws, C=1.0,
+        max_iter=1000,
         finetune=dict(enabled=False, steps=500, batch_size=32, learning_rate=1e-4))
     c.segmentation = dict(
-        fractions=(0.01, 0.1, 1.0), targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)),
-        finetune=False, steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
+        fractions=(0.01, 0.1, 1.0), draws=a.draws,
+        targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)), finetune=False,
+        steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
         image_skip=True, overlays=a.overlays)
     c.report_generation = dict(
         max_len=a.rg_max_len, width=a.rg_width, depth=2, heads=4, steps=a.rg_steps,

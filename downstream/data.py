@@ -63,6 +63,26 @@ def subset_rows(n: int, fraction: float, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:k])
 
 
+def label_draws(n: int, fraction: float, draws: int, seed: int) -> list[tuple[int, np.ndarray]]:
+    """(seed, rows) of each labelled subset a fraction is scored on: `draws` seeded subsets
+    below 100%, the one full set at 100%.
+
+    A 1% subset of a bench split is a handful of images, so a single draw measures the draw
+    as much as the encoder; adapters report the mean and the spread over draws.
+    """
+    count = 1 if fraction >= 1 else max(1, draws)
+    return [(seed + d, subset_rows(n, fraction, seed + d)) for d in range(count)]
+
+
+def mean_over_draws(results: list[dict[str, float]]) -> dict[str, float]:
+    """Per-key means over draws, plus `<key>/sd` (standard deviation over draws) for the
+    summary keys (those whose last part starts with `mean`)."""
+    out = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
+    out.update({f"{k}/sd": float(np.std([r[k] for r in results]))
+                for k in results[0] if k.rsplit("/", 1)[-1].startswith("mean")})
+    return out
+
+
 class BenchData:
     """The splits of one dataset at one image size: `train` for fitting, `eval_splits` for scoring.
 

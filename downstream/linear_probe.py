@@ -1,7 +1,8 @@
 """Linear probes on frozen pre-projection image features at 1/10/100% of the training labels.
 
 One scikit-learn logistic regression per finding (standardised features), fitted on a
-seeded subset of the train split; AUROC per finding and the mean on every eval split.
+seeded subset of the train split; AUROC per finding and the mean on every eval split,
+averaged over `config.draws` subsets below 100% (with the spread of the means).
 `config.finetune.enabled` instead trains a copy of the whole image tower with a linear head.
 """
 
@@ -20,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from downstream import metrics, training
-from downstream.data import BenchData, finding_names, subset_rows
+from downstream.data import BenchData, finding_names, label_draws, mean_over_draws
 from downstream.encoders import Encoders
 
 
@@ -85,26 +86,31 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
     y_train = train.targets(names, config.uncertain_as)
     evals = {s: data.split(s) for s in data.eval_splits}
     if config.finetune.enabled:
-        def scores_for(rows: np.ndarray) -> dict[str, np.ndarray]:
+        def scores_for(rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
             predict = finetune_classifier(encoders, train.images[rows], y_train[rows],
-                                          config.finetune, seed=config.seed)
+                                          config.finetune, seed=seed)
             return {s: predict(split.images) for s, split in evals.items()}
     else:
         x_train = encoders.image_features(train.images)
         x_evals = {s: encoders.image_features(split.images) for s, split in evals.items()}
 
-        def scores_for(rows: np.ndarray) -> dict[str, np.ndarray]:
+        def scores_for(rows: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+            del seed  # the logistic regressions are deterministic
             probe = LinearProbe(config.C, config.max_iter).fit(x_train[rows], y_train[rows])
             return {s: probe.predict_scores(x) for s, x in x_evals.items()}
+    truth = {s: split.targets(names, config.uncertain_as) for s, split in evals.items()}
     out = {}
     for fraction in config.fractions:
-        rows = subset_rows(len(train), fraction, config.seed)
-        scores = scores_for(rows)
-        for s, split in evals.items():
-            y = split.targets(names, config.uncertain_as)
-            prefix = f"{s}/{fraction * 100:g}%"
-            aurocs = metrics.finding_aurocs(y, scores[s], names)
-            out.update({f"{prefix}/{k}": float(v)
-                        for k, v in zip(metrics.finding_auroc_keys(names), aurocs)})
-            out[f"{prefix}/n_train"] = float(len(rows))
+        draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []
+        for seed, rows in draws:
+            scores, result = scores_for(rows, seed), {}
+            for s in evals:
+                prefix = f"{s}/{fraction * 100:g}%"
+                aurocs = metrics.finding_aurocs(truth[s], scores[s], names)
+                result.update({f"{prefix}/{k}": float(v)
+                               for k, v in zip(metrics.finding_auroc_keys(names), aurocs)})
+                result.update({f"{prefix}/n_train": float(len(rows)),
+                               f"{prefix}/draws": float(len(draws))})
+            per_draw.append(result)
+        out.update(mean_over_draws(per_draw))
     return out

@@ -2,7 +2,8 @@
 columns = checkpoints), both written atomically (chexficient.io).
 
 A metric with bootstrap bounds (`<key>/ci_low`, `<key>/ci_high`) shows as one cell,
-`value [low, high]`; a missing or undefined value shows as `-`.
+`value [low, high]`, one averaged over label draws with their spread (`<key>/sd`) as
+`value ± sd`; a missing or undefined value shows as `-`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
         return "-"
     text = f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
     low, high = (_finite_or_none(metrics.get(f"{key}/{b}")) for b in ("ci_low", "ci_high"))
-    return f"{text} [{low:.3f}, {high:.3f}]" if low is not None and high is not None else text
+    if low is not None and high is not None:
+        return f"{text} [{low:.3f}, {high:.3f}]"
+    sd = _finite_or_none(metrics.get(f"{key}/sd"))
+    return f"{text} ± {sd:.3f}" if sd is not None else text
 
 
 def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: list[str],
@@ -49,7 +53,7 @@ def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: li
         rows: dict[str, None] = {}
         for col in columns:
             rows.update(dict.fromkeys(results.get(col, {}).get(adapter, {})))
-        keys = [k for k in rows if not k.endswith(("/ci_low", "/ci_high"))]
+        keys = [k for k in rows if not k.endswith(("/ci_low", "/ci_high", "/sd"))]
         lines += [f"## {adapter}", ""]
         if not keys:
             lines += ["(no results: see errors)", ""]

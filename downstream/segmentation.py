@@ -2,8 +2,10 @@
 
 Targets are unions of mask channels (synthetic world: lungs = left + right lung, heart,
 pathology). The encoder stays frozen (its grids are computed once), or with
-`config.finetune` a copy of it trains with the decoder. One decoder per label fraction;
-overlays of the first eval images are written for the largest fraction.
+`config.finetune` a copy of it trains with the decoder. Below 100% of the masks, one decoder
+per label draw (`config.draws` seeded subsets, each with its own decoder init): Dice is the
+mean over draws, with their spread. Overlays of the first eval images are written for the
+largest fraction.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import optax
 from flax import nnx
 
 from downstream import metrics, plots, training
-from downstream.data import BenchData, MissingFieldsError, subset_rows
+from downstream.data import BenchData, MissingFieldsError, label_draws, mean_over_draws
 from downstream.encoders import Encoders
 from downstream.unet import UNetDecoder
 
@@ -51,14 +53,14 @@ class Segmenter(nnx.Module):
 
 def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: np.ndarray,
                        train_targets: np.ndarray, eval_images: dict[str, np.ndarray],
-                       features: dict | None, rows: np.ndarray, config: ml_collections.ConfigDict
-                       ) -> dict[str, np.ndarray]:
+                       features: dict | None, rows: np.ndarray, config: ml_collections.ConfigDict,
+                       seed: int) -> dict[str, np.ndarray]:
     """Trains `decoder` on `rows` of the train split; returns eval logits per split.
 
     `features` holds the frozen encoder's grids per split (None when fine-tuning).
     """
     fit = dict(steps=config.steps, batch_size=config.batch_size,
-               learning_rate=config.learning_rate, seed=config.seed)
+               learning_rate=config.learning_rate, seed=seed)
     if config.finetune:
         module = Segmenter(encoders, decoder)
         training.fit(module, lambda m, b: segmentation_loss(m(b["image"]), b["mask"]),
@@ -95,28 +97,35 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         features = {"train": encoders.image_feature_maps(train.images),
                     **{s: encoders.image_feature_maps(e.images) for s, e in evals.items()}}
     grids = features["train"] if features else encoders.image_feature_maps(train.images[:1])
+    truth = {s: target_masks(split.masks, targets) for s, split in evals.items()}
     out = {}
     for fraction in config.fractions:
-        rows = subset_rows(len(train), fraction, config.seed)
-        decoder = UNetDecoder(feature_width=grids[0].shape[-1], num_levels=len(grids),
-                              out_channels=len(targets), image_size=encoders.image_size,
-                              width=config.width, grid_size=grids[0].shape[1],
-                              image_channels=train.images.shape[-1] if config.image_skip else 0,
-                              rngs=nnx.Rngs(config.seed))
-        logits = _train_and_predict(encoders, decoder, train.images, train_targets,
-                                    {s: e.images for s, e in evals.items()}, features, rows,
-                                    config)
-        for s, split in evals.items():
-            truth = target_masks(split.masks, targets)
-            dice = metrics.dice_per_image(logits[s] > 0, truth)  # [n, T]
-            prefix = f"{s}/{fraction * 100:g}%"
-            out.update({f"{prefix}/dice/{name}": float(dice[:, t].mean())
-                        for t, name in enumerate(targets)})
-            out[f"{prefix}/dice/mean"] = float(dice.mean())
-            out[f"{prefix}/n_train"] = float(len(rows))
-            if fraction == max(config.fractions) and config.overlays and config.get("out_dir"):
-                plots.segmentation_overlays(
-                    os.path.join(config.out_dir, f"segmentation_{s}.png"),
-                    split.images[:config.overlays], truth[:config.overlays],
-                    logits[s][:config.overlays] > 0, list(targets))
+        draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []
+        for draw, (seed, rows) in enumerate(draws):
+            decoder = UNetDecoder(
+                feature_width=grids[0].shape[-1], num_levels=len(grids),
+                out_channels=len(targets), image_size=encoders.image_size, width=config.width,
+                grid_size=grids[0].shape[1],
+                image_channels=train.images.shape[-1] if config.image_skip else 0,
+                rngs=nnx.Rngs(seed))
+            logits = _train_and_predict(encoders, decoder, train.images, train_targets,
+                                        {s: e.images for s, e in evals.items()}, features, rows,
+                                        config, seed)
+            result = {}
+            for s, split in evals.items():
+                dice = metrics.dice_per_image(logits[s] > 0, truth[s])  # [n, T]
+                prefix = f"{s}/{fraction * 100:g}%"
+                result.update({f"{prefix}/dice/{name}": float(dice[:, t].mean())
+                               for t, name in enumerate(targets)})
+                result.update({f"{prefix}/dice/mean": float(dice.mean()),
+                               f"{prefix}/n_train": float(len(rows)),
+                               f"{prefix}/draws": float(len(draws))})
+                if (draw == 0 and fraction == max(config.fractions) and config.overlays
+                        and config.get("out_dir")):
+                    plots.segmentation_overlays(
+                        os.path.join(config.out_dir, f"segmentation_{s}.png"),
+                        split.images[:config.overlays], truth[s][:config.overlays],
+                        logits[s][:config.overlays] > 0, list(targets))
+            per_draw.append(result)
+        out.update(mean_over_draws(per_draw))
     return out

@@ -11,7 +11,8 @@ import pytest
 
 from downstream import linear_probe, report_generation, retrieval, segmentation, zero_shot
 from downstream.config import bench_config
-from downstream.data import BenchData, MissingFieldsError
+from downstream.data import (BenchData, MissingFieldsError, label_draws, mean_over_draws,
+                             subset_rows)
 from downstream.encoders import Encoders
 from pretrain.config import base_config
 
@@ -88,6 +89,33 @@ def test_linear_probe_fractions(encoders, data):
     out = linear_probe.run(encoders, data, _cfg("linear_probe"))
     assert [out[f"test/{p}%/n_train"] for p in (1, 10, 100)] == [1.0, 10.0, 96.0]
     assert 0.0 <= out["test_shift/100%/auroc/mean"] <= 1.0
+
+
+def test_label_draws_are_distinct_seeded_subsets_and_one_at_full_labels():
+    draws = label_draws(200, 0.1, 3, seed=5)
+    assert [seed for seed, _ in draws] == [5, 6, 7]
+    np.testing.assert_array_equal(draws[0][1], subset_rows(200, 0.1, 5))  # draw 0: the old subset
+    assert all(len(rows) == 20 for _, rows in draws)
+    assert len({tuple(rows) for _, rows in draws}) == 3
+    (seed, rows), = label_draws(200, 1.0, 3, seed=5)
+    np.testing.assert_array_equal(rows, np.arange(200))
+    out = mean_over_draws([{"a/mean": 0.5, "a/x": 1.0}, {"a/mean": 0.7, "a/x": 3.0}])
+    assert out == pytest.approx({"a/mean": 0.6, "a/x": 2.0, "a/mean/sd": 0.1})
+
+
+@pytest.mark.parametrize("adapter, key, steps", [("linear_probe", "auroc/mean", None),
+                                                 ("segmentation", "dice/mean", 5)])
+def test_low_label_scores_are_means_over_draws(encoders, data, adapter, key, steps):
+    """Two draws report the mean and spread of what the two single draws score alone."""
+    module = {"linear_probe": linear_probe, "segmentation": segmentation}[adapter]
+    extra = dict(steps=steps, overlays=0) if steps else {}
+    both = module.run(encoders, data, _cfg(adapter, fractions=(0.1,), draws=2, **extra))
+    alone = [module.run(encoders, data, _cfg(adapter, fractions=(0.1,), draws=1, **extra,
+                                                 seed=seed))[f"test/10%/{key}"] for seed in (0, 1)]
+    assert alone[0] != alone[1]
+    assert both[f"test/10%/{key}"] == pytest.approx(np.mean(alone))
+    assert both[f"test/10%/{key}/sd"] == pytest.approx(np.std(alone))
+    assert both["test/10%/draws"] == 2.0
 
 
 def test_linear_probe_finetune_mode(encoders, data):
