@@ -14,6 +14,8 @@ from typing import Any
 
 Results = dict[str, dict[str, dict[str, float]]]
 """column (checkpoint) -> adapter -> metric -> value."""
+COUNTS = ("n", "n_train", "draws")
+"""Last parts of the keys that count things: shown as integers."""
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -32,6 +34,8 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
     value = None if metrics is None else _finite_or_none(metrics.get(key))
     if value is None:
         return "-"
+    if key.rsplit("/", 1)[-1] in COUNTS:
+        return f"{value:.0f}"
     text = f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
     low, high = (_finite_or_none(metrics.get(f"{key}/{b}")) for b in ("ci_low", "ci_high"))
     if low is not None and high is not None:

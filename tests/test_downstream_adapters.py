@@ -101,6 +101,7 @@ def test_label_draws_are_distinct_seeded_subsets_and_one_at_full_labels():
     np.testing.assert_array_equal(rows, np.arange(200))
     out = mean_over_draws([{"a/mean": 0.5, "a/x": 1.0}, {"a/mean": 0.7, "a/x": 3.0}])
     assert out == pytest.approx({"a/mean": 0.6, "a/x": 2.0, "a/mean/sd": 0.1})
+    assert mean_over_draws([{"a/mean": 0.5}]) == {"a/mean": 0.5}  # no spread from one draw
 
 
 @pytest.mark.parametrize("adapter, key, steps", [("linear_probe", "auroc/mean", None),
