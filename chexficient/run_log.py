@@ -5,13 +5,13 @@ TensorBoard events are written by tensorboardX, so no TensorFlow is needed to lo
 
 from __future__ import annotations
 
-import json
 import contextlib
+import json
 import math
 import os
 import time
 from collections import defaultdict
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
