@@ -116,10 +116,11 @@ class Checkpointer:
 
 
 def find_checkpoint_dir(path: str) -> str:
-    """Accepts a workdir or its checkpoints/ directory; errors clearly when neither holds one."""
+    """The absolute checkpoints/ directory of a workdir, or `path` itself if it is one (orbax
+    reads absolute paths only); errors clearly when neither holds a checkpoint."""
     for candidate in (os.path.join(path, "checkpoints"), path):
         if os.path.isdir(candidate) and any(n.isdigit() for n in os.listdir(candidate)):
-            return candidate
+            return os.path.abspath(candidate)
     raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
 
 

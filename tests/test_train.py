@@ -53,6 +53,17 @@ def test_curated_run_leaves_everything_a_user_expects(curated_run):
     assert json.load(open(os.path.join(workdir, "config.json")))["schedule"]["name"] == "chexficient"
 
 
+def test_a_run_loads_from_a_relative_path(curated_run, monkeypatch):
+    """As `chexficient quickstart --out=runs/quickstart` passes its reference run to the arms."""
+    workdir, _ = curated_run
+    expected = params_of(workdir)
+    monkeypatch.chdir(os.path.dirname(workdir))
+    relative = os.path.basename(workdir)
+    for path in (relative, os.path.join(relative, "checkpoints")):
+        for got, want in zip(params_of(path), expected, strict=True):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_kill_and_resume_is_bitwise(micro, curated_run, tmp_path):
     reference, summary = curated_run
     workdir = str(tmp_path / "resumed")
