@@ -56,9 +56,9 @@ class Checkpointer:
     def __init__(self, directory: str, *, every_steps: int, max_to_keep: int, async_save: bool = True):
         self.directory = os.path.abspath(directory)
         self.every_steps = every_steps
-        options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(1, every_steps), max_to_keep=max_to_keep,
-            enable_async_checkpointing=async_save, cleanup_tmp_directories=True)
+        options = ocp.CheckpointManagerOptions(  # should_save() is the save policy
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save,
+            cleanup_tmp_directories=True)
         self._manager = ocp.CheckpointManager(
             self.directory, options=options,
             item_names=("model", "train", "data", "meta"))

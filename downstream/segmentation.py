@@ -98,6 +98,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
                     **{s: encoders.image_feature_maps(e.images) for s, e in evals.items()}}
     grids = features["train"] if features else encoders.image_feature_maps(train.images[:1])
     truth = {s: target_masks(split.masks, targets) for s, split in evals.items()}
+    eval_images = {s: split.images for s, split in evals.items()}
     out = {}
     for fraction in config.fractions:
         draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []
@@ -109,8 +110,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
                 image_channels=train.images.shape[-1] if config.image_skip else 0,
                 rngs=nnx.Rngs(seed))
             logits = _train_and_predict(encoders, decoder, train.images, train_targets,
-                                        {s: e.images for s, e in evals.items()}, features, rows,
-                                        config, seed)
+                                        eval_images, features, rows, config, seed)
             result = {}
             for s, split in evals.items():
                 dice = metrics.dice_per_image(logits[s] > 0, truth[s])  # [n, T]
