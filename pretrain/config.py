@@ -28,8 +28,11 @@ PRESETS: dict[str, dict] = {
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
-    """Parses "tiny" or "tiny,batch_size=64,epochs=2" into preset values plus typed overrides."""
-    return parse_preset_arg(arg, PRESETS, "tiny", **defaults)
+    """Parses "tiny" or "tiny,batch_size=64,epochs=2" into preset values plus typed overrides.
+
+    Every preset also takes `token_alignment=W`: the weight of the token-level loss (0 = off).
+    """
+    return parse_preset_arg(arg, PRESETS, "tiny", token_alignment=0.0, **defaults)
 
 
 def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -53,8 +56,13 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    heads=a.heads, mlp_ratio=4.0, pool="map", registers=0, stem="conv",
                    feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth}))),
         text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
-                  max_len=a.text_len, causal=True))
+                  max_len=a.text_len, causal=True),
+        local_dim=a.embed if a.token_alignment else 0)  # token heads, only with the term below
     c.loss = "softmax"  # or "sigmoid" (SigLIP)
+    # Word-patch alignment within each pair (MGCA-style), added to the global loss with this
+    # weight: off by default (the CheXficient method is global CLIP); on, patch tokens learn
+    # where findings are, which is what dense tasks such as segmentation read.
+    c.token_alignment = dict(weight=a.token_alignment, temperature=0.1)
 
     c.batch_size = a.batch_size  # global batch; when curating, the super-batch scored per step
     c.total_epochs = a.epochs

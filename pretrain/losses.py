@@ -1,6 +1,7 @@
-"""Contrastive image-text losses over the global batch: softmax InfoNCE (CLIP) and sigmoid (SigLIP).
+"""Contrastive image-text losses over the global batch: softmax InfoNCE (CLIP) and sigmoid (SigLIP),
+plus an optional token-level term within each pair (`token_alignment`).
 
-Both return (mean, per_example [B]) in float32 and take optional per-example `weights`: a row with
+All return (mean, per_example [B]) in float32 and take optional per-example `weights`: a row with
 weight 0 is neither a positive nor a negative (its logits are masked) and its per-example loss is 0;
 the mean is the weight-weighted mean over kept rows. These are plain jnp ops on global arrays: under
 `jax.jit` with a batch sharded over the mesh, XLA inserts the collectives.
@@ -65,4 +66,40 @@ def sigmoid_contrastive(img: jax.Array, txt: jax.Array, logit_scale: jax.Array,
     pair_kept = keep[:, None] & keep[None, :]
     pair_loss = jnp.where(pair_kept, -jax.nn.log_sigmoid(signs * logits), 0.0)
     per_example = 0.5 * (pair_loss.sum(axis=1) + pair_loss.sum(axis=0))
+    return _weighted_mean(per_example, weights), per_example
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
+
+
+def token_alignment(patches: jax.Array, words: jax.Array, word_mask: jax.Array,
+                    temperature: float = 0.1,
+                    weights: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Token-level alignment within each image-report pair (MGCA's cross-modal token alignment).
+
+    Each word attends over its image's patches (softmax of similarity / temperature) and must
+    pick its own attended image context out of those of the other words of its report
+    (InfoNCE); each patch does the same over the report's words. The global losses only shape
+    the pooled embeddings; this term makes patch tokens carry where a finding is, which dense
+    tasks (segmentation) need. `patches` [B,P,E] and `words` [B,L,E] unit-norm, `word_mask`
+    [B,L] True for real tokens; per_example = mean of the word and patch terms.
+    """
+    keep, weights = _keep_and_weights(patches.shape[0], weights)
+    patches, words = patches.astype(jnp.float32), words.astype(jnp.float32)
+    real = word_mask.astype(bool)
+    sim = jnp.einsum('bld,bpd->blp', words, patches) / temperature
+    # Words -> patches: an image context per word, contrasted with the other words' contexts.
+    word_ctx = _unit(jax.nn.softmax(sim, axis=2) @ patches)
+    logits = jnp.einsum('bld,bmd->blm', words, word_ctx) / temperature
+    logits = jnp.where(real[:, None, :], logits, _MASKED)
+    word_ce = jax.nn.logsumexp(logits, axis=2) - jnp.diagonal(logits, axis1=1, axis2=2)
+    word_loss = jnp.sum(jnp.where(real, word_ce, 0.0), axis=1) / jnp.maximum(real.sum(1), 1)
+    # Patches -> words: a text context per patch, contrasted with the other patches' contexts.
+    attend = jax.nn.softmax(jnp.where(real[:, :, None], sim, _MASKED), axis=1)
+    patch_ctx = _unit(jnp.einsum('blp,bld->bpd', attend, words))
+    logits = jnp.einsum('bpd,bqd->bpq', patches, patch_ctx) / temperature
+    patch_loss = jnp.mean(jax.nn.logsumexp(logits, axis=2)
+                          - jnp.diagonal(logits, axis1=1, axis2=2), axis=1)
+    per_example = jnp.where(keep, 0.5 * (word_loss + patch_loss), 0.0)
     return _weighted_mean(per_example, weights), per_example

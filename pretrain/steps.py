@@ -33,6 +33,18 @@ def contrastive_loss(loss_name: str, img, txt, scale, bias, weights=None):
     raise ValueError(f"loss={loss_name!r}; valid: 'softmax', 'sigmoid'")
 
 
+def token_alignment_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """`config.token_alignment` (weight 0 = off), checked against the model's token heads."""
+    align = config.get("token_alignment") or ml_collections.ConfigDict(
+        dict(weight=0.0, temperature=0.1))
+    if align.weight < 0 or align.temperature <= 0:
+        raise ValueError(f"token_alignment needs weight >= 0 and temperature > 0, got {align}")
+    if align.weight and not config.model.get("local_dim", 0):
+        raise ValueError("token_alignment.weight > 0 needs token heads: set model.local_dim > 0 "
+                         "(the preset argument token_alignment=W sets both)")
+    return align
+
+
 def abstract_batch(batch_size: int, image_size: int, text_len: int, sharding=None) -> dict:
     """Shapes of a training batch, for lowering steps without data."""
     spec = lambda shape, dtype: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
@@ -69,16 +81,31 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
                 curator: Any = None, reference: tuple | None = None) -> Steps:
     """Step functions for `config`; `reference` is (graphdef, params) of a frozen scoring model."""
     loss_name, optim_cfg = config.loss, config.optim
+    align = token_alignment_config(config)
 
     def embed(p, b, gdef=graphdef):
         m = nnx.merge(gdef, p)
         img, txt = m(b["image"], b["tokens"], b["text_mask"])
         return img, txt, m.logit_scale.value, m.logit_bias.value
 
+    def forward(p, b):
+        """((img, txt, scale, bias), (patch tokens, word tokens) or None when the term is off)."""
+        if not align.weight:
+            return embed(p, b), None
+        m = nnx.merge(graphdef, p)
+        img, txt, patches, words = m.encode_tokens(b["image"], b["tokens"], b["text_mask"])
+        return (img, txt, m.logit_scale.value, m.logit_bias.value), (patches, words)
+
     def loss_on_rows(p, b, weights):
-        img, txt, scale, bias = embed(p, b)
+        """(loss, metrics): the global loss, plus the weighted token alignment term if on."""
+        (img, txt, scale, bias), tokens = forward(p, b)
         loss, _ = contrastive_loss(loss_name, img, txt, scale, bias, weights)
-        return loss, dict(temperature=jnp.exp(-jnp.minimum(scale, MAX_LOGIT_SCALE)))
+        metrics = dict(temperature=jnp.exp(-jnp.minimum(scale, MAX_LOGIT_SCALE)))
+        if tokens is not None:
+            local, _ = losses.token_alignment(*tokens, b["text_mask"], align.temperature, weights)
+            metrics.update(global_loss=loss, token_alignment=local)
+            loss = loss + align.weight * local
+        return loss, metrics
 
     def apply_update(state, grads, metrics):
         updates, opt = tx.update(grads, state["opt"], state["params"])
@@ -116,13 +143,17 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
     def evaluate(params, b):
         """Loss and in-batch top-1 retrieval; a hit is any pair whose report has the same tokens
         (identical report texts are merged, as retrieval benchmarks do)."""
-        img, txt, scale, bias = embed(params, b)
+        (img, txt, scale, bias), tokens = forward(params, b)
         loss, _ = contrastive_loss(loss_name, img, txt, scale, bias)
+        extra = {}
+        if tokens is not None:  # the global loss stays `loss`, comparable across runs
+            extra["token_alignment"] = losses.token_alignment(*tokens, b["text_mask"],
+                                                              align.temperature)[0]
         sims = img @ txt.T
         same_text = jnp.all(b["tokens"][:, None, :] == b["tokens"][None, :, :], axis=-1)
         hit = lambda picked: jnp.mean(jnp.take_along_axis(same_text, picked[:, None], 1))
         return dict(loss=loss, i2t_acc=hit(jnp.argmax(sims, 1)), t2i_acc=hit(jnp.argmax(sims, 0)),
-                    chance=jnp.mean(same_text))
+                    chance=jnp.mean(same_text), **extra)
 
     return Steps(full=full, curate=curate, eval=evaluate)
 

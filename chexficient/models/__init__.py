@@ -18,7 +18,8 @@ __all__ = ['CLIP', 'TextTransformer', 'ViT', 'build_model']
 def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP:
     """CLIP from `config.model` (fields in notes/INTERFACES.md); same rngs seed -> same params.
 
-    `model.text.causal` (default True, as in CLIP) picks causal or bidirectional text attention.
+    `model.text.causal` (default True, as in CLIP) picks causal or bidirectional text attention;
+    `model.local_dim` (default 0: none) adds the token heads of the token alignment loss.
     """
     if model_config.dtype not in DTYPES:
         raise ValueError(f'model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}')
@@ -33,4 +34,5 @@ def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP
                            causal=tx.get('causal', True), dtype=dtype, rngs=rngs)
     return CLIP(image, text, embed_dim=model_config.embed_dim,
                 temperature_init=model_config.temperature_init,
-                bias_init=model_config.bias_init, rngs=rngs)
+                bias_init=model_config.bias_init, rngs=rngs,
+                local_dim=model_config.get('local_dim', 0))

@@ -32,6 +32,10 @@ class TextTransformer(nnx.Module):
 
     def __call__(self, tokens: jax.Array, mask: jax.Array) -> jax.Array:
         """tokens int [B,L], mask bool [B,L] (True = real token) -> pooled [B,W]."""
+        return self.encode(tokens, mask)[0]
+
+    def encode(self, tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(pooled [B,W], every position normed [B,L,W]); the latter feeds token-level losses."""
         if tokens.ndim != 2 or tokens.shape != mask.shape or tokens.shape[1] > self.max_len:
             raise ValueError(f'tokens and mask must both be [B, L] with L <= {self.max_len}, '
                              f'got {tokens.shape} and {mask.shape}')
@@ -42,4 +46,4 @@ class TextTransformer(nnx.Module):
             x = block(x, mask=attend, causal=self.causal)
         last = jnp.max(jnp.where(mask, jnp.arange(length), 0), axis=1)
         pooled = jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
-        return self.norm(pooled)
+        return self.norm(pooled), self.norm(x)
