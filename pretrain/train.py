@@ -57,14 +57,17 @@ def check_finite(metrics: dict, step: int, checkpointer: ckpt_lib.Checkpointer) 
 
 
 def init_towers_from(model, path: str, towers: str):
-    """Copies the image and/or text tower (with its projection) from another run's checkpoint."""
+    """Copies the image and/or text tower (with its projection, and its token head where both
+    models have one) from another run's checkpoint."""
     valid = {"both": ("image", "text"), "image": ("image",), "text": ("text",)}
     if towers not in valid:
         raise ValueError(f"init_from.towers={towers!r}; valid: {', '.join(valid)}")
     source, _ = ckpt_lib.load_model(path)
     for tower in valid[towers]:
-        for name in (tower, f"{tower}_proj"):
-            nnx.update(getattr(model, name), nnx.state(getattr(source, name), nnx.Param))
+        for name in (tower, f"{tower}_proj", f"{tower}_local_proj"):
+            target, origin = getattr(model, name), getattr(source, name)
+            if target is not None and origin is not None:
+                nnx.update(target, nnx.state(origin, nnx.Param))
     return model
 
 
