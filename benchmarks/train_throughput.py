@@ -11,6 +11,8 @@ pipeline (benchmarks/pipeline_throughput.py measures that).
 The defaults (`--stem patch --pool cls`) are open_clip's ViT, so the side-by-side figure
 compares the same architecture; `--stem conv --pool map` is our training default.
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
+`--token_alignment W` times the step with that loss term, and the plain step before it in the
+same process: the term's cost as a ratio.
 Like the `chexficient` command, the script restarts itself with huge pages for malloc
 (chexficient/allocator.py) and the open_clip child inherits them, so both sides run with the
 same allocator; `--glibc_defaults` measures both with glibc's defaults instead.
@@ -62,9 +64,10 @@ def random_batch(batch: int, size: int, text_len: int, vocab: int) -> dict:
             "index": jnp.arange(batch, dtype=jnp.int32)}
 
 
-def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls"):
+def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls",
+               token_alignment: float = 0.0):
     """The jitted full-data train step of `preset` at `batch`, its initial state and config."""
-    config = base_config(f"{preset},batch_size={batch}")
+    config = base_config(f"{preset},batch_size={batch},token_alignment={token_alignment}")
     config.model.text.vocab_size = 4000
     config.model.dtype = dtype
     config.model.image.update(stem=stem, pool=pool)
@@ -77,9 +80,9 @@ def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls"
     return step, state, config
 
 
-def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: str
-            ) -> dict[str, float]:
-    step, state, config = build_step(preset, batch, dtype, stem, pool)
+def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: str,
+            token_alignment: float = 0.0) -> dict[str, float]:
+    step, state, config = build_step(preset, batch, dtype, stem, pool, token_alignment)
     b = random_batch(batch, config.data.image_size, config.data.text_len, 4000)
     compiled = step.lower(state, b).compile()
     flops = compiled_flops(compiled)
@@ -121,6 +124,8 @@ def main() -> None:
     parser.add_argument("--pool", default="cls", choices=("cls", "mean", "map"),
                         help="cls: open_clip's pooling (the comparison); map: our default")
     parser.add_argument("--open_clip_python", default="", help="python with open_clip + torch")
+    parser.add_argument("--token_alignment", type=float, default=0.0,
+                        help="> 0: time the step with the token alignment term at this weight")
     parser.add_argument("--glibc_defaults", action="store_true",
                         help="both sides without huge pages for malloc (chexficient/allocator.py)")
     args = parser.parse_args()
@@ -128,9 +133,16 @@ def main() -> None:
         allocator.reexec_with_huge_pages()
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     print(f"devices: {jax.devices()}, GLIBC_TUNABLES={tunables!r}", file=sys.stderr)
-    r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
+    if args.token_alignment:
+        plain = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool)
+        print(f"plain_pairs_per_s: {plain['pairs_per_s']:.4g}")
+    r = measure(args.preset, args.batch, args.steps, args.dtype, args.stem, args.pool,
+                args.token_alignment)
     for k, v in r.items():
         print(f"{k}: {v:.4g}")
+    if args.token_alignment:
+        print(f"time_vs_plain: {plain['pairs_per_s'] / r['pairs_per_s']:.3f} "
+              f"flops_vs_plain: {r['flops_per_step'] / plain['flops_per_step']:.3f}")
     if args.open_clip_python:
         baseline = open_clip_pairs_per_s(args.open_clip_python, args.preset, args.batch,
                                          args.steps)

@@ -15,7 +15,7 @@ from chexficient.presets import parse_preset_arg
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
 PRESETS: dict[str, dict] = {
-    "quick": dict(max_train=512, max_eval=256, n_resamples=100, draws=3, seg_steps=150,
+    "quick": dict(max_train=512, max_eval=256, n_resamples=100, draws=3, seg_steps=300,
                   seg_width=32, rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4,
                   overlays=3, reference=True),
     "full": dict(max_train=0, max_eval=0, n_resamples=1000, draws=5, seg_steps=2000,
