@@ -51,6 +51,28 @@ class Segmenter(nnx.Module):
         return self.decoder(self.tower(images)[1]["features"], images)
 
 
+def _grids(batch: dict) -> list:
+    """The feature grids `f0`, `f1`, ... of a batch, shallow to deep."""
+    return [batch[f"f{i}"] for i in range(sum(k.startswith("f") for k in batch))]
+
+
+# Module-level (not lambdas), so the decoders of every label draw share one compiled step.
+def _decoder_loss(decoder: UNetDecoder, batch: dict) -> jax.Array:
+    return segmentation_loss(decoder(_grids(batch), batch["image"]), batch["mask"])
+
+
+def _decode(decoder: UNetDecoder, image: jax.Array, *grids: jax.Array) -> jax.Array:
+    return decoder(list(grids), image)
+
+
+def _segmenter_loss(segmenter: Segmenter, batch: dict) -> jax.Array:
+    return segmentation_loss(segmenter(batch["image"]), batch["mask"])
+
+
+def _segment(segmenter: Segmenter, images: jax.Array) -> jax.Array:
+    return segmenter(images)
+
+
 def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: np.ndarray,
                        train_targets: np.ndarray, eval_images: dict[str, np.ndarray],
                        features: dict | None, rows: np.ndarray, config: ml_collections.ConfigDict,
@@ -63,19 +85,16 @@ def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: n
                learning_rate=config.learning_rate, seed=seed)
     if config.finetune:
         module = Segmenter(encoders, decoder)
-        training.fit(module, lambda m, b: segmentation_loss(m(b["image"]), b["mask"]),
+        training.fit(module, _segmenter_loss,
                      {"image": train_images[rows], "mask": train_targets[rows]},
                      desc="fine-tune segmenter", **fit)
-        predict = training.predictor(module, lambda m, x: m(x), encoders.batch_size)
+        predict = training.predictor(module, _segment, encoders.batch_size)
         return {s: predict(x) for s, x in eval_images.items()}
-    levels = range(len(features["train"]))
-    arrays = {f"f{i}": features["train"][i][rows] for i in levels}
-    training.fit(decoder, lambda m, b: segmentation_loss(
-                     m([b[f"f{i}"] for i in levels], b["image"]), b["mask"]),
+    arrays = {f"f{i}": grid[rows] for i, grid in enumerate(features["train"])}
+    training.fit(decoder, _decoder_loss,
                  {**arrays, "image": train_images[rows], "mask": train_targets[rows]},
                  desc="segmentation decoder", **fit)
-    predict = training.predictor(decoder, lambda m, image, *fs: m(list(fs), image),
-                                 encoders.batch_size)
+    predict = training.predictor(decoder, _decode, encoders.batch_size)
     return {s: predict(eval_images[s], *features[s]) for s in eval_images}
 
 

@@ -2,6 +2,9 @@
 
 Segmentation decoders, report decoders and fine-tuned encoders all train through `fit`, so
 there is a single jitted step (`jax.jit` over the `nnx.split` state) and one progress bar.
+The step and `predictor`'s function are jitted once at module level with the graph, the loss
+and the optimiser settings as static arguments: fits of same-shaped modules with the same
+(module-level) loss function, such as one decoder per label draw, compile once.
 """
 
 from __future__ import annotations
@@ -39,6 +42,25 @@ def minibatches(arrays: dict[str, np.ndarray], batch_size: int, steps: int,
         yield {k: v[rows] for k, v in arrays.items()}
 
 
+def _adamw(learning_rate: float, steps: int, weight_decay: float) -> optax.GradientTransformation:
+    return optax.adamw(optax.cosine_decay_schedule(learning_rate, steps), weight_decay=weight_decay)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "loss_fn", "optimiser"))
+def _train_step(params, rest, opt_state, batch, *, graphdef, loss_fn: LossFn,
+                optimiser: tuple[float, int, float]):
+    def loss_of(p):
+        return loss_fn(nnx.merge(graphdef, p, rest), batch)
+    loss, grads = jax.value_and_grad(loss_of)(params)
+    updates, opt_state = _adamw(*optimiser).update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "apply_fn"))
+def _apply(state, *inputs, graphdef, apply_fn: Callable[..., jax.Array]) -> jax.Array:
+    return apply_fn(nnx.merge(graphdef, state), *inputs)
+
+
 def fit(module: nnx.Module, loss_fn: LossFn, arrays: dict[str, np.ndarray], *, steps: int,
         batch_size: int, learning_rate: float, seed: int, weight_decay: float = 1e-4,
         desc: str = "fit") -> list[float]:
@@ -47,23 +69,14 @@ def fit(module: nnx.Module, loss_fn: LossFn, arrays: dict[str, np.ndarray], *, s
     Only `nnx.Param`s train; other state (if any) is held fixed. Warmup-free cosine decay.
     """
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
-    tx = optax.adamw(optax.cosine_decay_schedule(learning_rate, max(steps, 1)),
-                     weight_decay=weight_decay)
-    opt_state = tx.init(params)
-
-    @jax.jit
-    def step(params, opt_state, batch):
-        def loss_of(p):
-            return loss_fn(nnx.merge(graphdef, p, rest), batch)
-        loss, grads = jax.value_and_grad(loss_of)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
+    optimiser = (float(learning_rate), max(int(steps), 1), float(weight_decay))
+    opt_state = _adamw(*optimiser).init(params)
+    step = functools.partial(_train_step, graphdef=graphdef, loss_fn=loss_fn, optimiser=optimiser)
     losses = []
     bar = tqdm(minibatches(arrays, batch_size, steps, seed), total=steps, desc=desc,
                unit="step", leave=False)
     for batch in bar:
-        params, opt_state, loss = step(params, opt_state, batch)
+        params, opt_state, loss = step(params, rest, opt_state, batch)
         losses.append(float(loss))
         bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     nnx.update(module, params)
@@ -77,6 +90,5 @@ def predictor(module: nnx.Module, apply_fn: Callable[..., jax.Array],
     """A numpy function of arrays: `apply_fn(module, *batch)` over fixed-size batches, jitted once
     (reuse it across eval splits; the module's current parameters are captured now)."""
     graphdef, state = nnx.split(module)
-    fn = functools.partial(jax.jit(lambda state, *xs: apply_fn(nnx.merge(graphdef, state), *xs)),
-                           state)
+    fn = functools.partial(_apply, state, graphdef=graphdef, apply_fn=apply_fn)
     return lambda *inputs: batched(fn, list(inputs), batch_size)
