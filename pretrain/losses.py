@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from chexficient.models.clip import l2_normalize
+
 _MASKED = -1e9  # a finite "minus infinity": exp underflows to 0 without NaNs in the gradient
 
 
@@ -69,10 +71,6 @@ def sigmoid_contrastive(img: jax.Array, txt: jax.Array, logit_scale: jax.Array,
     return _weighted_mean(per_example, weights), per_example
 
 
-def _unit(x: jax.Array) -> jax.Array:
-    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
-
-
 def token_alignment(patches: jax.Array, words: jax.Array, word_mask: jax.Array,
                     temperature: float = 0.1,
                     weights: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
@@ -90,14 +88,14 @@ def token_alignment(patches: jax.Array, words: jax.Array, word_mask: jax.Array,
     real = word_mask.astype(bool)
     sim = jnp.einsum('bld,bpd->blp', words, patches) / temperature
     # Words -> patches: an image context per word, contrasted with the other words' contexts.
-    word_ctx = _unit(jax.nn.softmax(sim, axis=2) @ patches)
+    word_ctx = l2_normalize(jax.nn.softmax(sim, axis=2) @ patches)
     logits = jnp.einsum('bld,bmd->blm', words, word_ctx) / temperature
     logits = jnp.where(real[:, None, :], logits, _MASKED)
     word_ce = jax.nn.logsumexp(logits, axis=2) - jnp.diagonal(logits, axis1=1, axis2=2)
     word_loss = jnp.sum(jnp.where(real, word_ce, 0.0), axis=1) / jnp.maximum(real.sum(1), 1)
     # Patches -> words: a text context per patch, contrasted with the other patches' contexts.
     attend = jax.nn.softmax(jnp.where(real[:, :, None], sim, _MASKED), axis=1)
-    patch_ctx = _unit(jnp.einsum('blp,bld->bpd', attend, words))
+    patch_ctx = l2_normalize(jnp.einsum('blp,bld->bpd', attend, words))
     logits = jnp.einsum('bpd,bqd->bpq', patches, patch_ctx) / temperature
     patch_loss = jnp.mean(jax.nn.logsumexp(logits, axis=2)
                           - jnp.diagonal(logits, axis1=1, axis2=2), axis=1)
