@@ -17,6 +17,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Dataset directory (else $CHEX
 
 
 def main(argv: list[str]) -> None:
+    """Runs --experiment into --out (see `chexficient.quickstart.run_quickstart`)."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)

@@ -4,10 +4,10 @@
 batch to one of K=6 online prototypes, drops pairs above the 95th distance percentile of
 their cluster, keeps those between the 85th and 95th, and caps the central rest per cluster,
 chosen by farthest-point sampling. Ids kept during `curation_epochs` form the frozen subset
-the remaining epochs train on (reference/curation.md).
+the remaining epochs train on (docs/curation.md).
 
 The paper caps the central pairs at 10 per cluster for its global batch of 480 (about 22.5%
-kept). The kept share falls with the batch (curation/README.md), so the cap here scales with
+kept). The kept share falls with the batch (docs/curation.md), so the cap here scales with
 the batch, `round(10 * batch_size / 480)` (at least 1), to keep the paper's share at our
 batch sizes; `--config.curator.chexficient.max_per_cluster=10` restores the literal rule.
 """

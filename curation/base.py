@@ -19,7 +19,7 @@ Info = dict[str, jax.Array]
 
 
 class Curator(NamedTuple):
-    """Pure functions of one curation rule (see INTERFACES.md).
+    """Pure functions of one curation rule (docs/architecture.md).
 
     init(rng, embeddings) -> state
     select(state, embeddings, losses, rng, candidates=None) -> (keep bool[B], info)

@@ -13,6 +13,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 
 
 def main(argv: list[str]) -> None:
+    """Exports the subset of --workdir to --out and prints how many records of the pool it holds."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     try:

@@ -82,6 +82,7 @@ class RandomSubset(_Scored):
         self.seed = seed
 
     def fit(self, embeddings: EmbeddingInput) -> "RandomSubset":
+        """Draws a seeded random score per row (only the row count is read); returns self."""
         n = joint_matrix(embeddings).shape[0]
         self.score_ = np.random.default_rng(self.seed).random(n)
         return self
@@ -91,6 +92,7 @@ class ClipScoreTopK(_Scored):
     """DataComp CLIP-score filter: keep the pairs whose image and text agree most."""
 
     def fit(self, embeddings: Mapping[str, np.ndarray]) -> "ClipScoreTopK":
+        """Scores each pair by the cosine similarity of its image and text; returns self."""
         if not isinstance(embeddings, Mapping):
             raise TypeError("ClipScoreTopK needs a dict with 'image' and 'text' embeddings")
         self.score_ = np.sum(_unit(embeddings["image"]) * _unit(embeddings["text"]), axis=-1)
@@ -107,6 +109,7 @@ class SSLPrototypes(_Scored):
         self.n_clusters, self.keep, self.seed = n_clusters, keep, seed
 
     def fit(self, embeddings: EmbeddingInput) -> "SSLPrototypes":
+        """Clusters the pairs and scores them by distance to their centroid (`difficulty_`); returns self."""
         x = joint_matrix(embeddings)
         model = _kmeans(x, self.n_clusters, self.seed)
         self.labels_ = model.labels_
@@ -127,6 +130,8 @@ class SemDeDup(_Scored):
         self.eps, self.n_clusters, self.seed = eps, n_clusters, seed
 
     def fit(self, embeddings: EmbeddingInput) -> "SemDeDup":
+        """Clusters the pairs, marks near-duplicates at `eps` (`duplicate_`) and scores each
+        row by how unlike the earlier rows of its cluster it is; returns self."""
         x = joint_matrix(embeddings)
         model = _kmeans(x, self.n_clusters, self.seed)
         distance = _centroid_distance(x, model)
@@ -182,6 +187,7 @@ class DensityPruning:
         self.n_clusters, self.tau, self.n_neighbors, self.seed = n_clusters, tau, n_neighbors, seed
 
     def fit(self, embeddings: EmbeddingInput) -> "DensityPruning":
+        """Clusters the pairs and weighs each cluster by softmax(d_inter * d_intra / tau); returns self."""
         x = joint_matrix(embeddings)
         model = _kmeans(x, self.n_clusters, self.seed)
         self.labels_ = model.labels_
@@ -200,6 +206,8 @@ class DensityPruning:
         return self
 
     def select(self, budget: int | float) -> np.ndarray:
+        """Sorted positions of `budget` rows (a count, or a fraction in (0, 1)): each
+        cluster's quota of its members farthest from the centroid."""
         count = resolve_budget(budget, self.labels_.size)
         quota = balanced_quota(count, self.sizes_, self.weights_)
         chosen = [_members_by(self.labels_, c, -self.distance_)[:q] for c, q in enumerate(quota)]
@@ -223,6 +231,7 @@ class HierarchicalKMeansSampling:
         self.n_clusters, self.seed = tuple(n_clusters), seed
 
     def fit(self, embeddings: EmbeddingInput) -> "HierarchicalKMeansSampling":
+        """Builds the k-means hierarchy, one level per entry of `n_clusters`; returns self."""
         points = joint_matrix(embeddings)
         self.levels_ = []  # level l: the parent (in level l+1) of each level-l node
         for level, k in enumerate(self.n_clusters):
@@ -232,6 +241,8 @@ class HierarchicalKMeansSampling:
         return self
 
     def select(self, budget: int | float) -> np.ndarray:
+        """Sorted positions of `budget` rows (a count, or a fraction in (0, 1)), split equally
+        down the tree and drawn uniformly within each leaf."""
         leaf_of_row = self.levels_[0]
         count = resolve_budget(budget, leaf_of_row.size)
         rng = np.random.default_rng(self.seed)

@@ -14,7 +14,7 @@ and ranks above floor(q_outlier * (n-1)) are outliers; ties go by row. q is reso
 Kept share. Per cluster of n pairs, floor(.95(n-1)) - floor(.85(n-1)) support pairs plus
 min(cap, central) central ones: about 0.1 * (B - K) + K * cap pairs of a batch B, e.g.
 48 + 60 = 108 of 480 (22.5%, the paper's figure). The share falls with the batch size
-and grows with K and the cap; measured figures are in curation/README.md.
+and grows with K and the cap; measured figures are in docs/curation.md.
 `capacity(B) = min(B, ceil((q_outlier - q_support) * B) + K + K * cap)` bounds it.
 """
 

@@ -23,6 +23,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
 
 
 def main(argv: list[str]) -> int:
+    """Runs the suite on --checkpoints into --out; returns 1 if any checkpoint or adapter failed."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _OUT.value:

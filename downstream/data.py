@@ -110,6 +110,7 @@ class BenchData:
 
     @property
     def features(self) -> set[str]:
+        """Names of the fields the dataset's records hold."""
         return set(self._builder.info.features.keys())
 
     def require(self, adapter: str, fields: tuple[str, ...] = (),
@@ -124,6 +125,7 @@ class BenchData:
                                      f"which dataset {self.name!r} lacks")
 
     def mask_channels(self) -> int:
+        """Channels of the dataset's masks (1 for a 2-D mask)."""
         shape = self._builder.info.features["mask"].shape
         return shape[2] if len(shape) == 3 else 1
 

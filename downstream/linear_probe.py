@@ -36,6 +36,7 @@ class LinearProbe:
         self.C, self.max_iter = C, max_iter
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> LinearProbe:
+        """Fits one standardised logistic regression per column of `targets` [n, F]; returns self."""
         self.models_ = []
         for column in targets.T:
             if np.unique(column).size < 2:

@@ -1,4 +1,4 @@
-"""The metrics of the downstream protocols (reference/datasets.md), as the field computes them.
+"""The metrics of the downstream protocols (docs/benchmark.md), as the field computes them.
 
 Pure functions on numpy arrays and strings: AUROC with bootstrap CIs, retrieval ranks with
 duplicate texts merged, Dice per image, clinical-efficacy F1, BLEU-1..4 and ROUGE-L. Every

@@ -50,9 +50,11 @@ class ReportDecoder(nnx.Module):
         self.out = dense(width, vocab_size, f32, rngs)
 
     def memory(self, image_tokens: jax.Array) -> jax.Array:
+        """Image tokens [B,N,W_img] projected and normed to the decoder width: what it attends to."""
         return self.memory_norm(self.memory_proj(image_tokens))
 
     def logits(self, memory: jax.Array, ids: jax.Array) -> jax.Array:
+        """Next-token logits [B,L,vocab] of token ids [B,L] attending over `memory`."""
         x = self.embed(ids) + self.pos_embed[:ids.shape[1]]
         for block in self.blocks:
             x = block(x, memory)

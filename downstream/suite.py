@@ -111,6 +111,7 @@ class Bench:
                 self.errors.setdefault(column, {})[name] = message
 
     def write(self, columns: list[str], meta: dict) -> None:
+        """Writes results.json, results.md, config.json and the zero-shot figures into out_dir."""
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta))

@@ -35,9 +35,11 @@ class FlopLedger:
         return self._executables[name]
 
     def spent(self) -> float:
+        """FLOPs spent so far: each step's FLOPs per call times its calls."""
         return sum(self.flops_per_call.get(n, 0.0) * c for n, c in self.calls.items())
 
     def metrics(self, step: int) -> dict[str, float]:
+        """The metrics-stream view: {"flops/spent": FLOPs so far}."""
         return {"flops/spent": self.spent()}
 
     def state(self) -> dict:
@@ -45,6 +47,7 @@ class FlopLedger:
         return {"flops_per_call": dict(self.flops_per_call), "calls": dict(self.calls)}
 
     def load(self, state: dict) -> None:
+        """Restores the counts of `state()` from a checkpoint, to keep counting after a resume."""
         self.flops_per_call.update(state.get("flops_per_call", {}))
         self.calls.update(state.get("calls", {}))
 

@@ -60,19 +60,23 @@ class Plan:
 
     @property
     def name(self) -> str:
+        """The schedule: full, continuous, chexficient or offline."""
         return self.config.schedule.name
 
     @property
     def curator_name(self) -> str:
+        """The online curator's name (`none` when not curating)."""
         return self.config.curator.name
 
     def epochs(self) -> float:
+        """The run length in epochs of the pool (from `total_steps` when that is set)."""
         c = self.config
         if c.total_steps:
             return c.total_steps * self.batch_size / self.pool_size
         return c.total_epochs
 
     def phases(self, steps_per_epoch: int) -> list[Phase]:
+        """The phases of the run with their end steps (-1 for a subset phase not yet sized)."""
         total = self.config.total_steps or int(round(self.epochs() * steps_per_epoch))
         if self.name == "full":
             return [Phase("full", total)]
@@ -102,6 +106,7 @@ class Plan:
         return max(1, int(round(max(remaining, 0.0) * subset_size / self.batch_size)))
 
     def subset_end_step(self, indices: np.ndarray, steps_per_epoch: int) -> int:
+        """The step the subset phase ends at, once its records (`indices`) are known."""
         start = self.phases(steps_per_epoch)[0].end_step if self.name == "chexficient" else 0
         return start + self._subset_steps(len(indices), steps_per_epoch)
 
@@ -117,6 +122,7 @@ class Plan:
         return indices
 
     def empty_ledger(self) -> dict:
+        """The ledger at step 0: nothing kept yet (an offline subset is kept from the start)."""
         first = np.full(self.pool_size, -1, np.int32)
         if self.offline_subset is not None:
             first[self.offline_subset] = 0

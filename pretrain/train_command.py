@@ -20,6 +20,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
+    """Trains (or resumes) the run of --config in --workdir and prints its summary as JSON."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     from pretrain.train import train

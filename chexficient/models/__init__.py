@@ -16,7 +16,7 @@ __all__ = ['CLIP', 'TextTransformer', 'ViT', 'build_model']
 
 
 def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP:
-    """CLIP from `config.model` (fields in notes/INTERFACES.md); same rngs seed -> same params.
+    """CLIP from `config.model` (fields in pretrain/config.py); same rngs seed -> same params.
 
     `model.text.causal` (default True, as in CLIP) picks causal or bidirectional text attention;
     `model.local_dim` (default 0: none) adds the token heads of the token alignment loss.
