@@ -168,6 +168,11 @@ CASES: list[tuple[str, dict[str, int]]] = [
 ]
 
 
+POSITIVES = [frozenset(n for n, v in expected.items() if v == P and n != NF)
+             for _, expected in CASES]
+"""The definite positives of each case: the tuning set of benchmarks/labeler_fidelity.py."""
+
+
 @pytest.mark.parametrize("report,expected", CASES, ids=[r[:48] for r, _ in CASES])
 def test_realistic_reports(report: str, expected: dict[str, int]):
     got = labeler.label([report])[0]
