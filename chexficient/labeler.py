@@ -221,7 +221,8 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"(?:pulmonary )?vasculature (?:(?:is|are|appears?|remains?) )*(?:\w+ly )?(?:engorged|"
         r"indistinct|congested)", r"cephalization")),
     (("Edema",), _POS, (
-        r"edema(?:tous)?", r"(?:fluid|volume) overload", r"heart failure", r"congestive (?:heart )?failure",
+        r"edema(?:tous)?", r"(?:fluid|volume) overload", r"heart failure",
+        r"congestive (?:heart )?failure",
         r"chf", r"kerley b?[- ]?lines", r"septal lines")),
     (("Lung Lesion",), _POS, (
         r"mass(?:es)?", r"nodules?", r"nodularity", r"lesions?", r"tumou?rs?", r"neoplasms?",

@@ -8,7 +8,8 @@ tests/test_labeler.py; tests/test_labeler.py checks it stays above the project's
 
 from __future__ import annotations
 
-HELD_OUT: list[tuple[str, frozenset[str]]] = [(report, frozenset(positives)) for report, positives in [
+HELD_OUT: list[tuple[str, frozenset[str]]] = [(report, frozenset(positives))
+                                              for report, positives in [
     # Pneumonia: hedges and differentials are not definite; synonyms are.
     ("Right basilar airspace disease which might represent pneumonia.", {"Lung Opacity"}),
     ("Left lower lobe opacity; pneumonia could be considered.", {"Lung Opacity"}),

@@ -116,7 +116,8 @@ _NO_COUNTERPART = (
     "osteopenia", "osteoporosis", "pectum carinatum", "pectum excavatum", "pneumomediastinum",
     "pneumoperitoneo", "pseudonodule", "pulmonary artery enlargement",
     "pulmonary artery hypertension", "pulmonary hypertension", "right sided aortic arch",
-    "sclerotic bone lesion", "scoliosis", "soft tissue mass", "sternoclavicular junction hypertrophy",
+    "sclerotic bone lesion", "scoliosis", "soft tissue mass",
+    "sternoclavicular junction hypertrophy",
     "subacromial space narrowing", "subcutaneous emphysema", "suboptimal study", "surgery breast",
     "thoracic cage deformation", "tracheal shift", "vascular hilar enlargement",
     "vertebral degenerative changes")
@@ -191,6 +192,8 @@ def image_dir(cell: str) -> str:
 
 class Padchest(_common.RealCxrBuilder):
     """PadChest chest radiographs with Spanish reports and mapped labels."""
+
+    name = "chexficient_padchest"
 
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Request PadChest at https://bimcv.cipf.es/bimcv-projects/padchest/, download the label
