@@ -5,7 +5,9 @@ Perturbed: each image rotated by up to 8 degrees, its tone curve bent (gamma 0.6
 cropped by up to an eighth per side and mirrored half the time, as real films vary. Prints
 one line per (set, true view) with the counts of frontal / lateral / unknown calls.
 
-    python benchmarks/view_inference.py [--records 240] [--seed 7]
+    python benchmarks/view_inference.py [--records 240] [--seed 11]
+
+The thresholds were chosen on seed 7; the default seed 11 is a draw they never saw.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def perturb(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=240)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
     world = World(WorldConfig(seed=args.seed, image_size=128, sizes={"train": args.records},
                               degraded_fraction=0.99, duplicate_fraction=0.0,
