@@ -17,7 +17,6 @@ from chexficient.data.builders.chexpert_plus import ChexpertPlus
 from chexficient.data.builders.mimic_cxr import MimicCxr, MimicCxrConfig
 from chexficient.data.builders.openi import Openi
 from chexficient.data.builders import padchest
-from chexficient.data.commands import format_stats, split_stats
 from chexficient.data.builders.padchest import Padchest, parse_labels
 from chexficient.findings import FINDINGS, index
 from chexficient.data.views import infer_view
@@ -389,11 +388,6 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     assert unknown["labels"].tolist() == labels_of(No_Finding=0, Atelectasis=1)
     assert json.loads(unknown["extra_labels"]) == {"unmapped": ["scoliosis", "new term"],
                                                    "unknown": ["new term"]}
-    stats = split_stats(builder, "train", 64)
-    assert stats["unmapped_labels"] == {"scoliosis": 1, "new term": 1}
-    assert stats["unknown_labels"] == {"new term": 1}
-    assert "1 labels, not in the dataset's label table: new term (1)" in format_stats(
-        "padchest", stats)
     # 16-bit stretched: flat 600 -> 0 inside the image, the 3800 square -> 255
     assert normal["image"].max() == 255 and normal["image"][32, 32] == 0
     assert list(skipped(builder, "train")) == [train[0]["id"][:43] + "04_00-043-192.png"]
@@ -401,6 +395,24 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     _, records = build(Padchest, ALL_VIEWS, root, str(tmp_path / "all"))
     assert [r["view"] for r in records["train"]] == [
         "frontal", "frontal", "lateral", "frontal", "frontal"]
+
+
+def test_data_stats_counts_unmapped_and_unknown_labels(tmp_path):
+    """`chexficient data stats` lists the dataset labels no finding takes, with counts."""
+    root, data_dir, out = padchest_tree(str(tmp_path / "padchest")), str(tmp_path / "data"), \
+        str(tmp_path / "stats.json")
+
+    def data(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "chexficient.cli", "data", *args, "padchest",
+                               "--data_dir", data_dir], capture_output=True, text=True, timeout=300)
+
+    assert data("build", "--manual_dir", root).returncode == 0
+    run = data("stats", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert "1 labels, not in the dataset's label table: new term (1)" in run.stdout
+    stats = json.loads(open(out).read())
+    assert stats["unknown_labels"] == {"new term": 1}
+    assert stats["unmapped_labels"] == {"scoliosis": 1, "new term": 1}  # the frontal rows
 
 
 PADCHEST_TERMS = """COPD signs|Chilaiditi sign|NSG tube|abnormal foreign body|abscess|adenopathy|
