@@ -30,6 +30,16 @@ below: `_MENTIONS` (phrases per observation), `_CUES` (negation / uncertainty cu
   normal" / "normal cardiomediastinal silhouette" -> 0 (the latter for both Cardiomegaly and
   Enlarged Cardiomediastinum), "enlarged cardiac silhouette" -> Cardiomegaly 1, while a bare
   "stable cardiomediastinal silhouette" says nothing and leaves both unmentioned.
+* Hedges: "may represent", "could be", "perhaps", "vague", "differential (for X) includes",
+  "is a possibility", "is thought to be less likely" make a mention uncertain, and so does a
+  limited evaluation ("evaluation for pneumothorax is limited", "would be difficult to
+  detect", "cannot be assessed"). "X, Y, or Z" makes every item of the comma list uncertain;
+  "opacity, atelectasis vs pneumonia" only the two compared.
+* Where real reports' readers differ from the CheXpert labeler's lists: calcified nodules and
+  granulomas (and granulomatous disease, fibronodular change) are Lung Lesion, pneumonitis is
+  Pneumonia, and a device is named by its kind (shunt tubing, port, tip by location, clips,
+  anchors, wires, sutures, staples, rods, prostheses) while postoperative change that names
+  none ("status post sternotomy", "postsurgical changes") is no device.
 * "The lungs are clear" labels no single observation (as CheXpert), but counts as a normal
   statement for No Finding.
 * No Finding: 0 when any observation other than Support Devices is positive or uncertain,
@@ -103,17 +113,24 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
     (_EXCLUDED, _POS, (
         r"pleural lines?", r"skin (?:folds?|lines?)", r"midline", r"mass effect",
         r"(?:ecg|ekg|monitoring|telemetry|cardiac monitor(?:ing)?) (?:leads?|wires?|electrodes?)",
-        r"(?:bone|soft[- ]tissue) densit(?:y|ies)", r"joint effusions?")),
+        r"(?:bone|soft[- ]tissue) densit(?:y|ies)", r"joint effusions?",
+        r"(?:left|right)[- ]to[- ](?:left|right) shunts?", r"(?:scapular|xiphoid) tips?",
+        r"(?:azygoesophageal|paratracheal|paraspinal|fissural|(?:anterior |posterior )?junction) "
+        r"lines?")),
     (("Lung Lesion", "Lung Opacity"), _POS, (
-        r"nodular (?:opacit(?:y|ies)|densit(?:y|ies)|opacification)",)),
+        r"nodular(?:[- ]appearing)? (?:opacit(?:y|ies)|densit(?:y|ies)|opacification|"
+        r"infiltrat(?:e|es|ion))",
+        r"fibronodular(?: (?:changes?|scar\w*|opacit(?:y|ies)|densit(?:y|ies)|disease))?")),
+    (("Lung Lesion",), _POS, (
+        r"(?:densely |partially )?calcified (?:granulomas?|nodules?)", r"granulomas?",
+        r"granulomatous(?: disease| changes?| process)?")),
     (("Consolidation", "Lung Opacity"), _POS, (
         r"consolidative (?:opacit(?:y|ies)|changes?|process)",)),
     (("Pneumothorax", "Pleural Effusion"), _POS, (r"hydro-?pneumothora(?:x|ces)",)),
     ((_OTHER,), _POS, (
         r"pericardial effusions?", r"(?:soft[- ]tissue|subcutaneous|chest wall|body wall) edema",
-        r"(?:lytic|sclerotic|blastic|bone|osseous|skin) lesions?", r"pneumonitis",
-        r"calcified (?:granulomas?|nodules?|(?:hilar |mediastinal )?lymph nodes?)",
-        r"granulomas?", r"granulomatous", r"emphysema(?:tous)?", r"hyperinflat\w*",
+        r"(?:lytic|sclerotic|blastic|bone|osseous|skin) lesions?",
+        r"calcified (?:hilar |mediastinal )?lymph nodes?", r"emphysema(?:tous)?", r"hyperinflat\w*",
         r"hyperexpan\w*", r"copd", r"chronic obstructive pulmonary disease", r"bullae",
         r"bullous", r"blebs?", r"(?:dextro|levo|rotary )?scolio\w*", r"kypho\w*",
         r"(?:hiatal |hiatus )?hernias?",
@@ -186,7 +203,9 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"pleural[- ]parenchymal (?:scar\w*|thickening|changes?)", r"fibrothorax",
         r"(?:bi)?apical (?:pleural )?(?:thickening|capping|caps?)", r"mesothelioma",
         r"asbestos(?:-related)?(?: pleural disease)?")),
-    (("Pneumothorax",), _POS, (r"pneumothora(?:x|ces)", r"ptx")),
+    (("Pneumothorax",), _POS, (
+        r"pneumothora(?:x|ces)", r"ptx", r"(?:pleural|apical|subpulmonic) air(?: collections?)?",
+        r"(?:air|gas) (?:collection )?in the (?:\w+ )?pleural space")),
     # Lungs.
     (("Edema",), _NEG, (
         r"normal (?:pulmonary )?vascula(?:rity|ture)",
@@ -194,11 +213,16 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"within normal limits|unremarkable|not engorged)")),
     (("Edema",), _UNC, (
         r"(?:pulmonary (?:vascular |venous )?|vascular |venous |central (?:venous |vascular )?|"
-        r"hilar )congestion",
+        r"hilar )congestion", r"congestion", r"congestive changes?",
+        r"(?:pulmonary )?venous hypertension",
         r"(?:pulmonary )?vascular (?:engorgement|prominence|redistribution|indistinctness)",
-        r"(?:engorged|indistinct) (?:pulmonary |hilar )?vessels", r"cephalization")),
+        r"(?:engorged|indistinct) (?:pulmonary |hilar )?(?:vessels|vasculature)",
+        r"(?:hilar )?indistinctness",
+        r"(?:pulmonary )?vasculature (?:(?:is|are|appears?|remains?) )*(?:\w+ly )?(?:engorged|"
+        r"indistinct|congested)", r"cephalization")),
     (("Edema",), _POS, (
-        r"edema(?:tous)?", r"(?:fluid|volume) overload", r"(?:congestive )?heart failure",
+        r"edema(?:tous)?", r"(?:fluid|volume) overload", r"heart failure",
+        r"congestive (?:heart )?failure",
         r"chf", r"kerley b?[- ]?lines", r"septal lines")),
     (("Lung Lesion",), _POS, (
         r"mass(?:es)?", r"nodules?", r"nodularity", r"lesions?", r"tumou?rs?", r"neoplasms?",
@@ -207,7 +231,7 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
     (("Atelectasis",), _POS, (r"atelecta\w*", r"collaps\w*")),
     (("Consolidation",), _POS, (r"consolidat\w*", r"air bronchograms?")),
     (("Pneumonia",), _POS, (
-        r"(?:broncho)?pneumonias?", r"pneumonic", r"pna", r"infections?",
+        r"(?:broncho)?pneumonias?", r"pneumonic", r"pneumonitis", r"pna", r"infections?",
         r"infectious(?: process| etiology)?")),
     (("Lung Opacity",), _POS, (
         r"opacit(?:y|ies)", r"opacification", r"opacifi(?:ed|ying)",
@@ -219,25 +243,34 @@ _MENTIONS: tuple[tuple[tuple[str, ...], int, tuple[str, ...]], ...] = (
         r"thickening|(?:lung )?disease|changes)",
         r"(?:parenchymal |pulmonary |lung )?scar(?:ring|s)?",
         r"fibrotic changes?", r"peribronchial (?:thickening|cuffing)",
-        r"bronchial wall thickening")),
+        r"(?:bronchial |airway )?wall thickening", r"decreased (?:lung )?translucency")),
     # Fracture and devices.
-    (("Fracture",), _POS, (r"fractur\w*", r"fx", r"compression deformit(?:y|ies)")),
+    (("Fracture",), _POS, (
+        r"fractur\w*(?:-dislocations?)?", r"fx", r"compression deformit(?:y|ies)",
+        r"broken (?:[\w-]+ ){0,3}?(?:ribs?|clavicles?|bones?|humer(?:us|i)|scapulae?|sternum|"
+        r"vertebrae?|spine)")),
     (("Support Devices",), _NEG, (r"extubat\w*",)),
     (("Support Devices",), _POS, (
         r"tubes?", r"(?:et|ng|og|g|j|peg|t)-tubes?", r"ett", r"ngt", r"tracheostomy", r"trach",
         r"catheters?", r"lines?", r"picc", r"cvc", r"cvl", r"(?:introducer )?sheath",
-        r"port-?a-?cath", r"mediport", r"(?:chest(?: wall)?|power|infusion|implanted|"
-        r"subcutaneous|venous access|(?:right|left)[- ]sided|dual[- ]lumen) port",
+        r"port-?a-?cath", r"mediport", r"ports?", r"ij", r"shunts?(?: tubing| catheters?)?",
+        r"tubing",
+        r"tips?(?= (?:(?:is|are|now|again|still|which|that) )?(?:in|at|over|overl(?:ies|ying)|"
+        r"projects?|projecting|terminat\w*|lies|lying|located|positioned|extends?|ends?|near|"
+        r"within|into|just|approximately|about|\d))",
         r"pacemakers?", r"pacers?", r"(?:epicardial |transvenous )?pacing (?:leads?|wires?)",
         r"a?icd", r"defibrillators?", r"loop recorder", r"lvad", r"ventricular assist device",
         r"intra-?aortic balloon(?: pump)?", r"iabp", r"impella", r"cannula",
-        r"sternotomy(?: wires| sutures)?", r"sternal (?:wires|sutures|cerclage wires)",
+        r"(?:sternotomy|sternal) sutures", r"(?:cerclage )?wires?", r"cerclage",
+        r"sutures?(?: material| lines?)?", r"(?:surgical )?staples?(?: lines?)?", r"clips?",
+        r"(?:suture |bone )?anchors?", r"(?:harrington |spinal |fixation )?rods?",
+        r"prosthes[ie]s", r"arthroplast\w*", r"endografts?", r"stent-?grafts?",
         r"prosthetic (?:\w+ )?valves?", r"(?:aortic|mitral|tricuspid) (?:valve )?"
         r"(?:replacement|prosthesis)", r"valve replacement", r"annuloplasty(?: ring)?",
         r"stents?", r"(?:embolization )?coils?", r"(?:spinal |orthopedic |surgical |fusion )?"
-        r"hardware", r"plates?(?: and screws)?", r"screws", r"(?:ivc )?filter",
+        r"hardware", r"plates?(?: and screws)?", r"screws?", r"(?:ivc )?filter",
         r"(?:surgical |jp |pleural |pigtail |mediastinal )?drains?",
-        r"(?:support|monitoring|indwelling|medical) (?:devices?|lines)", r"devices?",
+        r"(?:support|monitoring|indwelling|medical) (?:devices?|lines|equipment)", r"devices?",
         r"electrodes?", r"apparatus", r"(?:temperature|esophageal|manometry) probes?")),
 )
 
@@ -270,12 +303,16 @@ _CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
         r"(?:(?:entirely|completely|definitely|totally|fully|excluded or) )?(?:excluded|ruled out)",
         r"(?:is |are )?(?:not well|poorly|incompletely|suboptimally|not fully) "
         r"(?:seen|visualized|evaluated|assessed|imaged)",
-        rf"{_AUX}(?:possible|suspected|questioned|(?:less |un)?likely|probable|favored|considered|"
-        rf"a consideration|in question|uncertain|equivocal|questionable|suggested){_CLAUSE_END}",
+        r"(?:evaluation|assessment|detection|sensitivity) (?:is |are |was |remains )?(?:\w+ly )?"
+        r"limited", rf"{_AUX}(?:cannot|can ?not|could not) be (?:assessed|evaluated)",
+        rf"{_AUX}(?:(?:thought|felt|believed) to be )?(?:possible|suspected|questioned|"
+        rf"(?:less |un)?likely|probable|favored|considered|a (?:consideration|possibility|concern)|"
+        rf"in question|uncertain|equivocal|questionable|suggested){_CLAUSE_END}",
         r"(?:could|may|might|can|would) (?:also )?(?:be|have been) (?:present|seen|noted|"
         r"considered|possible|obscured|hidden|masked)",
         r"(?:is|are) (?:possibly|probably|likely|questionably) (?:present|seen|noted)",
-        r"(?:is|are|would be|may be) difficult to (?:exclude|rule out)",
+        r"(?:(?:is|are|would|may|might|could) (?:be )?)?(?:difficult|hard) to (?:exclude|rule out|"
+        r"detect|see|assess|evaluate|identify|appreciate)",
         r"(?<=\w)\?")),
     ("unc_pre", (
         r"(?:cannot|can ?not|can't|could not|does not|do not|would not|did not|difficult to|"
@@ -285,7 +322,9 @@ _CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
         rf"presum(?:ed|ably|ptive)|"
         rf"questionabl[ey]|question of|query|suspicious (?:for|of)|suspicion (?:for|of)|"
         rf"suspect(?:ed|s)?|concern(?:ing)? for|worrisome for|suggestive of|suggests?|suggesting|"
-        rf"suggestion of|differential (?:diagnosis )?(?:includes?|considerations? include)|"
+        rf"suggestion of|differential(?: diagnosis| considerations?)?(?: (?:for|of) "
+        rf"(?:[\w-]+ ){{1,6}}?(?:includes?|would include))?|perhaps|maybe|vague(?:ly)?|"
+        rf"(?:the )?possibility of|limited (?:evaluation|assessment|exam\w*) (?:of|for)|"
         rf"considerations? include|consider(?:ed)?|favou?r(?:ed|ing|s)?|equivocal|indeterminate|"
         rf"uncertain|unclear(?: if| whether)?|apparent(?:ly)?|evaluate for|eval(?:uation)? for|"
         rf"assess(?:ment)? for|(?:to )?rule out|r/o|to exclude|raising (?:the )?(?:possibility|"
@@ -448,11 +487,12 @@ def _normalize(report: str) -> str:
 
 
 def _scope(kind: str, c0: int, c1: int, mentions: list[tuple[int, int, int]],
-           starts: list[int], breaks: list[int]) -> list[int]:
+           starts: list[int], breaks: list[int], text: str) -> list[int]:
     """Indices of the mentions that a cue of `kind` at text[c0:c1] applies to.
 
     No breaker may lie between cue and mention, nor inside the mention: a mention with its
-    own verb ("the heart is enlarged") is a statement of its own.
+    own verb ("the heart is enlarged") is a statement of its own. A `_bi` cue after a comma
+    ("atelectasis, scarring, or pneumonia") reaches back over the whole comma list.
     """
     inside = [i for i, (m0, m1, _) in enumerate(mentions) if m0 <= c0 and c1 <= m1]
     if inside:  # "heart is not enlarged": the cue belongs to that mention only
@@ -469,7 +509,15 @@ def _scope(kind: str, c0: int, c1: int, mentions: list[tuple[int, int, int]],
         bound = breaks[bound_at] if bound_at >= 0 else -1
         before = [i for i in range(bisect.bisect_right(starts, c0) - 1, -1, -1)
                   if starts[i] > bound and mentions[i][1] <= c0]
-        hits += before[:1] if kind.endswith("_bi") else before
+        if kind.endswith("_bi"):
+            listed = before[:1]
+            if listed and text[mentions[listed[0]][1]:c0] == ", ":
+                for i in before[1:]:
+                    if text[mentions[i][1]:mentions[listed[-1]][0]] != ", ":
+                        break
+                    listed.append(i)
+            before = listed
+        hits += before
     return hits
 
 
@@ -487,7 +535,7 @@ def _mention_states(text: str) -> np.ndarray:
         kind = _CUE_KINDS[row]
         if kind != "pseudo":
             (negated if kind.startswith("neg") else uncertain).update(
-                _scope(kind, c0, c1, mentions, starts, breaks))
+                _scope(kind, c0, c1, mentions, starts, breaks, text))
     for i, (_, _, row) in enumerate(mentions):
         columns, default = _MENTION_ROWS[row]
         state = _NEG if i in negated or default == _NEG else (

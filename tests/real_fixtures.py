@@ -5,6 +5,7 @@ and a helper that builds a real-dataset builder from one and reads its records b
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import os
@@ -24,6 +25,20 @@ def gradient(height: int, width: int, dtype=np.uint8, seed: int = 0) -> np.ndarr
     ramp[height // 4: height // 2, width // 4: width // 2] = top
     rng = np.random.default_rng(seed)
     return np.clip(ramp + rng.integers(0, max(top // 64, 1), (height, width)), 0, top).astype(dtype)
+
+
+@functools.lru_cache(maxsize=2)
+def synthetic_radiographs(n: int = 48, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [n, 128, 128], views [n]) of the synthetic world taken badly on purpose:
+    about a fifth are laterals (the phantom seen from the side), the rest frontals that are
+    rotated, noisy, over- or underexposed."""
+    from chexficient.data.synthetic.world import World, WorldConfig
+
+    world = World(WorldConfig(seed=seed, image_size=128, sizes={"train": n},
+                              degraded_fraction=0.99, duplicate_fraction=0.0,
+                              mismatch_fraction=0.0))
+    records = list(world.records("train"))
+    return np.stack([r["image"] for r in records]), np.array([r["view"] for r in records])
 
 
 def _parent(path: str) -> str:

@@ -16,13 +16,16 @@ from chexficient.data.builders.chexpert import Chexpert
 from chexficient.data.builders.chexpert_plus import ChexpertPlus
 from chexficient.data.builders.mimic_cxr import MimicCxr, MimicCxrConfig
 from chexficient.data.builders.openi import Openi
-from chexficient.data.builders.padchest import Padchest
+from chexficient.data.builders import padchest
+from chexficient.data.builders.padchest import Padchest, parse_labels
 from chexficient.findings import FINDINGS, index
-from real_fixtures import build, write_csv, write_garbage, write_jpeg, write_png, write_text
+from chexficient.data.views import infer_view
+from real_fixtures import (build, synthetic_radiographs, write_csv, write_garbage, write_jpeg,
+                           write_png, write_text)
 
 SIZE = 64
 FRONTAL = RealCxrConfig(name="test_frontal", image_size=SIZE)
-ALL_VIEWS = RealCxrConfig(name="test_all", image_size=SIZE, views=("frontal", "lateral"))
+ALL_VIEWS = RealCxrConfig(name="test_all", image_size=SIZE, views=("frontal", "lateral", "unknown"))
 
 
 def picture(height: int, width: int, dtype=np.uint8, low: int = 120, high: int = 250
@@ -58,7 +61,7 @@ def common_checks(records: list[dict], source: str) -> None:
     for r in records:
         assert r["image"].shape == (SIZE, SIZE) and r["image"].dtype == np.uint8
         assert r["labels"].dtype == np.int8 and r["source"] == source
-        assert r["view"] in ("frontal", "lateral")
+        assert r["view"] in ("frontal", "lateral", "unknown")
         json.loads(r["extra_labels"])
 
 
@@ -348,7 +351,9 @@ def padchest_tree(root: str) -> str:
             ("1", "PA", "", "nan", "ok"),
             ("1", "AP_horizontal", "engrosamiento pleural apical .",
              "['apical pleural thickening']", "garbage"),
-            ("1", "COSTAL", "fractura costal .", "['rib fracture']", "ok")]):
+            ("1", "COSTAL", "fractura costal .", "['rib fracture']", "ok"),
+            ("1", "PA", "escoliosis . atelectasia basal .",
+             "['scoliosis', 'atelectasis basal', 'new term']", "ok")]):
         image_id = f"2168401113669640123393565638620090721114040{n:02d}_00-043-192.png"
         path = os.path.join(root, folder, image_id)
         if kind == "garbage":
@@ -369,22 +374,128 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     builder, records = build(Padchest, FRONTAL, root, str(tmp_path / "data"))
     assert list(records) == ["train"]
     train = records["train"]
-    assert [r["id"][43:45] for r in train] == ["00", "01", "03"]
-    normal, sick, unlabeled = train
+    assert [r["id"][43:45] for r in train] == ["00", "01", "03", "06"]
+    normal, sick, unlabeled, unknown = train
     assert normal["report"] == "sin hallazgos patologicos significativos ."
     assert normal["labels"][index("No Finding")] == 1 and normal["labels"][index("Edema")] == 0
     assert normal["labels"][index("Lung Opacity")] == 0  # the table covers it: negative
     assert sick["labels"].tolist() == [
         0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1]  # pacemaker -> Support Devices
-    assert json.loads(sick["extra_labels"])["unmapped"] == ["costophrenic angle blunting"]
+    assert json.loads(sick["extra_labels"]) == {"unmapped": [], "unknown": []}  # blunting: -1
     assert unlabeled["labels"].tolist() == [-2] * 14
     assert json.loads(unlabeled["extra_labels"]) == {"raw": "nan", "unmapped": []}
+    # a term the table lacks: nothing is negative on that row, the term is listed
+    assert unknown["labels"].tolist() == labels_of(No_Finding=0, Atelectasis=1)
+    assert json.loads(unknown["extra_labels"]) == {"unmapped": ["scoliosis", "new term"],
+                                                   "unknown": ["new term"]}
     # 16-bit stretched: flat 600 -> 0 inside the image, the 3800 square -> 255
     assert normal["image"].max() == 255 and normal["image"][32, 32] == 0
     assert list(skipped(builder, "train")) == [train[0]["id"][:43] + "04_00-043-192.png"]
     common_checks(train, "padchest")
     _, records = build(Padchest, ALL_VIEWS, root, str(tmp_path / "all"))
-    assert [r["view"] for r in records["train"]] == ["frontal", "frontal", "lateral", "frontal"]
+    assert [r["view"] for r in records["train"]] == [
+        "frontal", "frontal", "lateral", "frontal", "frontal"]
+
+
+def test_data_stats_counts_unmapped_and_unknown_labels(tmp_path):
+    """`chexficient data stats` lists the dataset labels no finding takes, with counts."""
+    root, data_dir, out = padchest_tree(str(tmp_path / "padchest")), str(tmp_path / "data"), \
+        str(tmp_path / "stats.json")
+
+    def data(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "chexficient.cli", "data", *args, "padchest",
+                               "--data_dir", data_dir], capture_output=True, text=True, timeout=300)
+
+    assert data("build", "--manual_dir", root).returncode == 0
+    run = data("stats", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert "1 labels, not in the dataset's label table: new term (1)" in run.stdout
+    stats = json.loads(open(out).read())
+    assert stats["unknown_labels"] == {"new term": 1}
+    assert stats["unmapped_labels"] == {"scoliosis": 1, "new term": 1}  # the frontal rows
+
+
+PADCHEST_TERMS = """COPD signs|Chilaiditi sign|NSG tube|abnormal foreign body|abscess|adenopathy|
+air bronchogram|air fluid level|air trapping|alveolar pattern|aortic aneurysm|
+aortic atheromatosis|aortic button enlargement|aortic elongation|aortic endoprosthesis|
+apical pleural thickening|artificial aortic heart valve|artificial heart valve|
+artificial mitral heart valve|asbestosis signs|ascendent aortic elongation|atelectasis|
+atelectasis basal|atypical pneumonia|axial hyperostosis|azygoesophageal recess shift|
+azygos lobe|blastic bone lesion|bone cement|bone metastasis|breast mass|bronchiectasis|
+bronchovascular markings|bullas|calcified adenopathy|calcified densities|
+calcified fibroadenoma|calcified granuloma|calcified mediastinal adenopathy|
+calcified pleural plaques|calcified pleural thickening|callus rib fracture|cardiomegaly|
+catheter|cavitation|central vascular redistribution|central venous catheter|
+central venous catheter via jugular vein|central venous catheter via subclavian vein|
+central venous catheter via umbilical vein|cervical rib|chest drain tube|chronic changes|
+clavicle fracture|consolidation|costochondral junction hypertrophy|
+costophrenic angle blunting|cyst|dai|descendent aortic elongation|dextrocardia|
+diaphragmatic eventration|double J stent|dual chamber device|electrical device|emphysema|
+empyema|end on vessel|endoprosthesis|endotracheal tube|esophagic dilatation|exclude|
+external foreign body|fibrotic band|fissure thickening|flattened diaphragm|fracture|
+gastrostomy tube|goiter|granuloma|ground glass pattern|gynecomastia|heart insufficiency|
+heart valve calcified|hemidiaphragm elevation|hiatal hernia|hilar congestion|
+hilar enlargement|humeral fracture|humeral prosthesis|hydropneumothorax|hyperinflated lung|
+hypoexpansion|hypoexpansion basal|increased density|infiltrates|interstitial pattern|
+kerley lines|kyphosis|laminar atelectasis|lepidic adenocarcinoma|lipomatosis|
+lobar atelectasis|loculated fissural effusion|loculated pleural effusion|lung metastasis|
+lung vascular paucity|lymphangitis carcinomatosa|lytic bone lesion|major fissure thickening|
+mammary prosthesis|mass|mastectomy|mediastinal enlargement|mediastinal mass|
+mediastinal shift|mediastinic lipomatosis|metal|miliary opacities|minor fissure thickening|
+multiple nodules|nephrostomy tube|nipple shadow|nodule|
+non axial articular degenerative changes|normal|obesity|osteopenia|osteoporosis|
+osteosynthesis material|pacemaker|pectum carinatum|pectum excavatum|pericardial effusion|
+pleural effusion|pleural mass|pleural plaques|pleural thickening|pneumomediastinum|
+pneumonia|pneumoperitoneo|pneumothorax|post radiotherapy changes|prosthesis|pseudonodule|
+pulmonary artery enlargement|pulmonary artery hypertension|pulmonary edema|
+pulmonary fibrosis|pulmonary hypertension|pulmonary mass|pulmonary venous hypertension|
+reservoir central venous catheter|respiratory distress|reticular interstitial pattern|
+reticulonodular interstitial pattern|rib fracture|right sided aortic arch|round atelectasis|
+sclerotic bone lesion|scoliosis|segmental atelectasis|single chamber device|
+soft tissue mass|sternoclavicular junction hypertrophy|sternotomy|
+subacromial space narrowing|subcutaneous emphysema|suboptimal study|
+superior mediastinal enlargement|supra aortic elongation|surgery|surgery breast|
+surgery heart|surgery humeral|surgery lung|surgery neck|suture material|
+thoracic cage deformation|total atelectasis|tracheal shift|tracheostomy tube|tuberculosis|
+tuberculosis sequelae|unchanged|vascular hilar enlargement|vascular redistribution|
+ventriculoperitoneal drain tube|vertebral anterior compression|vertebral compression|
+vertebral degenerative changes|vertebral fracture|volume loss"""
+"""PadChest's label vocabulary as its CSV writes it (the 193 terms of the 160K release)."""
+
+
+def test_padchest_table_places_every_term():
+    terms = [t.strip() for t in PADCHEST_TERMS.replace("\n", "").split("|")]
+    assert len(terms) == len(set(terms)) == 193
+    assert sorted(t.lower() for t in terms) == sorted(padchest.LABEL_TABLE)
+    for term, effects in padchest.LABEL_TABLE.items():
+        assert set(effects) <= set(FINDINGS) and set(effects.values()) <= {1, -1, -2}, term
+    # Each term alone: the findings it names take its value, every other finding is negative
+    # (PadChest's list is exhaustive), unless the term says the list is no inventory.
+    for term in terms:
+        labels, unmapped, unknown = padchest.labels_of_terms(parse_labels(f"[{term!r}]"))
+        effects = padchest.LABEL_TABLE[term.lower()]
+        assert unknown == [] and (unmapped == [term.lower()]) == all(v == -2 for v in
+                                                                      effects.values()), term
+        for j, finding in enumerate(FINDINGS):
+            want = effects.get(finding, -2 if term in padchest.NOT_EXHAUSTIVE else 0)
+            assert labels[j] == want, (term, finding)
+
+
+@pytest.mark.parametrize("term,positives", [
+    ("atelectasis basal", {"Atelectasis"}), ("fracture", {"Fracture"}),
+    ("hydropneumothorax", {"Pneumothorax", "Pleural Effusion"})])
+def test_padchest_terms_once_read_as_negatives_are_positive(term, positives):
+    labels, _, _ = padchest.labels_of_terms([term])
+    assert {FINDINGS[j] for j in np.flatnonzero(labels == 1)} == positives
+
+
+def test_padchest_term_the_table_lacks_is_never_a_negative():
+    labels, unmapped, unknown = padchest.labels_of_terms(["cardiomegaly", "new term"])
+    assert unknown == ["new term"] and unmapped == ["new term"]
+    assert labels[index("Cardiomegaly")] == 1 and labels[index("No Finding")] == 0
+    assert set(np.delete(labels, [index("Cardiomegaly"), index("No Finding")])) == {-2}
+    labels, _, _ = padchest.labels_of_terms(["unchanged"])
+    assert set(labels) == {-2}
 
 
 # ----------------------------------------------------------------------------- Open-I
@@ -415,25 +526,38 @@ OPENI_XML = """<?xml version="1.0" encoding="utf-8"?>
 """
 
 
+def openi_pictures() -> dict[str, np.ndarray]:
+    """A synthetic frontal and lateral that the pixels tell apart, and a flat picture."""
+    images, truth = synthetic_radiographs()
+    pick = {view: next(i for i, v in zip(images, truth) if v == view and infer_view(i) == view)
+            for view in ("frontal", "lateral")}
+    return {**pick, "unknown": np.full((40, 36), 120, np.uint8)}
+
+
 def openi_tree(root: str) -> str:
+    """Report 1: frontal, lateral, a flat picture; report 2: lateral first, then frontal."""
     reports = [
         (1, "The cardiac silhouette and mediastinum size are within normal limits. There is no "
             "pulmonary edema. There is no focal consolidation.", "Normal chest x-XXXX.",
-         ["<major>normal</major>"], ["CXR1_1_IM-0001-3001", "CXR1_1_IM-0001-4001"]),
+         ["<major>normal</major>"],
+         {"CXR1_1_IM-0001-3001": "frontal", "CXR1_1_IM-0001-4001": "lateral",
+          "CXR1_1_IM-0001-5001": "unknown"}),
         (2, "Borderline cardiomegaly. Left basilar opacity. There is a small right pleural "
             "effusion. No pneumothorax.", "Small right effusion.",
          ["<major>Cardiomegaly/borderline</major>", "<major>Opacity/lung/base/left/mild</major>",
-          "<minor>Calcified Granuloma/lung/upper lobe/right</minor>"], ["CXR2_IM-0652-1001"]),
-        (3, "No active disease.", "", ["<major>normal</major>"], []),
+          "<minor>Calcified Granuloma/lung/upper lobe/right</minor>"],
+         {"CXR2_IM-0652-1001": "lateral", "CXR2_IM-0652-2001": "frontal"}),
+        (3, "No active disease.", "", ["<major>normal</major>"], {}),
     ]
+    pictures = openi_pictures()
     for n, findings, impression, mesh, images in reports:
         blocks = "\n".join(f'<parentImage id="{i}">\n<figureId>F{k + 1}</figureId>\n'
                            f"<caption>Xray Chest PA and Lateral</caption>\n</parentImage>"
                            for k, i in enumerate(images))
         write_text(os.path.join(root, "ecgen-radiology", f"{n}.xml"), OPENI_XML.format(
             n=n, findings=findings, impression=impression, mesh="\n".join(mesh), images=blocks))
-        for image in images:
-            write_png(os.path.join(root, "NLMCXR_png", f"{image}.png"), picture(40, 36))
+        for image, view in images.items():
+            write_png(os.path.join(root, "NLMCXR_png", f"{image}.png"), pictures[view])
     write_text(os.path.join(root, "ecgen-radiology", "10.xml"), "<eCitation><MeSH>")  # truncated
     return root
 
@@ -442,7 +566,7 @@ def test_openi_xml_reports_mesh_labels_and_views(tmp_path):
     root = openi_tree(str(tmp_path / "openi"))
     builder, records = build(Openi, FRONTAL, root, str(tmp_path / "data"))
     train = records["train"]
-    assert [r["id"] for r in train] == ["CXR1_1_IM-0001-3001", "CXR2_IM-0652-1001"]
+    assert [r["id"] for r in train] == ["CXR1_1_IM-0001-3001", "CXR2_IM-0652-2001"]  # pixels
     normal, sick = train
     assert normal["report"].endswith("no focal consolidation. Normal chest x-XXXX.")
     assert normal["labels"][index("No Finding")] == 1
@@ -457,10 +581,12 @@ def test_openi_xml_reports_mesh_labels_and_views(tmp_path):
     assert len(extra["mesh"]) == 3
     assert list(skipped(builder, "train")) == ["10.xml"]
     common_checks(train, "openi")
+    assert set(json.loads(normal["extra_labels"])["view_statistics"]) == {"ridge", "symmetry"}
     _, records = build(Openi, ALL_VIEWS, root, str(tmp_path / "all"))
     assert [(r["id"], r["view"]) for r in records["train"]] == [
         ("CXR1_1_IM-0001-3001", "frontal"), ("CXR1_1_IM-0001-4001", "lateral"),
-        ("CXR2_IM-0652-1001", "frontal")]
+        ("CXR1_1_IM-0001-5001", "unknown"), ("CXR2_IM-0652-1001", "lateral"),
+        ("CXR2_IM-0652-2001", "frontal")]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -481,3 +607,37 @@ def test_data_build_command_with_manual_dir(tmp_path):
     run = data(str(tmp_path / "nowhere"), str(tmp_path / "other"))
     assert run.returncode == 1
     assert "missing" in run.stderr and "train.csv" in run.stderr and "└── " in run.stderr
+
+
+PLAIN_TFDS = """
+import sys
+import tensorflow_datasets as tfds
+data_dir = sys.argv[1]
+assert tfds.builder_cls("chexpert").__module__.startswith("tensorflow_datasets.")  # TFDS's own
+if sys.argv[2] == "with_chexficient":  # imported after TFDS registered its chexpert: no clash
+    import chexficient.data.builders.chexpert as ours
+    assert tfds.builder("chexficient_chexpert/frontal", data_dir=data_dir).__class__ is ours.Chexpert
+for name in ("chexficient_chexpert", "chexficient_chexpert/frontal"):
+    source = tfds.data_source(name, split="train", data_dir=data_dir)
+    print(name, len(source), sorted(r["id"].decode() for r in source), source[0]["source"].decode())
+"""
+
+
+@pytest.mark.parametrize("importing", ["plain", "with_chexficient"])
+def test_plain_tfds_opens_our_build_by_its_tfds_name(tmp_path, importing):
+    """`chexficient data build chexpert` writes what plain TFDS reads as
+    `chexficient_chexpert`, with or without our package imported (TFDS's catalog `chexpert`
+    stays TFDS's)."""
+    release = chexpert_tree(str(tmp_path), test=False)
+    data_dir = str(tmp_path / "data")
+    run = subprocess.run([sys.executable, "-m", "chexficient.cli", "data", "build", "chexpert",
+                          "--data_dir", data_dir, "--manual_dir", release],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert os.path.isdir(os.path.join(data_dir, "chexficient_chexpert", "frontal"))
+    run = subprocess.run([sys.executable, "-c", PLAIN_TFDS, data_dir, importing],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    ids = "['train/patient00001/study1/view1_frontal', 'train/patient00002/study1/view1_frontal']"
+    assert run.stdout.splitlines() == [f"chexficient_chexpert 2 {ids} chexpert",
+                                       f"chexficient_chexpert/frontal 2 {ids} chexpert"]

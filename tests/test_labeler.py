@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from chexficient import findings, labeler
+from labeler_held_out import HELD_OUT, f1_by_finding
 
 # Short names for the 14 observations.
 NF, EC, CM, LO, LL, ED, CO, PN, AT, PTX, EFF, PO, FX, SD = findings.FINDINGS
@@ -123,7 +124,7 @@ CASES: list[tuple[str, dict[str, int]]] = [
     ("Bilateral patchy infiltrates.", {LO: P}),
     ("A 1.5 cm nodule in the left upper lobe is unchanged.", {LL: P}),
     ("Large right hilar mass.", {LL: P}),
-    ("Calcified granuloma in the right upper lobe.", {NF: N}),
+    ("Calcified granuloma in the right upper lobe.", {NF: N, LL: P}),
     ("Linear atelectasis at the left base.", {AT: P}),
     ("Atelectatic changes in the lung bases.", {AT: P}),
     ("Left lower lobe collapse.", {AT: P}),
@@ -151,6 +152,66 @@ CASES: list[tuple[str, dict[str, int]]] = [
     ("Left chest tube in place. No pneumothorax.", {SD: P, PTX: N}),
     ("The tip of the enteric tube is not visualized.", {SD: P}),
     ("Interval extubation.", {SD: N}),
+    # Real-report phrasings (issue 20), each kind with its own sentences; the held-out set
+    # (labeler_held_out.py) has other sentences of the same kinds.
+    # Pneumonia: hedged and differential mentions are uncertain; synonyms are pneumonia.
+    ("Right lower lobe opacity may represent pneumonia.", {LO: P, PN: U}),
+    ("Left basilar opacity could be pneumonia.", {LO: P, PN: U}),
+    ("Pneumonia versus aspiration in the right lower lobe.", {PN: U, NF: N}),
+    ("Atelectasis, scarring, or pneumonia at the left base.", {AT: U, LO: U, PN: U}),
+    ("Findings could be consistent with pneumonia.", {PN: U}),
+    ("Differential diagnosis for this opacity includes pneumonia.", {LO: P, PN: U}),
+    ("Perhaps an early pneumonia in the left lower lobe.", {PN: U}),
+    ("Pneumonia is a possibility.", {PN: U}),
+    ("Infection is thought to be less likely.", {PN: U}),
+    ("Left lower lobe pneumonitis.", {PN: P}),
+    ("Right upper lobe infiltrate consistent with infection.", {LO: P, PN: P}),
+    # Lung lesion: nodular opacities, calcified or dense nodules, granulomas, fibronodular
+    # change; a possible or vague lesion is uncertain.
+    ("Multiple bilateral nodular opacities.", {LL: P, LO: P}),
+    ("Densely calcified nodule at the left lung base.", {LL: P}),
+    ("Small granulomas in the right lung.", {LL: P, NF: N}),
+    ("Old granulomatous disease.", {LL: P, NF: N}),
+    ("Fibronodular changes in the left apex.", {LL: P, LO: P}),
+    ("Possible mass in the right hilum.", {LL: U}),
+    ("Vague nodular opacities in the right lower lung.", {LL: U, LO: U}),
+    # Support devices named by kind; postoperative change without a device is none.
+    ("VP shunt tubing overlies the right chest.", {SD: P}),
+    ("Left subclavian port in place.", {SD: P}),
+    ("Right IJ tip in the mid SVC.", {SD: P}),
+    ("The tip projects over the cavoatrial junction.", {SD: P}),
+    ("Bone anchors in the right humeral head.", {SD: P}),
+    ("Metallic clips project over the right upper quadrant.", {SD: P}),
+    ("Vascular clips along the left hilum.", {SD: P}),
+    ("Biliary stent.", {SD: P}),
+    ("Cerclage wires in the sternum.", {SD: P}),
+    ("Status post sternotomy and CABG.", {}),
+    ("Postoperative changes in the left chest.", {}),
+    ("Post-surgical changes of a prior thoracotomy.", {}),
+    # Edema: hedged congestion is uncertain.
+    ("Findings may represent mild pulmonary vascular congestion.", {ED: U}),
+    ("Possible mild congestive heart failure.", {ED: U}),
+    ("Mild congestion.", {ED: U}),
+    ("Congestive changes in both lungs.", {ED: U}),
+    ("The pulmonary vasculature is engorged.", {ED: U}),
+    ("Mild pulmonary venous hypertension.", {ED: U}),
+    ("Worsening congestive failure.", {ED: P}),
+    # Fracture.
+    ("Broken right 7th rib.", {FX: P}),
+    ("Fracture-dislocation of the left humerus.", {FX: P}),
+    # Pneumothorax: hydropneumothorax, pleural air; limited evaluation is not positive.
+    ("Pleural air collection at the left base.", {PTX: P}),
+    ("Evaluation for pneumothorax is limited.", {PTX: U}),
+    ("Pneumothorax evaluation is limited by patient rotation.", {PTX: U}),
+    ("A small pneumothorax would be difficult to detect on this supine film.", {PTX: U}),
+    ("Limited assessment for pneumothorax.", {PTX: U}),
+    ("Pneumothorax cannot be assessed.", {PTX: U}),
+    # Phrases of the CheXpert labeler's mention lists our tables lacked.
+    ("Hilar indistinctness.", {ED: U}),
+    ("Airway wall thickening.", {LO: P}),
+    ("Decreased lung translucency at the right base.", {LO: P}),
+    ("A screw transfixes the right humeral head.", {SD: P}),
+    ("Support equipment is unchanged.", {SD: P}),
     # A full report with section headers: history is not labeled.
     ("EXAMINATION: CHEST (PA AND LAT)\nINDICATION: Cough, evaluate for pneumonia.\n"
      "COMPARISON: None.\n\nFINDINGS: The lungs are clear. Heart size is normal. No pleural "
@@ -168,12 +229,24 @@ CASES: list[tuple[str, dict[str, int]]] = [
 ]
 
 
+POSITIVES = [frozenset(n for n, v in expected.items() if v == P and n != NF)
+             for _, expected in CASES]
+"""The definite positives of each case: the tuning set of benchmarks/labeler_fidelity.py."""
+
+
 @pytest.mark.parametrize("report,expected", CASES, ids=[r[:48] for r, _ in CASES])
 def test_realistic_reports(report: str, expected: dict[str, int]):
     got = labeler.label([report])[0]
     want = {name: expected.get(name, findings.UNMENTIONED) for name in findings.FINDINGS
             if name != NF or NF in expected}
     assert {name: int(got[findings.index(name)]) for name in want} == want
+
+
+def test_held_out_sentences_meet_the_real_report_goal():
+    """On sentences the rules were not tuned on, definite positives reach the goal set for
+    real reports: macro F1 >= 0.85 and no finding under 0.75."""
+    scores = f1_by_finding([r for r, _ in HELD_OUT], [p for _, p in HELD_OUT])
+    assert sum(scores.values()) / len(scores) >= 0.85 and min(scores.values()) >= 0.75, scores
 
 
 def test_batch_shape_dtype_and_order():
@@ -192,7 +265,7 @@ def test_no_finding_follows_the_rule_of_findings():
     said = labels[:, 0] != findings.UNMENTIONED
     differs = said & (labels[:, 0] != findings.apply_no_finding_rule(labels)[:, 0])
     assert {reports[i] for i in np.flatnonzero(differs)} == {
-        "Small pericardial effusion.", "Calcified granuloma in the right upper lobe."}
+        "Small pericardial effusion."}
     assert (labels[differs, 0] == N).all()
 
 

@@ -24,7 +24,7 @@ def test_micro_builds_and_reads_back_the_world(micro):
     assert {s: builder.info.splits[s].num_examples for s in builder.info.splits} == {
         "train": config.train, "validation": config.validation, "test": config.test,
         "test_shift": config.test_shift}
-    assert glob.glob(os.path.join(builder.data_dir, "synthetic_cxr-train.array_record-*"))
+    assert glob.glob(os.path.join(builder.data_dir, "chexficient_synthetic_cxr-train.array_record-*"))
     world = World(config.world())
     for split in ("train", "test_shift"):
         source = tfds.data_source(builder.name + "/micro", split=split, data_dir=micro.data_dir)

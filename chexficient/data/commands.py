@@ -4,8 +4,10 @@
                            report tokenizer on the train reports; a no-op when both exist;
                            real datasets read your copy from --manual_dir
   show NAME --out g.png    a grid of --n records of --split: images, report snippets, masks
-  stats NAME [--out s.json] per-finding label rates, duplicates, mismatches, degraded images
-                           and report lengths of --split
+  stats NAME [--out s.json] per-finding label rates, duplicates, mismatches, degraded images,
+                           report lengths, and the dataset's own labels that map to no
+                           finding (unmapped) or that its table does not know (unknown),
+                           with their counts, of --split
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ _OUT = flags.DEFINE_string("out", None, "show: the PNG to write (default NAME_SP
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 4000, "build / stats: tokenizer vocabulary "
                                    "size (scaled down, with a warning, for small corpora).")
 
-STATS_FIELDS = ("id", "report", "labels", "view", "duplicate_of", "mismatched", "quality")
+STATS_FIELDS = ("id", "report", "labels", "view", "duplicate_of", "mismatched", "quality",
+                "extra_labels")
 """What `stats` reads (those the dataset has): never the images."""
 
 
@@ -86,8 +89,8 @@ def split_stats(builder, split: str, vocab_size: int) -> dict[str, Any]:
     keys = tuple(k for k in STATS_FIELDS if k in builder.info.features)
     reader = RecordReader(builder.data_dir, split, keys=keys)
     labels, reports, invalid = [], [], []
-    audit: dict[str, list] = {k: [] for k in ("view", "duplicate_of", "mismatched", "quality")
-                              if k in keys}
+    audit: dict[str, list] = {k: [] for k in ("view", "duplicate_of", "mismatched", "quality",
+                                              "extra_labels") if k in keys}
     for position in tqdm(range(len(reader)), desc=f"stats {split}", unit="rec", leave=False):
         try:
             record = reader(position)
@@ -111,7 +114,19 @@ def split_stats(builder, split: str, vocab_size: int) -> dict[str, Any]:
     if "quality" in audit:
         result["degraded"] = dict(sorted(collections.Counter(
             q for q in audit["quality"] if q != "good").items()))
+    if "extra_labels" in audit:
+        result.update(_extra_label_counts(audit["extra_labels"]))
     return result
+
+
+def _extra_label_counts(extras: list[str]) -> dict[str, dict[str, int]]:
+    """Records per dataset label in extra_labels' "unmapped" and "unknown" lists, most first."""
+    counts = {"unmapped": collections.Counter(), "unknown": collections.Counter()}
+    for text in extras:
+        extra = json.loads(text) if text else {}
+        for key, counter in counts.items():
+            counter.update(dict.fromkeys(extra.get(key, ()), 1))
+    return {f"{key}_labels": dict(counter.most_common()) for key, counter in counts.items()}
 
 
 def format_stats(name: str, s: dict[str, Any]) -> str:
@@ -135,6 +150,13 @@ def format_stats(name: str, s: dict[str, Any]) -> str:
             q = r[unit]
             lines.append(f"{'report ' + unit + ':':<27}mean {q['mean']:.1f}  median "
                          f"{q['median']:.0f}  p95 {q['p95']:.0f}  max {q['max']:.0f}")
+    for key, what in (("unknown_labels", "not in the dataset's label table"),
+                      ("unmapped_labels", "no counterpart among the 14 findings")):
+        if s.get(key):
+            shown = ", ".join(f"{label} ({n})" for label, n in list(s[key].items())[:30])
+            more = f", ... {len(s[key]) - 30} more" if len(s[key]) > 30 else ""
+            lines.append(f"{key.replace('_', ' ') + ':':<27}{len(s[key])} labels, {what}: "
+                         f"{shown}{more}")
     for bad in s["invalid"][:5]:
         lines.append(f"invalid: {bad['id']} (position {bad['position']}): {bad['problem']}")
     return "\n".join(lines)

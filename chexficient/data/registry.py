@@ -1,8 +1,10 @@
 """Dataset names -> TFDS builders, where their files live, and the tokenizer stored beside them.
 
-A name is `builder/config` (e.g. `synthetic_cxr/tiny`). Builder `x` is the DatasetBuilder named
-`x` in module `chexficient.data.builders.x`, imported only when asked for: a new dataset is one
-new module there, with no edit here.
+A name is `dataset/config` (e.g. `synthetic_cxr/tiny`). Dataset `x` is the DatasetBuilder of
+module `chexficient.data.builders.x`, imported only when asked for: a new dataset is one new
+module there, with no edit here. TFDS knows it as `chexficient_x` (TFDS's own catalog has a
+`chexpert`): `tfds.builder("chexficient_x/config", data_dir=...)` and `tfds.data_source(...)`
+open what `chexficient data build x/config` wrote, and so does that name here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from chexficient.data import builders
+from chexficient.data.builders import TFDS_PREFIX
 from chexficient.data.records import RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 
@@ -58,8 +61,9 @@ def dataset_names() -> list[str]:
 
 
 def builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder]:
-    """The DatasetBuilder class called `builder_name`; unknown names list the valid ones."""
-    cls = _find_builder_class(builder_name)
+    """The DatasetBuilder class of dataset `builder_name` (or of its TFDS name); unknown names
+    list the valid ones."""
+    cls = _find_builder_class(builder_name.removeprefix(TFDS_PREFIX))
     if cls is None:
         raise UnknownDatasetError(f"unknown dataset {builder_name!r}; valid: "
                                   f"{', '.join(dataset_names()) or '(none installed)'}")
@@ -69,6 +73,7 @@ def builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder]:
 def get_builder(name: str, data_dir: str | None = None, **kwargs) -> tfds.core.DatasetBuilder:
     """The builder for `builder/config` under the resolved data dir (not prepared here)."""
     builder_name, _, config = name.partition("/")
+    builder_name = builder_name.removeprefix(TFDS_PREFIX)
     cls = builder_class(builder_name)
     if config and config not in cls.builder_configs:
         valid = [f"{builder_name}/{c}" for c in cls.builder_configs]
@@ -142,6 +147,7 @@ def _find_builder_class(builder_name: str) -> type[tfds.core.DatasetBuilder] | N
             raise  # the module exists but one of its imports is missing: say so
         return None
     for _, obj in inspect.getmembers(module, inspect.isclass):
-        if issubclass(obj, tfds.core.DatasetBuilder) and getattr(obj, "name", None) == builder_name:
+        if (issubclass(obj, tfds.core.DatasetBuilder)
+                and getattr(obj, "name", None) == TFDS_PREFIX + builder_name):
             return obj
     return None

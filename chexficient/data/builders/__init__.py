@@ -1,0 +1,5 @@
+"""Dataset builders: module `x` defines the TFDS builder of dataset `x`, registered with TFDS
+as `chexficient_x`, a name TFDS's own catalog (which has a `chexpert`) cannot take."""
+
+TFDS_PREFIX = "chexficient_"
+"""What TFDS calls our dataset `x`: `chexficient_x` (e.g. tfds.builder("chexficient_chexpert"))."""

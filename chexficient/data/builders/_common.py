@@ -30,11 +30,13 @@ from absl import logging
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+from chexficient.data.builders import TFDS_PREFIX
 from chexficient.findings import (FINDINGS, NEGATIVE, NO_FINDING, NUM_FINDINGS, POSITIVE,
                                   SUPPORT_DEVICES, UNCERTAIN, UNMENTIONED)
 from chexficient.io import write_atomic
 
-VIEWS = ("frontal", "lateral")
+VIEWS = ("frontal", "lateral", "unknown")
+"""Record views; `unknown` only where neither metadata nor pixels say (Open-I)."""
 
 # ----------------------------------------------------------------------------- config, features
 
@@ -440,6 +442,11 @@ def load_image(path: str, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- emitting records
 
 
+class Filtered(Exception):
+    """Raised by a builder's `load` for a record left out once its image is seen (a view read
+    from the pixels that the config does not keep); the message is the reason counted."""
+
+
 @dataclasses.dataclass
 class Entry:
     """One record to emit, all but its pixels (read at write time from `path`)."""
@@ -545,11 +552,15 @@ def ordered_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 8,
 def generate(entries: Iterable[Entry], tally: SplitTally, load: Callable[[Entry], dict[str, Any]]
              ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, load(entry)) per entry, in order, loaded in parallel; an entry whose image cannot be
-    read (`load` raised ImageError) is skipped and tallied. Closes the tally at the end."""
+    read (`load` raised ImageError) is skipped and tallied, one `load` left out after seeing
+    its image (raised Filtered) is counted. Closes the tally at the end."""
     try:
         for entry, result in ordered_map(load, entries):
             if isinstance(result, ImageError):
                 tally.skip(entry.id, entry.path, str(result))
+                continue
+            if isinstance(result, Filtered):
+                tally.filter(str(result))
                 continue
             if isinstance(result, Exception):
                 raise result
@@ -574,6 +585,11 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     BUILDER_CONFIGS = default_configs()
     LAYOUT: Layout
 
+    @property
+    def dataset_name(self) -> str:
+        """Our name of the dataset (records' `source`): the TFDS name less `chexficient_`."""
+        return self.name.removeprefix(TFDS_PREFIX)
+
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
             features=features(self.builder_config.image_size, **self.extra_features()),
@@ -589,7 +605,8 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def load(self, entry: Entry) -> dict[str, Any]:
         """The record of `entry`: its image read, resized and padded; more fields in overrides."""
-        return entry.record(load_image(entry.path, self.builder_config.image_size), self.name)
+        return entry.record(load_image(entry.path, self.builder_config.image_size),
+                            self.dataset_name)
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = manual_dir(dl_manager, self.LAYOUT)
@@ -598,7 +615,7 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 for split, entries in self.split_entries(root).items()}
 
     def _generate_examples(self, split: str, entries: SplitEntries):
-        tally = SplitTally(self.data_dir, self.name, split)
+        tally = SplitTally(self.data_dir, self.dataset_name, split)
         yield from generate(entries(tally), tally, self.load)
 
 

@@ -42,6 +42,8 @@ def view_from_filename(path: str) -> str:
 class Chexpert(_common.RealCxrBuilder):
     """CheXpert chest radiographs with their 14 labels (no reports)."""
 
+    name = "chexficient_chexpert"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Register at https://stanfordaimi.azurewebsites.net/datasets (CheXpert) and download
     CheXpert-v1.0 or CheXpert-v1.0-small. Pass the release folder itself (the one holding

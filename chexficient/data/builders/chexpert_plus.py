@@ -54,6 +54,8 @@ def read_labels(path: str) -> dict[str, np.ndarray]:
 class ChexpertPlus(_common.RealCxrBuilder):
     """CheXpert-Plus: CheXpert images with their radiology reports and CheXbert labels."""
 
+    name = "chexficient_chexpert_plus"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Register at https://stanfordaimi.azurewebsites.net/datasets (CheXpert-Plus), download
     {TABLE}, the chexbert_labels folder and the PNG images, and extract them into the

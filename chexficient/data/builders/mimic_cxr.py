@@ -61,6 +61,8 @@ def read_report(path: str) -> _common.ReportParts | None:
 class MimicCxr(_common.RealCxrBuilder):
     """MIMIC-CXR chest radiographs, report findings + impression, CheXpert / NegBio labels."""
 
+    name = "chexficient_mimic_cxr"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Credentialed access at https://physionet.org/content/mimic-cxr-jpg/ (images, metadata,
     split and label files) and https://physionet.org/content/mimic-cxr/ (mimic-cxr-reports.zip).

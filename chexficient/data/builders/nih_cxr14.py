@@ -179,6 +179,8 @@ def read_boxes(path: str) -> dict[str, common.Boxes]:
 class NihCxr14(common.RealCxrBuilder):
     """NIH ChestX-ray14: 112,120 frontal radiographs, 14 text-mined labels, 984 boxes."""
 
+    name = "chexficient_nih_cxr14"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download ChestX-ray14 from https://nihcc.app.box.com/v/ChestXray-NIHCC (or Kaggle's
     nih-chest-xrays/data), extract the twelve image archives in place and pass the folder
@@ -234,4 +236,4 @@ class NihCxr14(common.RealCxrBuilder):
 
     def load(self, entry: common.Entry) -> dict:
         return common.record_with_boxes(entry, self._boxes.get(entry.id, common.Boxes.empty()),
-                                        self.builder_config.image_size, self.name, len(BOX_CLASSES))
+                                        self.builder_config.image_size, self.dataset_name, len(BOX_CLASSES))

@@ -5,19 +5,25 @@ Label), MeSH major / minor terms and its images (parentImage ids, PNGs in NLMCXR
 Labels: MeSH terms mapped by `MESH_TABLE` are positive; every other finding takes the
 rule-based labeler's reading of the report text, and findings neither mentions are negative
 when the table can express them (MeSH indexes what was seen), else unmentioned. Unmapped MeSH
-terms go to extra_labels. The XML has no view field: the first image of a report is taken as
-frontal and the others as lateral (the collection's usual order). No official split: `train`.
+terms go to extra_labels. Neither the XML nor the file order gives the view: it is read from
+the pixels (`chexficient.data.views`: frontal, lateral, or unknown when they do not say) and
+its statistics kept in extra_labels["view_statistics"]. No official split: `train`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import json
+import math
 import os
 import xml.etree.ElementTree as ElementTree
+from typing import Any
 
 import numpy as np
 
 from chexficient import labeler
+from chexficient.data import views
 from chexficient.data.builders import _common
 from chexficient.findings import POSITIVE, UNMENTIONED
 
@@ -96,6 +102,8 @@ def parse_xml(path: str) -> tuple[str, list[str], list[str]]:
 class Openi(_common.RealCxrBuilder):
     """Open-I: Indiana University chest radiographs with reports and MeSH-derived labels."""
 
+    name = "chexficient_openi"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download NLMCXR_reports.tgz and NLMCXR_png.tgz from
     https://openi.nlm.nih.gov/faq (collection "Indiana University Chest X-ray"); extract the
@@ -112,9 +120,21 @@ class Openi(_common.RealCxrBuilder):
             raise LAYOUT.missing(root, f"{REPORTS}/1.xml")
         return {"train": self._entries(root, paths)}
 
-    def _entries(self, root: str, paths: list[str]) -> _common.SplitEntries:
-        views = self.builder_config.views
+    def load(self, entry: _common.Entry) -> dict[str, Any]:
+        """The record with the view its pixels show; a view the config does not keep is
+        filtered out here, once the image is read."""
+        image = _common.load_image(entry.path, self.builder_config.image_size)
+        statistics = views.view_statistics(image)
+        view = statistics.view()
+        if view not in self.builder_config.views:
+            raise _common.Filtered(f"view {view} (from the pixels)")
+        extra = {**json.loads(entry.extra_labels), "view_statistics": {
+            name: round(value, 3) if math.isfinite(value) else None
+            for name, value in dataclasses.asdict(statistics).items()}}
+        entry = dataclasses.replace(entry, view=view, extra_labels=_common.extra_json(**extra))
+        return entry.record(image, self.dataset_name)
 
+    def _entries(self, root: str, paths: list[str]) -> _common.SplitEntries:
         def entries(tally: _common.SplitTally):
             for path in paths:
                 try:
@@ -127,10 +147,8 @@ class Openi(_common.RealCxrBuilder):
                     continue
                 labels, unmapped = mesh_labels(terms, labeler.label([report])[0])
                 extra = _common.extra_json(unmapped, mesh=terms)
-                for position, image_id in enumerate(images):
-                    view = "lateral" if position else "frontal"
-                    if tally.keep_view(view, view, views):
-                        yield _common.Entry(
-                            id=image_id, path=os.path.join(root, IMAGES, image_id + ".png"),
-                            report=report, labels=labels, view=view, extra_labels=extra)
+                for image_id in images:  # the view is read from the pixels in `load`
+                    yield _common.Entry(
+                        id=image_id, path=os.path.join(root, IMAGES, image_id + ".png"),
+                        report=report, labels=labels, view="unknown", extra_labels=extra)
         return entries

@@ -75,6 +75,8 @@ def _boxes(xyxy: list[list[float]]) -> common.Boxes:
 class RsnaPneumonia(common.RealCxrBuilder):
     """RSNA Pneumonia: 26,684 frontal radiographs, pneumonia Target and opacity boxes."""
 
+    name = "chexficient_rsna_pneumonia"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download the RSNA Pneumonia Detection Challenge data from Kaggle
     (rsna-pneumonia-detection-challenge: stage_2_train_labels.csv and stage_2_train_images)
@@ -105,4 +107,4 @@ class RsnaPneumonia(common.RealCxrBuilder):
 
     def load(self, entry: common.Entry) -> dict:
         return common.record_with_boxes(entry, self._labels[entry.id][1],
-                                        self.builder_config.image_size, self.name, 1)
+                                        self.builder_config.image_size, self.dataset_name, 1)

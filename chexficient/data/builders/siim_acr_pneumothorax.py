@@ -84,6 +84,8 @@ def find_dicoms(folder: str) -> dict[str, str]:
 class SiimAcrPneumothorax(common.RealCxrBuilder):
     """SIIM-ACR Pneumothorax: 10,675 frontal radiographs with pneumothorax masks."""
 
+    name = "chexficient_siim_acr_pneumothorax"
+
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download the SIIM-ACR Pneumothorax Segmentation stage 1 data (train-rle.csv and
     dicom-images-train; e.g. Kaggle's siim-acr-pneumothorax-segmentation mirrors) and pass
@@ -125,7 +127,7 @@ class SiimAcrPneumothorax(common.RealCxrBuilder):
     def load(self, entry: common.Entry) -> dict:
         image, mask, _ = common.image_and_mask(entry.path, self.builder_config.image_size,
                                                lambda shape: self._mask(entry, shape))
-        return {**entry.record(image, self.name), "mask": mask}
+        return {**entry.record(image, self.dataset_name), "mask": mask}
 
     def _mask(self, entry: common.Entry, shape: tuple[int, int]) -> np.ndarray:
         """Union of the image's RLE rows at its own (rows, columns), as H x W x 1."""

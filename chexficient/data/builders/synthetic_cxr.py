@@ -46,6 +46,8 @@ _CLEAN = dict(duplicate_fraction=0.0, mismatch_fraction=0.0, degraded_fraction=0
 class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
     """Synthetic radiographs of 3D thorax phantoms, with reports, masks and audit truth."""
 
+    name = "chexficient_synthetic_cxr"
+
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "First release."}
     BUILDER_CONFIGS = [

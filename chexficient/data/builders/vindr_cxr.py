@@ -197,6 +197,8 @@ def vote_mask(xyxy: np.ndarray, boxes: RaterBoxes, raters: int, aggregate: str, 
 class VindrCxr(common.RealCxrBuilder):
     """VinDr-CXR: 18,000 frontal radiographs graded by radiologists, with lesion boxes."""
 
+    name = "chexficient_vindr_cxr"
+
     BUILDER_CONFIGS = common.default_configs(VindrConfig) + [
         VindrConfig(name="frontal_any", description="Frontal views; a label or box pixel is "
                     "positive when any rater marks it.", aggregate="any")]
@@ -250,5 +252,5 @@ class VindrCxr(common.RealCxrBuilder):
         raters = len(self._readings[entry.id].raters)
         size, aggregate = self.builder_config.image_size, self.builder_config.aggregate
         return common.record_with_boxes(
-            entry, boxes.boxes, size, self.name, len(LOCAL_CLASSES),
+            entry, boxes.boxes, size, self.dataset_name, len(LOCAL_CLASSES),
             mask_of=lambda xyxy: vote_mask(xyxy, boxes, raters, aggregate, size))
