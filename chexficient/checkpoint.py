@@ -133,6 +133,17 @@ def run_dir(path: str) -> str:
     return os.path.dirname(find_checkpoint_dir(path).rstrip("/"))
 
 
+def _reader(ckpt_dir: str) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
+                                 options=ocp.CheckpointManagerOptions(
+                                     read_only=True, save_interval_steps=0, create=False))
+
+
+def latest_step(path: str) -> int:
+    """The last complete checkpoint step of a workdir (or of its checkpoints/ directory)."""
+    return int(_reader(find_checkpoint_dir(path)).latest_step())
+
+
 def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
@@ -150,9 +161,7 @@ def load_model(path: str, step: int | None = None):
         config = ml_collections.ConfigDict(json.load(f))
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
-    manager = ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
-                                    options=ocp.CheckpointManagerOptions(
-                                        read_only=True, save_interval_steps=0, create=False))
+    manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
     try:
         params = manager.restore(step, args=ocp.args.Composite(

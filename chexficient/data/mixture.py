@@ -85,6 +85,12 @@ def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = 
     return out
 
 
+def stored_image_size(config: ml_collections.ConfigDict) -> int:
+    """The side of the images the pool's first part stores (from its config; needs no data)."""
+    name = parse(config.mixture)[0][0] if is_mixture(config) else config.name
+    return registry.stored_image_size(name, config.get("data_dir") or None)
+
+
 def pool_size(config: ml_collections.ConfigDict, split: str) -> int:
     """Records in the pool: the sum over the parts."""
     return sum(part.size for part in parts(config, split))

@@ -1,0 +1,121 @@
+"""A trained model as plain files: `model.safetensors`, `config.json` and the tokenizer.
+
+`chexficient export-model` writes them; `read_export` (and so `inference.load`) reads them
+back into the same model, bit for bit. Each tensor is float32 and named by its path in the
+model (`image.blocks.0.attn.query.kernel`); linear kernels are [in, out], LayerNorm scale and
+bias are stored as they are (the layers fold them only while computing). config.json is the
+run's resolved config plus an `export` section: the checkpoint step, the tokenizer's file and
+how images are preprocessed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import ml_collections
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors.numpy import load_file, save_file
+
+from chexficient import checkpoint
+from chexficient.data import mixture
+from chexficient.data import tokenizer as tokenizer_lib
+from chexficient.data.pipeline import PIXEL_MEAN, PIXEL_STD
+from chexficient.io import atomic_dir, write_json_atomic
+from chexficient.models import CLIP, build_model
+
+FORMAT = "chexficient-clip"
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class ExportError(ValueError):
+    """A folder that is not a readable export, or a run that cannot be exported."""
+
+
+def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
+    """Every parameter of `model` as a numpy array, keyed by its dotted path."""
+    return {".".join(map(str, path)): np.asarray(v.get_value())
+            for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+def params_from(module: nnx.Module, tensors: dict[str, np.ndarray], source: str) -> nnx.State:
+    """The parameter state of `module` (concrete or abstract) with every value taken from
+    `tensors` (keyed as by `flat_params`); a missing, unexpected or misshapen tensor is an
+    ExportError naming it and `source`."""
+    flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
+    names = [".".join(map(str, path)) for path, _ in flat]
+    missing, unexpected = sorted(set(names) - set(tensors)), sorted(set(tensors) - set(names))
+    if missing or unexpected:
+        raise ExportError(f"{source}: its tensors do not match the model its config describes: "
+                          f"missing {_some(missing)}, unexpected {_some(unexpected)}")
+    for name, (_, variable) in zip(names, flat):
+        value = np.asarray(tensors[name])
+        if value.shape != tuple(variable.shape):
+            raise ExportError(f"{source}: tensor {name} has shape {value.shape}, the model "
+                              f"needs {tuple(variable.shape)}")
+        variable.set_value(jnp.asarray(value, jnp.float32))
+    return nnx.from_flat_state(flat)
+
+
+def _some(names: list[str]) -> str:
+    return "none" if not names else ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
+
+
+def is_export(folder: str) -> bool:
+    """Whether `folder` holds an exported model (its config.json has an `export` section)."""
+    path = os.path.join(folder, CONFIG)
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(folder, WEIGHTS)):
+        return False
+    with open(path) as f:
+        return json.load(f).get("export", {}).get("format") == FORMAT
+
+
+def export_model(workdir: str, out: str, *, step: int | None = None,
+                 force: bool = False) -> dict:
+    """Writes checkpoint `step` (default: the latest) of run `workdir` to folder `out`
+    (atomically: all of it or nothing); returns its `export` section."""
+    model, config = checkpoint.load_model(workdir, step=step)
+    run = checkpoint.run_dir(workdir)
+    tokenizer = tokenizer_lib.load_saved(run)
+    if tokenizer is None:
+        raise ExportError(f"run {run} keeps no tokenizer copy ({tokenizer_lib.Tokenizer.file_name}"
+                          "): its text tower cannot be exported with the ids it was trained on")
+    info = dict(format=FORMAT, format_version=FORMAT_VERSION,
+                step=step if step is not None else checkpoint.latest_step(workdir),
+                workdir=os.path.abspath(run), tokenizer=tokenizer.file_name,
+                preprocess=dict(stored_size=mixture.stored_image_size(config.data),
+                                image_size=int(config.model.image.image_size),
+                                pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD))
+    try:
+        with atomic_dir(out, force=force) as tmp:
+            save_file(flat_params(model), os.path.join(tmp, WEIGHTS), metadata={"format": FORMAT})
+            write_json_atomic(os.path.join(tmp, CONFIG), {**json.loads(config.to_json()),
+                                                          "export": info})
+            shutil.copyfile(os.path.join(run, tokenizer.file_name),
+                            os.path.join(tmp, tokenizer.file_name))
+    except FileExistsError as e:
+        raise ExportError(str(e)) from None
+    return info
+
+
+def read_export(folder: str) -> tuple[CLIP, ml_collections.ConfigDict, tokenizer_lib.Tokenizer]:
+    """The model, run config (with its `export` section) and tokenizer of an exported folder."""
+    with open(os.path.join(folder, CONFIG)) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    weights = os.path.join(folder, WEIGHTS)
+    try:
+        tensors = load_file(weights)
+    except Exception as e:  # noqa: BLE001  (safetensors raises several types for a bad file)
+        raise ExportError(f"{weights} cannot be read: {type(e).__name__}: {e}") from None
+    abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
+    graphdef, _ = nnx.split(abstract, nnx.Param)
+    model = nnx.merge(graphdef, params_from(abstract, tensors, weights))
+    tokenizer = tokenizer_lib.load_saved(folder)
+    if tokenizer is None:
+        raise ExportError(f"{folder} has no tokenizer ({config.export.tokenizer})")
+    return model, config, tokenizer
