@@ -115,13 +115,25 @@ class Checkpointer:
         self._manager.close()
 
 
-def find_checkpoint_dir(path: str) -> str:
-    """The absolute checkpoints/ directory of a workdir, or `path` itself if it is one (orbax
-    reads absolute paths only); errors clearly when neither holds a checkpoint."""
+def _checkpoint_dir(path: str) -> str | None:
     for candidate in (os.path.join(path, "checkpoints"), path):
         if os.path.isdir(candidate) and any(n.isdigit() for n in os.listdir(candidate)):
             return os.path.abspath(candidate)
-    raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
+    return None
+
+
+def has_checkpoint(path: str) -> bool:
+    """Whether a workdir (or a checkpoints/ directory) holds a checkpoint."""
+    return _checkpoint_dir(path) is not None
+
+
+def find_checkpoint_dir(path: str) -> str:
+    """The absolute checkpoints/ directory of a workdir, or `path` itself if it is one (orbax
+    reads absolute paths only); errors clearly when neither holds a checkpoint."""
+    found = _checkpoint_dir(path)
+    if found is None:
+        raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
+    return found
 
 
 RUN_TOKENIZER = "tokenizer.model"

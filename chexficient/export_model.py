@@ -15,8 +15,6 @@ import os
 import shutil
 
 import ml_collections
-import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from safetensors.numpy import load_file, save_file
 
@@ -26,6 +24,7 @@ from chexficient.data import tokenizer as tokenizer_lib
 from chexficient.data.pipeline import PIXEL_MEAN, PIXEL_STD
 from chexficient.io import atomic_dir, write_json_atomic
 from chexficient.models import CLIP, build_model
+from chexficient.models.params import ParamsError, flat_params, params_from
 
 FORMAT = "chexficient-clip"
 FORMAT_VERSION = 1
@@ -35,35 +34,6 @@ CONFIG = "config.json"
 
 class ExportError(ValueError):
     """A folder that is not a readable export, or a run that cannot be exported."""
-
-
-def flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
-    """Every parameter of `model` as a numpy array, keyed by its dotted path."""
-    return {".".join(map(str, path)): np.asarray(v.get_value())
-            for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
-
-
-def params_from(module: nnx.Module, tensors: dict[str, np.ndarray], source: str) -> nnx.State:
-    """The parameter state of `module` (concrete or abstract) with every value taken from
-    `tensors` (keyed as by `flat_params`); a missing, unexpected or misshapen tensor is an
-    ExportError naming it and `source`."""
-    flat = nnx.to_flat_state(nnx.state(module, nnx.Param))
-    names = [".".join(map(str, path)) for path, _ in flat]
-    missing, unexpected = sorted(set(names) - set(tensors)), sorted(set(tensors) - set(names))
-    if missing or unexpected:
-        raise ExportError(f"{source}: its tensors do not match the model its config describes: "
-                          f"missing {_some(missing)}, unexpected {_some(unexpected)}")
-    for name, (_, variable) in zip(names, flat):
-        value = np.asarray(tensors[name])
-        if value.shape != tuple(variable.shape):
-            raise ExportError(f"{source}: tensor {name} has shape {value.shape}, the model "
-                              f"needs {tuple(variable.shape)}")
-        variable.set_value(jnp.asarray(value, jnp.float32))
-    return nnx.from_flat_state(flat)
-
-
-def _some(names: list[str]) -> str:
-    return "none" if not names else ", ".join(names[:6]) + (" ..." if len(names) > 6 else "")
 
 
 def is_export(folder: str) -> bool:
@@ -114,7 +84,10 @@ def read_export(folder: str) -> tuple[CLIP, ml_collections.ConfigDict, tokenizer
         raise ExportError(f"{weights} cannot be read: {type(e).__name__}: {e}") from None
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, _ = nnx.split(abstract, nnx.Param)
-    model = nnx.merge(graphdef, params_from(abstract, tensors, weights))
+    try:
+        model = nnx.merge(graphdef, params_from(abstract, tensors, weights))
+    except ParamsError as e:
+        raise ExportError(str(e)) from None
     tokenizer = tokenizer_lib.load_saved(folder)
     if tokenizer is None:
         raise ExportError(f"{folder} has no tokenizer ({config.export.tokenizer})")

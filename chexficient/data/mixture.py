@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from chexficient.data import registry
 from chexficient.data.tokenizer import Tokenizer
+from chexficient.data.wordpiece import WordPieceTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +138,10 @@ def tokenizer_path(config: ml_collections.ConfigDict, vocab_size: int) -> str:
 
 
 def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) -> Tokenizer:
-    """The dataset's own tokenizer; for a mixture one trained on all parts' train reports."""
+    """The tokenizer of `config.tokenizer` (a pretrained BERT folder's WordPiece) when set,
+    else the dataset's own; for a mixture one trained on all parts' train reports."""
+    if config.get("tokenizer"):
+        return WordPieceTokenizer.from_folder(config.tokenizer)
     vocab_size = config.get("vocab_size", 4000)
     if len(parts_) == 1:
         return registry.load_tokenizer(parts_[0].builder, vocab_size)

@@ -109,7 +109,13 @@ class Tokenizer:
 
 
 
-def load_saved(folder: str) -> Tokenizer | None:
-    """The tokenizer a run or an exported model keeps in `folder`, None when it has none."""
-    path = os.path.join(folder, Tokenizer.file_name)
-    return Tokenizer(path) if os.path.exists(path) else None
+def load_saved(folder: str):
+    """The tokenizer a run or an exported model keeps in `folder` (SentencePiece, or a BERT
+    checkpoint's WordPiece), None when it has none."""
+    from chexficient.data.wordpiece import WordPieceTokenizer
+
+    if os.path.exists(os.path.join(folder, Tokenizer.file_name)):
+        return Tokenizer(os.path.join(folder, Tokenizer.file_name))
+    if os.path.exists(os.path.join(folder, WordPieceTokenizer.file_name)):
+        return WordPieceTokenizer.from_folder(folder)
+    return None
