@@ -102,3 +102,41 @@ def test_mismatched_folders_are_clear_errors(tmp_path):
         json.dump({**hf, "num_hidden_layers": 3}, f)  # a config that its weights do not follow
     with pytest.raises(PretrainedError, match=r"has no tensor encoder.layer.2.attention"):
         _started(_model_config(image=folder, image_size=35))
+
+
+@pytest.mark.slow
+def test_a_run_starts_from_pretrained_towers_and_keeps_the_wordpiece(micro, tmp_path):
+    """`--config.model.{image,text}.pretrained=DIR` on a real run: with a zero learning rate
+    the saved towers are the imported ones; the run, its export and inference use WordPiece."""
+    from chexficient import inference
+    from chexficient.checkpoint import load_model
+    from chexficient.export_model import export_model
+    from chexficient.models.params import flat_params
+    from pretrain.train import train
+    from tests.conftest import micro_config
+
+    image, text = os.path.join(HF, "dinov2_registers"), os.path.join(HF, "bert")
+    config = micro_config(micro, total_steps=2, **{
+        "model.image.pretrained": image, "model.text.pretrained": text, "optim.lr": 0.0,
+        "model.image.image_size": 63, "data.image_size": 63, "checkpoint.every_steps": 0})
+    workdir = str(tmp_path / "run")
+    train(config, workdir)
+    saved = json.load(open(os.path.join(workdir, "config.json")))
+    assert saved["model"]["image"]["registers"] == 2 and saved["model"]["text"]["arch"] == "bert"
+    assert os.path.exists(os.path.join(workdir, "tokenizer.json"))
+    model, run_config = load_model(workdir)
+    reference = _started(pretrained.resolve(run_config.model))
+    for tower in ("image", "text"):
+        got, want = flat_params(getattr(model, tower)), flat_params(getattr(reference, tower))
+        assert got.keys() == want.keys()
+        for name in got:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+    used = inference.load(workdir, batch_size=4)
+    assert isinstance(used.encoders.tokenizer, WordPieceTokenizer)
+    out = str(tmp_path / "exported")
+    export_model(workdir, out)
+    assert "tokenizer.json" in os.listdir(out)
+    texts = ["Small left pleural effusion.", "No acute findings."]
+    np.testing.assert_array_equal(inference.load(out, batch_size=4).embed_texts(texts),
+                                  used.embed_texts(texts))
