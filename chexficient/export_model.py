@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import ml_collections
 from flax import nnx
@@ -22,7 +21,7 @@ from chexficient import checkpoint
 from chexficient.data import mixture
 from chexficient.data import tokenizer as tokenizer_lib
 from chexficient.data.pipeline import PIXEL_MEAN, PIXEL_STD
-from chexficient.io import atomic_dir, write_json_atomic
+from chexficient.io import atomic_dir, write_atomic, write_json_atomic
 from chexficient.models import CLIP, build_model
 from chexficient.models.params import ParamsError, flat_params, params_from
 
@@ -55,9 +54,17 @@ def export_model(workdir: str, out: str, *, step: int | None = None,
     if tokenizer is None:
         raise ExportError(f"run {run} keeps no tokenizer copy ({tokenizer_lib.Tokenizer.file_name}"
                           "): its text tower cannot be exported with the ids it was trained on")
-    info = dict(format=FORMAT, format_version=FORMAT_VERSION,
-                step=step if step is not None else checkpoint.latest_step(workdir),
-                workdir=os.path.abspath(run), tokenizer=tokenizer.file_name,
+    source = dict(step=step if step is not None else checkpoint.latest_step(workdir),
+                  workdir=os.path.abspath(run))
+    return write_export(model, config, tokenizer, out, force=force, **source)
+
+
+def write_export(model: CLIP, config: ml_collections.ConfigDict, tokenizer, out: str, *,
+                 force: bool = False, **source) -> dict:
+    """Writes `model` with its run `config` and `tokenizer` to folder `out`, atomically;
+    `source` (e.g. step, workdir) goes into the `export` section, which is returned."""
+    info = dict(format=FORMAT, format_version=FORMAT_VERSION, **source,
+                tokenizer=tokenizer.file_name,
                 preprocess=dict(stored_size=mixture.stored_image_size(config.data),
                                 image_size=int(config.model.image.image_size),
                                 pixel_mean=PIXEL_MEAN, pixel_std=PIXEL_STD))
@@ -66,8 +73,7 @@ def export_model(workdir: str, out: str, *, step: int | None = None,
             save_file(flat_params(model), os.path.join(tmp, WEIGHTS), metadata={"format": FORMAT})
             write_json_atomic(os.path.join(tmp, CONFIG), {**json.loads(config.to_json()),
                                                           "export": info})
-            shutil.copyfile(os.path.join(run, tokenizer.file_name),
-                            os.path.join(tmp, tokenizer.file_name))
+            write_atomic(os.path.join(tmp, tokenizer.file_name), tokenizer.model_proto)
     except FileExistsError as e:
         raise ExportError(str(e)) from None
     return info
