@@ -1,14 +1,14 @@
 """`chexficient embed` throughput against decoding alone, in one process: prints images/s.
 
 Writes N grey 1024 x 1024 8-bit PNGs (a ramp, a bright square and noise, about what a
-radiograph costs to decode), then times over the same files, each after a warm-up: decoding
-alone (the builders' reader in the same thread pool), decoding plus preprocessing, and the
-embed command's code path (`Model.embed_images_skipping_bad`: decode, preprocess, embed on
+radiograph costs to decode), then times over the same files, after a warm-up, in rounds
+whose phases take turns (medians reported): decoding alone (the builders' reader in the same
+thread pool), decoding plus preprocessing, and the embed command's code path (`Model.read_and_embed`: decode, preprocess, embed on
 the devices). The goal is embedding at >= 70% of the decode-only rate. The model is a
 randomly initialised `tiny` one (`--preset`), or `--checkpoint` (a run or an export).
 
     python benchmarks/embed_throughput.py [--n 1000] [--size 1024] [--preset tiny]
-        [--checkpoint W] [--batch_size 32] [--workers 8] [--dir DIR]
+        [--checkpoint W] [--batch_size 32] [--workers 8] [--rounds 3] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -58,11 +58,16 @@ def random_model(preset: str, folder: str, batch_size: int, workers: int) -> inf
     return inference.load(os.path.join(folder, "model"), batch_size=batch_size, workers=workers)
 
 
-def rate(fn, paths: list[str], warmup: int) -> float:
-    fn(paths[:warmup])
-    start = time.perf_counter()
-    fn(paths)
-    return len(paths) / (time.perf_counter() - start)
+def rates(phases: dict, paths: list[str], rounds: int) -> dict[str, float]:
+    """Images/s of each phase over `paths`: the median of `rounds` rounds, the phases taking
+    turns within each round so that a change in the machine's load hits all of them."""
+    seconds = {name: [] for name in phases}
+    for _ in range(rounds):
+        for name, fn in phases.items():
+            start = time.perf_counter()
+            fn(paths)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: len(paths) / float(np.median(s)) for name, s in seconds.items()}
 
 
 def main() -> None:
@@ -73,6 +78,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", default=None, help="where the PNGs go (default: a temp dir)")
     args = parser.parse_args()
     folder = args.dir or tempfile.mkdtemp(prefix="embed_throughput_")
@@ -81,19 +87,20 @@ def main() -> None:
     model = (inference.load(args.checkpoint, batch_size=args.batch_size, workers=args.workers)
              if args.checkpoint else
              random_model(args.preset, folder, args.batch_size, args.workers))
-    warmup = 2 * model.encoders.batch_size
 
     def drain(fn):
         return lambda items: sum(1 for _ in ordered_map(fn, items, workers=args.workers))
 
+    phases = {"decode": drain(read_pixels), "prepare": drain(model.preprocess),
+              "embed": model.read_and_embed}
+    for fn in phases.values():  # warm-up: compilation, first reads
+        fn(paths[:2 * model.encoders.batch_size])
     load_before = os.getloadavg()[0]
-    decode = rate(drain(read_pixels), paths, warmup)
-    prepare = rate(drain(model.preprocess), paths, warmup)
-    embed = rate(lambda items: model.embed_images_skipping_bad(items, skip_bad=False), paths,
-                 warmup)
+    measured = rates(phases, paths, args.rounds)
+    decode, prepare, embed = measured["decode"], measured["prepare"], measured["embed"]
     print(f"images={args.n} size={args.size} model={args.checkpoint or args.preset} "
           f"image_size={model.image_size} batch_size={model.encoders.batch_size} "
-          f"workers={args.workers} cores={os.cpu_count()} "
+          f"workers={args.workers} rounds={args.rounds} cores={os.cpu_count()} "
           f"load_average={load_before:.1f}->{os.getloadavg()[0]:.1f}")
     print(f"decode_only={decode:.1f}/s decode_and_preprocess={prepare:.1f}/s "
           f"embed={embed:.1f}/s ratio_to_decode={embed / decode:.2f} "

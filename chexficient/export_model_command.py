@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from absl import flags
+from absl import flags, logging
 
 from chexficient.checkpoint import CheckpointError
 from chexficient.export_model import ExportError, export_model
@@ -18,6 +18,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # orbax's restore reports are noise here
     try:
         info = export_model(_WORKDIR.value, _OUT.value, step=_STEP.value, force=_FORCE.value)
     except (ExportError, CheckpointError) as e:

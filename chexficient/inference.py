@@ -131,9 +131,10 @@ class Model:
             yield (np.stack(batch) if batch else np.zeros((0, self.image_size, self.image_size, 1),
                                                            np.float32)), kept, skipped
 
-    def embed_images_skipping_bad(self, images: Sequence, *, skip_bad: bool = True,
-                                  progress: bool = False) -> ImageEmbeddings:
-        """Embeds the readable inputs; unreadable ones are listed (or raise without `skip_bad`)."""
+    def read_and_embed(self, images: Sequence, *, skip_bad: bool = False,
+                       progress: bool = False) -> ImageEmbeddings:
+        """Reads and embeds `images`, with a progress bar (items/s) if `progress`; an
+        unreadable input is an ImageError naming it, or with `skip_bad` a Skipped entry."""
         from tqdm.auto import tqdm
 
         images = _as_list(images)
@@ -153,7 +154,7 @@ class Model:
 
     def embed_images(self, images: Sequence, *, progress: bool = False) -> np.ndarray:
         """[N, D] unit-norm embeddings of image files or arrays, in input order."""
-        return self.embed_images_skipping_bad(images, skip_bad=False, progress=progress).embeddings
+        return self.read_and_embed(images, progress=progress).embeddings
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """[N, D] unit-norm embeddings of reports or prompts."""
@@ -162,26 +163,34 @@ class Model:
             return np.zeros((0, self.embed_dim), np.float32)
         return self.encoders.embed_texts(texts)
 
+    @property
+    def logit_scale(self) -> float:
+        """The learned inverse temperature exp(logit_scale) of the contrastive loss."""
+        return float(np.exp(np.asarray(self.encoders.model.logit_scale[...])))
+
     def zero_shot_embeddings(self, image_embeddings: np.ndarray,
                              labels: Sequence[str] | None = None,
-                             prompts: Sequence[tuple[str, str]] | None = None) -> np.ndarray:
+                             prompts: Sequence[tuple[str, str]] | None = None, *,
+                             scale: float = 1.0) -> np.ndarray:
         """[N, L] probabilities from image embeddings: as `zero_shot`, without reading images."""
         names = list(labels) if labels else finding_names(())
         pairs = [tuple(p) for p in (prompts or zero_shot_lib.PROMPTS)]
         if any(len(p) != 2 for p in pairs):
             raise ValueError(f"prompts must be (positive, negative) template pairs, got {pairs}")
         emb = zero_shot_lib.prompt_embeddings(self, names, pairs)
-        return zero_shot_lib.probabilities(np.asarray(image_embeddings), emb)
+        return zero_shot_lib.probabilities(np.asarray(image_embeddings), emb, scale)
 
     def zero_shot(self, images: Sequence, labels: Sequence[str] | None = None,
-                  prompts: Sequence[tuple[str, str]] | None = None, *,
+                  prompts: Sequence[tuple[str, str]] | None = None, *, scale: float = 1.0,
                   progress: bool = False) -> np.ndarray:
         """[N, L] probability of each label, the bench's protocol: the 2-way softmax of an
         image's similarity to the label's positive and negative prompts (templates with
-        `{finding}` / `{Finding}`, averaged over pairs). Default labels: the bench's findings
-        (the 14 CheXpert observations less No Finding); default prompts: the bench's."""
+        `{finding}` / `{Finding}`, averaged over pairs), similarities times `scale` (1, as the
+        bench and CheXzero; `model.logit_scale` for the training temperature). Default labels:
+        the bench's findings (the 14 CheXpert observations less No Finding); default prompts:
+        the bench's."""
         return self.zero_shot_embeddings(self.embed_images(images, progress=progress),
-                                         labels, prompts)
+                                         labels, prompts, scale=scale)
 
     def retrieve(self, images: Sequence, texts: Sequence[str], k: int = 5, *,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from absl import flags
+from absl import flags, logging
 
 from chexficient import inference
 from chexficient.data.builders._common import ImageError
@@ -77,6 +77,9 @@ def texts_from_flags() -> list[str]:
 
 
 def load_model() -> inference.Model:
+    """The model of the flags; the command prints its own summary, so library INFO logs
+    (orbax's restore reports) are silenced."""
+    logging.set_verbosity(logging.WARNING)
     return inference.load(CHECKPOINT.value, step=STEP.value, batch_size=BATCH_SIZE.value,
                           workers=WORKERS.value)
 
@@ -86,7 +89,7 @@ def embed(model: inference.Model, paths: list[str]) -> inference.ImageEmbeddings
     naming it unless --skip_bad."""
     start = time.perf_counter()
     try:
-        result = model.embed_images_skipping_bad(paths, skip_bad=SKIP_BAD.value, progress=True)
+        result = model.read_and_embed(paths, skip_bad=SKIP_BAD.value, progress=True)
     except ImageError as e:
         raise SystemExit(f"{e}\n(pass --skip_bad to leave unreadable images out)") from None
     seconds = time.perf_counter() - start

@@ -12,8 +12,12 @@ import sys
 from absl import flags
 
 from chexficient import inference_flags as common
+from downstream.data import finding_names
 
 _LABELS = flags.DEFINE_list("labels", [], "Labels to score (default: the bench's findings).")
+_SCALE = flags.DEFINE_string("scale", "1", "Similarities are multiplied by this before the "
+                             "softmax: 1 (the bench's and CheXzero's), a number, or 'model' "
+                             "(the model's learned inverse temperature).")
 _PROMPTS = flags.DEFINE_multi_string(
     "prompt", [], "A 'POSITIVE|NEGATIVE' template pair with {finding} or {Finding} "
     "(repeatable: the pairs' embeddings are averaged; default: the bench's pair).")
@@ -28,14 +32,18 @@ def _prompt_pairs() -> list[tuple[str, str]]:
 
 
 def main(argv: list[str]) -> None:
-    from downstream.data import finding_names
-
     prompts = _prompt_pairs()
+    if _SCALE.value != "model":
+        try:
+            float(_SCALE.value)
+        except ValueError:
+            raise SystemExit(f"--scale must be a number or 'model', got {_SCALE.value!r}") from None
     model = common.load_model()
     paths = common.images_from_flags(argv)
     result = common.embed(model, paths)
     labels = _LABELS.value or finding_names(())
-    probs = model.zero_shot_embeddings(result.embeddings, labels, prompts or None)
+    scale = model.logit_scale if _SCALE.value == "model" else float(_SCALE.value)
+    probs = model.zero_shot_embeddings(result.embeddings, labels, prompts or None, scale=scale)
     rows = [[paths[i], *(f"{p:.6f}" for p in row)] for i, row in zip(result.kept, probs)]
     common.write_csv(common.OUT.value, ["image", *labels], rows)
     common.write_skipped(result)

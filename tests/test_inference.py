@@ -80,6 +80,10 @@ def test_api_embeds_real_format_files_and_arrays(model, files):
     flipped = model.zero_shot(inputs[:3], labels=["pneumothorax"],
                               prompts=[("No {finding}.", "{Finding}.")])
     np.testing.assert_allclose(flipped[:, 0], 1 - own[:, 0], atol=1e-6)
+    sharp = model.zero_shot(inputs[:3], labels=["pneumothorax", "cardiomegaly"],
+                            scale=model.logit_scale)  # the training temperature: further from 1/2
+    assert model.logit_scale > 1 and (np.sign(sharp - 0.5) == np.sign(own - 0.5)).all()
+    assert (np.abs(sharp - 0.5) > np.abs(own - 0.5)).all()
 
     reports = ["Cardiomegaly.", "No acute findings.", "Right pneumothorax.", "Pleural effusion."]
     order, scores = model.retrieve(inputs[:3], reports, k=2)
@@ -109,7 +113,8 @@ def test_bad_inputs_are_named_or_skipped_and_listed(model, files, tmp_path):
         model.embed_images([files["png16"], garbage])
     with pytest.raises(ImageError, match=r"<array 1>.*float32"):
         model.embed_images([files["png16"], np.zeros((8, 8), np.float32)])
-    result = model.embed_images_skipping_bad([garbage, files["png16"], str(tmp_path / "gone.dcm")])
+    result = model.read_and_embed([garbage, files["png16"], str(tmp_path / "gone.dcm")],
+                                  skip_bad=True)
     assert result.kept.tolist() == [1] and result.embeddings.shape == (1, model.embed_dim)
     assert [(s.position, os.path.basename(s.name)) for s in result.skipped] == [
         (0, "broken.png"), (2, "gone.dcm")]
@@ -150,13 +155,15 @@ def test_commands_on_files_on_eight_devices(run, model, files, tmp_path):
                                atol=1e-5)
 
     out = _cli("zeroshot", f"--checkpoint={run}", f"--images={folder}", garbage, "--skip_bad",
-               "--labels=pneumothorax,cardiomegaly", f"--out={tmp_path / 'probs.csv'}")
+               "--labels=pneumothorax,cardiomegaly", "--scale=model",
+               f"--out={tmp_path / 'probs.csv'}")
     assert out.returncode == 0, out.stderr
     rows = list(csv.reader(open(tmp_path / "probs.csv")))
     assert rows[0] == ["image", "pneumothorax", "cardiomegaly"] and len(rows) == 4
     np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float),
                                model.zero_shot(sorted(files.values()),
-                                               ["pneumothorax", "cardiomegaly"]), atol=1e-5)
+                                               ["pneumothorax", "cardiomegaly"],
+                                               scale=model.logit_scale), atol=1e-5)
     skipped = open(tmp_path / "probs.csv.skipped.tsv").read().splitlines()
     assert len(skipped) == 2 and skipped[1].startswith(garbage)
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from chexficient.models.layers import Attention, Mlp, layer_norm
+from chexficient.models.text import check_tokens
 
 _normal = nnx.initializers.normal(0.02)
 
@@ -53,9 +54,7 @@ class BertText(nnx.Module):
 
     def encode(self, tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(pooled [B,W], every position [B,L,W]), as `TextTransformer.encode`."""
-        if tokens.ndim != 2 or tokens.shape != mask.shape or tokens.shape[1] > self.max_len:
-            raise ValueError(f'tokens and mask must both be [B, L] with L <= {self.max_len}, '
-                             f'got {tokens.shape} and {mask.shape}')
+        check_tokens(tokens, mask, self.max_len)
         x = self.embed(tokens) + self.pos_embed[:tokens.shape[1]]
         x = self.embed_norm(x.astype(self.dtype))
         for block in self.blocks:
