@@ -18,7 +18,7 @@ flags.mark_flags_as_required(["workdir", "out"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)  # orbax's restore reports are noise here
+    logging.set_verbosity(logging.ERROR)  # orbax's restore reports are noise here
     try:
         info = export_model(_WORKDIR.value, _OUT.value, step=_STEP.value, force=_FORCE.value)
     except (ExportError, CheckpointError) as e:

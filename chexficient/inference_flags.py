@@ -77,9 +77,9 @@ def texts_from_flags() -> list[str]:
 
 
 def load_model() -> inference.Model:
-    """The model of the flags; the command prints its own summary, so library INFO logs
-    (orbax's restore reports) are silenced."""
-    logging.set_verbosity(logging.WARNING)
+    """The model of the flags; the command prints its own summary, so library logs below
+    errors (orbax's restore reports) are silenced."""
+    logging.set_verbosity(logging.ERROR)
     return inference.load(CHECKPOINT.value, step=STEP.value, batch_size=BATCH_SIZE.value,
                           workers=WORKERS.value)
 
