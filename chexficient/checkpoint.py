@@ -115,13 +115,25 @@ class Checkpointer:
         self._manager.close()
 
 
-def find_checkpoint_dir(path: str) -> str:
-    """The absolute checkpoints/ directory of a workdir, or `path` itself if it is one (orbax
-    reads absolute paths only); errors clearly when neither holds a checkpoint."""
+def _checkpoint_dir(path: str) -> str | None:
     for candidate in (os.path.join(path, "checkpoints"), path):
         if os.path.isdir(candidate) and any(n.isdigit() for n in os.listdir(candidate)):
             return os.path.abspath(candidate)
-    raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
+    return None
+
+
+def has_checkpoint(path: str) -> bool:
+    """Whether a workdir (or a checkpoints/ directory) holds a checkpoint."""
+    return _checkpoint_dir(path) is not None
+
+
+def find_checkpoint_dir(path: str) -> str:
+    """The absolute checkpoints/ directory of a workdir, or `path` itself if it is one (orbax
+    reads absolute paths only); errors clearly when neither holds a checkpoint."""
+    found = _checkpoint_dir(path)
+    if found is None:
+        raise CheckpointError(f"no checkpoint found in {path!r} (expected {path}/checkpoints/<step>/)")
+    return found
 
 
 RUN_TOKENIZER = "tokenizer.model"
@@ -131,6 +143,17 @@ RUN_TOKENIZER = "tokenizer.model"
 def run_dir(path: str) -> str:
     """The workdir of `path` (a workdir or its checkpoints/ directory)."""
     return os.path.dirname(find_checkpoint_dir(path).rstrip("/"))
+
+
+def _reader(ckpt_dir: str) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
+                                 options=ocp.CheckpointManagerOptions(
+                                     read_only=True, save_interval_steps=0, create=False))
+
+
+def latest_step(path: str) -> int:
+    """The last complete checkpoint step of a workdir (or of its checkpoints/ directory)."""
+    return int(_reader(find_checkpoint_dir(path)).latest_step())
 
 
 def load_model(path: str, step: int | None = None):
@@ -150,9 +173,7 @@ def load_model(path: str, step: int | None = None):
         config = ml_collections.ConfigDict(json.load(f))
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
-    manager = ocp.CheckpointManager(ckpt_dir, item_names=("model", "train", "data", "meta"),
-                                    options=ocp.CheckpointManagerOptions(
-                                        read_only=True, save_interval_steps=0, create=False))
+    manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
     try:
         params = manager.restore(step, args=ocp.args.Composite(

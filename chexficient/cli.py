@@ -1,4 +1,4 @@
-"""The `chexficient` command: the front door to data, training, export and benchmarks.
+"""The `chexficient` command: the front door to data, training, export, benchmarks and inference.
 
 Each subcommand lives in the module that owns it and defines its own absl flags; this
 file only dispatches, importing the target lazily so that unrelated flags never clash.
@@ -16,13 +16,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pretrain.train_command", "Pretrain (optionally with an online curator) from a config."),
     "export": ("curation.export_command", "Export the curated subset a run selected."),
     "bench": ("downstream.bench_command", "Run the downstream benchmark suite on checkpoints."),
+    "embed": ("chexficient.embed_command", "Embed your own images (or texts) with a trained model."),
+    "zeroshot": ("chexficient.zeroshot_command", "Zero-shot probabilities of findings for your images."),
+    "retrieve": ("chexficient.retrieve_command", "The texts closest to each of your images."),
+    "export-model": ("chexficient.export_model_command",
+                     "Write a model as model.safetensors + config.json + tokenizer."),
     "quickstart": ("chexficient.quickstart_command", "Reproduce the headline claim on the synthetic world."),
 }
 
 
 def _usage() -> str:
     lines = ["usage: chexficient COMMAND [flags]", "", "commands:"]
-    lines += [f"  {name:<11} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<13} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "`chexficient COMMAND --help` lists a command's flags."]
     return "\n".join(lines)
 

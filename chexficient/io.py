@@ -1,10 +1,13 @@
-"""Atomic file writes: a file appears whole under its name or not at all."""
+"""Atomic writes: a file or a folder appears whole under its name or not at all."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -20,6 +23,26 @@ def write_atomic(path: str, data: bytes | str) -> None:
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str, *, force: bool = False) -> Iterator[str]:
+    """Yields a temporary folder beside `out` to fill; renames it to `out` when the block ends
+    (replacing `out` only with `force`), or removes it when the block raises."""
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not force:
+        raise FileExistsError(f"{out} exists; pass --force to replace it")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=os.path.dirname(out), prefix=".tmp-" + os.path.basename(out))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ml_collections
 
 from chexficient.presets import parse_preset_arg
+from downstream import zero_shot
 
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
@@ -43,7 +44,7 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
                   max_examples=dict(train=a.max_train, default=a.max_eval), on_error="raise")
 
     c.zero_shot = dict(findings=(), uncertain_as=1,
-                       prompts=(("{Finding}.", "No {finding}."),),
+                       prompts=zero_shot.PROMPTS,
                        bootstrap=dict(n_resamples=a.n_resamples, level=0.95))
     c.retrieval = dict(ks=(1, 5, 10))
     c.linear_probe = dict(

@@ -15,9 +15,11 @@ import jax
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from chexficient import checkpoint
 from chexficient.data import registry
+from chexficient.data import tokenizer as tokenizer_lib
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import CLIP, build_model
 
@@ -59,31 +61,43 @@ def load_tokenizer(data_config: ml_collections.ConfigDict) -> Tokenizer:
 
 
 class Encoders:
-    """Frozen image and text towers of one CLIP, plus the run config they came from."""
+    """Frozen image and text towers of one CLIP, plus the run config they came from.
+
+    Batches are split over this process's devices (parameters replicated on each), so
+    `batch_size` is rounded up to a multiple of the device count.
+    """
 
     def __init__(self, model: CLIP, tokenizer: Tokenizer, config: ml_collections.ConfigDict, *,
                  batch_size: int = 64):
         self.model, self.tokenizer, self.config = model, tokenizer, config
-        self.batch_size = batch_size
+        devices = jax.local_devices()
+        self.batch_size = -(-batch_size // len(devices)) * len(devices)
         self.image_size = int(config.model.image.image_size)
         self.text_len = int(config.data.text_len)
+        mesh = Mesh(np.array(devices), ("data",))
+        self._rows = NamedSharding(mesh, P("data"))
         graphdef, state = nnx.split(model)
         self._image = jax.jit(functools.partial(_image_outputs, graphdef),
                               static_argnames="output")
         self._text = jax.jit(functools.partial(_text_embed, graphdef))
-        self._state = state
+        self._state = jax.device_put(state, NamedSharding(mesh, P()))
+
+    def _on_devices(self, fn: Callable) -> Callable:
+        """`fn` with its array arguments split by rows over the devices."""
+        return lambda *arrays: fn(self._state, *jax.device_put(arrays, self._rows))
 
     @classmethod
-    def from_checkpoint(cls, path: str, *, batch_size: int = 64) -> Encoders:
-        """The latest checkpoint of a run directory; CheckpointError if it cannot be read.
+    def from_checkpoint(cls, path: str, *, step: int | None = None,
+                        batch_size: int = 64) -> Encoders:
+        """A run directory's checkpoint `step` (default: the latest); CheckpointError if it
+        cannot be read.
 
         The tokenizer is the run's own copy; runs from before it was kept fall back to the one
         beside their pretraining dataset.
         """
-        model, config = checkpoint.load_model(path)
-        own = os.path.join(checkpoint.run_dir(path), checkpoint.RUN_TOKENIZER)
-        tokenizer = Tokenizer(own) if os.path.exists(own) else load_tokenizer(config.data)
-        return cls(model, tokenizer, config, batch_size=batch_size)
+        model, config = checkpoint.load_model(path, step=step)
+        tokenizer = tokenizer_lib.load_saved(checkpoint.run_dir(path))
+        return cls(model, tokenizer or load_tokenizer(config.data), config, batch_size=batch_size)
 
     @classmethod
     def random_init(cls, config: ml_collections.ConfigDict, *, tokenizer: Tokenizer | None = None,
@@ -104,7 +118,7 @@ class Encoders:
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(
                 f"images must be [B, {', '.join(map(str, expected))}], got {images.shape}")
-        fn = functools.partial(self._image, self._state, output=output)
+        fn = self._on_devices(functools.partial(self._image, output=output))
         return batched(fn, [images], self.batch_size)
 
     def embed_images(self, images: np.ndarray) -> np.ndarray:
@@ -126,5 +140,4 @@ class Encoders:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Report or prompt strings -> [B,D] unit-norm embeddings."""
         tokens, mask = self.tokenizer.encode(list(texts), self.text_len)
-        return batched(functools.partial(self._text, self._state), [tokens, mask],
-                       self.batch_size)
+        return batched(self._on_devices(self._text), [tokens, mask], self.batch_size)

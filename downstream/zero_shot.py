@@ -17,6 +17,10 @@ from downstream.data import BenchData, finding_names
 from downstream.encoders import Encoders
 
 
+PROMPTS: tuple[tuple[str, str], ...] = (("{Finding}.", "No {finding}."),)
+"""The bench's (positive, negative) prompt templates: one pair, cased like the reports."""
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 

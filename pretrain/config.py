@@ -44,7 +44,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.data = dict(
         name=a.dataset, mixture="", train_split="train", data_dir="", image_size=a.res, text_len=a.text_len,
-        vocab_size=4000, on_error="raise", subset="", worker_count=0,
+        vocab_size=4000, tokenizer="", on_error="raise", subset="", worker_count=0,
         augment=dict(enabled=True, crop_scale=(0.85, 1.0), rotate_deg=5.0, brightness=0.1,
                      contrast=0.1, noise_std=0.02),
         # Reports: one random section, sentences dropped and shuffled (CXR-CLIP's recipe).
@@ -54,9 +54,11 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
         embed_dim=a.embed, temperature_init=0.07, bias_init=-10.0, dtype="float32",
         image=dict(image_size=a.res, patch_size=a.patch, width=a.width, depth=a.depth,
                    heads=a.heads, mlp_ratio=4.0, pool="map", registers=0, stem="conv",
-                   feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth}))),
+                   feature_layers=tuple(sorted({max(1, a.depth // 2), a.depth})),
+                   pretrained=""),  # a Hugging Face ViT / DINOv2 folder (chexficient/models/pretrained.py)
         text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
-                  max_len=a.text_len, causal=True),
+                  max_len=a.text_len, causal=True,
+                  pretrained=""),  # a Hugging Face BERT folder: its tower and WordPiece tokenizer
         local_dim=a.embed if a.token_alignment else 0)  # token heads, only with the term below
     c.loss = "softmax"  # or "sigmoid" (SigLIP)
     # Word-patch alignment within each pair (MGCA-style), added to the global loss with this

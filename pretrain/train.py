@@ -26,7 +26,7 @@ from chexficient import parallel, run_log
 from chexficient.io import write_atomic, write_json_atomic
 from chexficient.data import mixture, pipeline, registry
 from chexficient.data.tokenizer import Tokenizer
-from chexficient.models import build_model
+from chexficient.models import build_model, pretrained
 from pretrain import optimizer, schedule
 from pretrain import steps as steps_lib
 from pretrain.steps import BATCH_KEYS
@@ -72,10 +72,11 @@ def init_towers_from(model, path: str, towers: str):
 
 
 def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
-    """Stores the tokenizer in the run (`checkpoint.RUN_TOKENIZER`), so its checkpoints are self-contained:
+    """Stores the tokenizer in the run (`tokenizer.model`, or `tokenizer.json` for a BERT
+    checkpoint's WordPiece), so its checkpoints are self-contained:
     evaluating on another dataset, or after the pretraining data moved, uses the same ids.
     A resumed run whose dataset now has another tokenizer is an error, not a silent mix."""
-    path = os.path.join(workdir, ckpt_lib.RUN_TOKENIZER)
+    path = os.path.join(workdir, tokenizer.file_name)
     if os.path.exists(path):
         with open(path, "rb") as f:
             if f.read() != tokenizer.model_proto:
@@ -97,12 +98,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     os.makedirs(workdir, exist_ok=True)
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
     parts = mixture.parts(config.data, config.data.train_split, data_dir)
+    config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
+    config.model = pretrained.resolve(config.model)  # a pretrained tower's architecture
+    if config.model.text.pretrained:
+        config.data.tokenizer = config.model.text.pretrained
     tokenizer = mixture.load_tokenizer(config.data, parts)
     if tokenizer is None:
         raise ValueError(f"{config.data.name} has no report text to pretrain a text tower on")
-    config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
     if not config.model.text.vocab_size:
         config.model.text.vocab_size = tokenizer.vocab_size
+    if config.model.text.pretrained and config.model.text.vocab_size != tokenizer.vocab_size:
+        raise ValueError(f"model.text.vocab_size={config.model.text.vocab_size} but the "
+                         f"tokenizer has {tokenizer.vocab_size} ids")
     if jax.process_index() == 0:
         write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         keep_run_tokenizer(workdir, tokenizer)
@@ -127,6 +134,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     # ----------------------------------------------------------------- mesh & model
     mesh = parallel.make_mesh(config.mesh)
     model = build_model(config.model, nnx.Rngs(config.seed))
+    if not ckpt_lib.has_checkpoint(workdir):
+        pretrained.load(model, config.model)  # a resumed run restores its own weights instead
     if config.init_from.path:
         model = init_towers_from(model, config.init_from.path, config.init_from.towers)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)

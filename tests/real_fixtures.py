@@ -53,7 +53,7 @@ def write_png(path: str, pixels: np.ndarray) -> str:
 
 
 def write_jpeg(path: str, pixels: np.ndarray) -> str:
-    """8-bit grayscale JPEG."""
+    """8-bit JPEG, grey (H x W) or RGB (H x W x 3)."""
     Image.fromarray(pixels.astype(np.uint8)).save(_parent(path), format="JPEG", quality=95)
     return path
 

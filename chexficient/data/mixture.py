@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 
 from chexficient.data import registry
 from chexficient.data.tokenizer import Tokenizer
+from chexficient.data.wordpiece import WordPieceTokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +86,12 @@ def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = 
     return out
 
 
+def stored_image_size(config: ml_collections.ConfigDict) -> int:
+    """The side of the images the pool's first part stores (from its config; needs no data)."""
+    name = parse(config.mixture)[0][0] if is_mixture(config) else config.name
+    return registry.stored_image_size(name, config.get("data_dir") or None)
+
+
 def pool_size(config: ml_collections.ConfigDict, split: str) -> int:
     """Records in the pool: the sum over the parts."""
     return sum(part.size for part in parts(config, split))
@@ -131,7 +138,10 @@ def tokenizer_path(config: ml_collections.ConfigDict, vocab_size: int) -> str:
 
 
 def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) -> Tokenizer:
-    """The dataset's own tokenizer; for a mixture one trained on all parts' train reports."""
+    """The tokenizer of `config.tokenizer` (a pretrained BERT folder's WordPiece) when set,
+    else the dataset's own; for a mixture one trained on all parts' train reports."""
+    if config.get("tokenizer"):
+        return WordPieceTokenizer.from_folder(config.tokenizer)
     vocab_size = config.get("vocab_size", 4000)
     if len(parts_) == 1:
         return registry.load_tokenizer(parts_[0].builder, vocab_size)

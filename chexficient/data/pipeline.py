@@ -205,10 +205,14 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     return iter(it)
 
 
+def preprocess_image(image: np.ndarray, image_size: int) -> np.ndarray:
+    """uint8 [H, H] (a stored record's image) -> float32 [S, S, 1], as evaluation prepares it."""
+    return ImageTransform(image_size, None)({"image": image})["image"]
+
+
 def preprocess_images(images: np.ndarray, image_size: int) -> np.ndarray:
     """uint8 [B, H, W] -> float32 [B, S, S, 1], exactly as evaluation batches are prepared."""
-    transform = ImageTransform(image_size, None)
-    return np.stack([transform({"image": im})["image"] for im in np.asarray(images)])
+    return np.stack([preprocess_image(im, image_size) for im in np.asarray(images)])
 
 
 def _combine(streams: list[tuple[float, grain.MapDataset]], train: bool) -> grain.MapDataset:

@@ -83,6 +83,11 @@ def get_builder(name: str, data_dir: str | None = None, **kwargs) -> tfds.core.D
     return cls(config=config or None, data_dir=resolve_data_dir(data_dir), **kwargs)
 
 
+def stored_image_size(name: str, data_dir: str | None = None) -> int:
+    """The side S of the S x S images dataset `name` stores (from its config; needs no data)."""
+    return int(get_builder(name, data_dir).info.features["image"].shape[0])
+
+
 def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """The builder of a dataset already built; says how to build it when it is not."""
     builder = get_builder(name, data_dir)

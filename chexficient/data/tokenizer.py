@@ -7,6 +7,7 @@ and every evaluator speak the same vocabulary.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +21,9 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 class Tokenizer:
     """Encodes reports to `[n, max_len]` int32 ids (bos ... eos, then pad=0) and a bool mask."""
+
+    file_name = "tokenizer.model"
+    """What a run or an exported model calls its copy (`model_proto`, written as is)."""
 
     def __init__(self, model_path: str | None = None, *, model_proto: bytes | None = None):
         if (model_path is None) == (model_proto is None):
@@ -103,3 +107,15 @@ class Tokenizer:
     def __setstate__(self, state: dict) -> None:
         self.__init__(model_proto=state["proto"])
 
+
+
+def load_saved(folder: str):
+    """The tokenizer a run or an exported model keeps in `folder` (SentencePiece, or a BERT
+    checkpoint's WordPiece), None when it has none."""
+    from chexficient.data.wordpiece import WordPieceTokenizer
+
+    if os.path.exists(os.path.join(folder, Tokenizer.file_name)):
+        return Tokenizer(os.path.join(folder, Tokenizer.file_name))
+    if os.path.exists(os.path.join(folder, WordPieceTokenizer.file_name)):
+        return WordPieceTokenizer.from_folder(folder)
+    return None

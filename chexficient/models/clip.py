@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from chexficient.models.bert import BertText
 from chexficient.models.layers import dense
 from chexficient.models.text import TextTransformer
 from chexficient.models.vit import ViT
@@ -28,7 +29,7 @@ class CLIP(nnx.Module):
     """Image tower `image` + `image_proj`, text tower `text` + `text_proj`, logit scale and bias;
     `image_local_proj` / `text_local_proj` for patch and word tokens when `local_dim` > 0."""
 
-    def __init__(self, image: ViT, text: TextTransformer, *, embed_dim: int,
+    def __init__(self, image: ViT, text: TextTransformer | BertText, *, embed_dim: int,
                  temperature_init: float, bias_init: float, rngs: nnx.Rngs, local_dim: int = 0):
         if temperature_init <= 0:
             raise ValueError(f'temperature_init must be > 0, got {temperature_init}')

@@ -44,9 +44,9 @@ def dense(in_features: int, out_features: int, dtype: jnp.dtype, rngs: nnx.Rngs,
                  param_dtype=jnp.float32, kernel_init=xavier, rngs=rngs)
 
 
-def layer_norm(width: int, dtype: jnp.dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
+def layer_norm(width: int, dtype: jnp.dtype, rngs: nnx.Rngs, eps: float = 1e-6) -> nnx.LayerNorm:
     """LayerNorm with float32 scale/bias (flax computes the statistics in float32)."""
-    return nnx.LayerNorm(width, epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    return nnx.LayerNorm(width, epsilon=eps, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
 
 
 def standardize(x: jax.Array, norm: nnx.LayerNorm) -> jax.Array:
@@ -132,28 +132,37 @@ class Attention(nnx.Module):
         return self.out(y.reshape(b, t, w))
 
 
-class Mlp(nnx.Module):
-    """Two-layer GELU MLP with hidden width `mlp_ratio * width`."""
+MLP_ACTS = ('gelu_tanh', 'gelu')
+"""GELU's tanh approximation (our default, as CLIP / big_vision) or the exact erf form (BERT,
+ViT and DINOv2 checkpoints)."""
 
-    def __init__(self, width: int, mlp_ratio: float, *, dtype: jnp.dtype, rngs: nnx.Rngs):
+
+class Mlp(nnx.Module):
+    """Two-layer GELU MLP with hidden width `mlp_ratio * width`; `act` one of MLP_ACTS."""
+
+    def __init__(self, width: int, mlp_ratio: float, *, dtype: jnp.dtype, rngs: nnx.Rngs,
+                 act: str = 'gelu_tanh'):
+        if act not in MLP_ACTS:
+            raise ValueError(f'unknown MLP activation {act!r}; expected one of {MLP_ACTS}')
         hidden = int(round(width * mlp_ratio))
         self.fc1 = dense(width, hidden, dtype, rngs)
         self.fc2 = dense(hidden, width, dtype, rngs)
+        self.approximate = act == 'gelu_tanh'
 
     def __call__(self, x: jax.Array, norm: nnx.LayerNorm | None = None) -> jax.Array:
         """`norm`: x is standardised by it, its affine is folded into fc1."""
-        return self.fc2(jax.nn.gelu(self.fc1(x, norm)))
+        return self.fc2(jax.nn.gelu(self.fc1(x, norm), approximate=self.approximate))
 
 
 class Block(nnx.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, *, dtype: jnp.dtype,
-                 rngs: nnx.Rngs):
-        self.norm1 = layer_norm(width, dtype, rngs)
+                 rngs: nnx.Rngs, norm_eps: float = 1e-6, act: str = 'gelu_tanh'):
+        self.norm1 = layer_norm(width, dtype, rngs, norm_eps)
         self.attn = Attention(width, heads, dtype=dtype, rngs=rngs)
-        self.norm2 = layer_norm(width, dtype, rngs)
-        self.mlp = Mlp(width, mlp_ratio, dtype=dtype, rngs=rngs)
+        self.norm2 = layer_norm(width, dtype, rngs, norm_eps)
+        self.mlp = Mlp(width, mlp_ratio, dtype=dtype, rngs=rngs, act=act)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None,
                  causal: bool = False) -> jax.Array:

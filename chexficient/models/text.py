@@ -15,6 +15,13 @@ from chexficient.models.layers import Block, layer_norm
 _normal = nnx.initializers.normal(0.02)
 
 
+def check_tokens(tokens: jax.Array, mask: jax.Array, max_len: int) -> None:
+    """A text tower's inputs must be [B, L] ids and mask with L <= max_len."""
+    if tokens.ndim != 2 or tokens.shape != mask.shape or tokens.shape[1] > max_len:
+        raise ValueError(f'tokens and mask must both be [B, L] with L <= {max_len}, '
+                         f'got {tokens.shape} and {mask.shape}')
+
+
 class TextTransformer(nnx.Module):
     """Token + learned position embeddings, `depth` blocks (causal or bidirectional), final norm."""
 
@@ -36,9 +43,7 @@ class TextTransformer(nnx.Module):
 
     def encode(self, tokens: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(pooled [B,W], every position normed [B,L,W]); the latter feeds token-level losses."""
-        if tokens.ndim != 2 or tokens.shape != mask.shape or tokens.shape[1] > self.max_len:
-            raise ValueError(f'tokens and mask must both be [B, L] with L <= {self.max_len}, '
-                             f'got {tokens.shape} and {mask.shape}')
+        check_tokens(tokens, mask, self.max_len)
         length = tokens.shape[1]
         x = (self.embed(tokens) + self.pos_embed[:length]).astype(self.dtype)
         attend = mask[:, None, None, :]

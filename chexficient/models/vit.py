@@ -70,7 +70,8 @@ class ViT(nnx.Module):
 
     def __init__(self, *, image_size: int, patch_size: int, width: int, depth: int, heads: int,
                  mlp_ratio: float, pool: str, registers: int, feature_layers: Sequence[int],
-                 dtype: jnp.dtype, rngs: nnx.Rngs, stem: str = 'patch'):
+                 dtype: jnp.dtype, rngs: nnx.Rngs, stem: str = 'patch', norm_eps: float = 1e-6,
+                 mlp_act: str = 'gelu_tanh'):
         if image_size % patch_size:
             raise ValueError(f'image_size {image_size} is not divisible by patch_size {patch_size}')
         if pool not in POOLS:
@@ -89,9 +90,9 @@ class ViT(nnx.Module):
         n_prefix = int(pool == 'cls') + registers
         self.prefix = (nnx.Param(_normal(rngs.params(), (n_prefix, width), jnp.float32))
                        if n_prefix else None)
-        self.blocks = nnx.List([Block(width, heads, mlp_ratio, dtype=dtype, rngs=rngs)
-                                for _ in range(depth)])
-        self.norm = layer_norm(width, dtype, rngs)
+        self.blocks = nnx.List([Block(width, heads, mlp_ratio, dtype=dtype, rngs=rngs,
+                                      norm_eps=norm_eps, act=mlp_act) for _ in range(depth)])
+        self.norm = layer_norm(width, dtype, rngs, norm_eps)
         self.map_head = (MapHead(width, heads, mlp_ratio, dtype=dtype, rngs=rngs)
                          if pool == 'map' else None)
 
