@@ -10,7 +10,11 @@ import sys
 
 import numpy as np
 
+from absl import flags
+
 from chexficient import inference_flags as common
+
+flags.adopt_module_key_flags(common)  # `--help` lists the shared flags
 
 
 def main(argv: list[str]) -> None:

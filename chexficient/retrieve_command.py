@@ -13,6 +13,8 @@ from absl import flags
 from chexficient import inference
 from chexficient import inference_flags as common
 
+flags.adopt_module_key_flags(common)  # `--help` lists the shared flags
+
 _K = flags.DEFINE_integer("k", 5, "Texts per image.")
 
 

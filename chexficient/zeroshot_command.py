@@ -14,6 +14,8 @@ from absl import flags
 from chexficient import inference_flags as common
 from downstream.data import finding_names
 
+flags.adopt_module_key_flags(common)  # `--help` lists the shared flags
+
 _LABELS = flags.DEFINE_list("labels", [], "Labels to score (default: the bench's findings).")
 _SCALE = flags.DEFINE_string("scale", "1", "Similarities are multiplied by this before the "
                              "softmax: 1 (the bench's and CheXzero's), a number, or 'model' "
