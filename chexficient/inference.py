@@ -92,14 +92,17 @@ class Model:
 
     @property
     def config(self) -> ml_collections.ConfigDict:
+        """The run's resolved config (model, data and tokenizer settings the towers were built from)."""
         return self.encoders.config
 
     @property
     def image_size(self) -> int:
+        """Side in pixels of the square image the image tower takes."""
         return self.encoders.image_size
 
     @property
     def embed_dim(self) -> int:
+        """Width D of the shared embedding space (rows of embed_images / embed_texts)."""
         return int(self.config.model.embed_dim)
 
     def preprocess(self, image, name: str | None = None) -> np.ndarray:

@@ -7,8 +7,9 @@ in-batch retrieval above chance), then beats random init on zero-shot AUROC (the
 competition findings and the clinical efficacy of the reports a decoder writes from its image
 tokens. Plain CLIP does not beat random init on segmentation: its patch tokens are never asked
 where a finding is (README, "Token alignment"). With the token alignment term
-(`tiny,token_alignment=1.0`) the encoder beats random init on zero-shot, retrieval, probes and
-segmentation Dice at 10% of the masks (mean over three label draws, the same for both).
+(`tiny,token_alignment=1.0`) the encoder still beats random init on zero-shot AUROC and beats it
+on segmentation Dice at 10% of the masks (mean over three label draws, the same for both); its
+retrieval and probes are not re-benched (the plain run covers them; the suite's time goes to Dice).
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ def gain(results: dict, adapter: str, key: str, sign: float = 1.0) -> float:
     return sign * (results["pretrained"][adapter][key] - results["random_init"][adapter][key])
 
 
-def assert_global_signal(results: dict) -> None:
+def assert_zero_shot_signal(results: dict) -> None:
     assert gain(results, "zero_shot", "test/auroc/mean") > 0.04
     assert gain(results, "zero_shot", "test/auroc/mean_top5") > 0.08
+
+
+def assert_global_signal(results: dict) -> None:
+    assert_zero_shot_signal(results)
     for direction in ("i2t", "t2i"):
         assert gain(results, "retrieval", f"test/{direction}/R@10") > 0.02, direction
         assert gain(results, "retrieval", f"test/{direction}/mean_rank", sign=-1.0) > 50, direction
@@ -78,10 +83,10 @@ def test_pretrained_tiny_encoder_beats_random_init(tiny_data_dir, tmp_path_facto
 def test_token_aligned_tiny_encoder_beats_random_init_on_dice(tiny_data_dir, tmp_path_factory):
     _, results = train_and_bench(
         "tiny,token_alignment=1.0", tiny_data_dir, tmp_path_factory,
-        ("zero_shot", "retrieval", "linear_probe", "segmentation"),
+        ("zero_shot", "segmentation"),
         "--config.segmentation.fractions=(0.1,)", "--config.segmentation.steps=300",
         "--config.segmentation.overlays=0")
-    assert_global_signal(results)
+    assert_zero_shot_signal(results)
     # Measured: +0.014 mean Dice (pathology +0.022) over random init with the same draws.
     assert gain(results, "segmentation", "test/10%/dice/mean") > 0.005
     assert gain(results, "segmentation", "test/10%/dice/pathology") > 0.01
