@@ -5,14 +5,18 @@ disk while checkpointing), plus a check that every test the page names exists.""
 from __future__ import annotations
 
 import ast
+import json
 import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -177,7 +181,8 @@ def test_half_written_checkpoint_is_ignored_and_the_last_whole_one_restores(tmp_
 
 FULL_DISK = textwrap.dedent("""
     import os, sys
-    import jax.numpy as jnp
+    import jax
+import jax.numpy as jnp
     from chexficient.checkpoint import Checkpointer, fingerprint
     from pretrain.config import base_config
     directory = sys.argv[1]
@@ -235,3 +240,107 @@ def test_every_test_the_page_names_exists():
         tree = ast.parse(open(os.path.join(REPO, path)).read())
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
         assert name in defined, f"docs/reliability.md names {path}::{name}, which does not exist"
+
+
+# ----------------------------------------------------------------------------- kill -9
+
+RUN = """
+import sys
+sys.path.insert(0, {repo!r})
+from tests.conftest import BuiltDataset, micro_config
+from pretrain.train import train
+micro = BuiltDataset({name!r}, {data_dir!r}, None, None, {vocab})
+train(micro_config(micro, "chexficient", **{{"checkpoint.every_steps": 2}}), sys.argv[1])
+"""
+DETERMINISTIC = ("loss",)  # metrics.jsonl keys that must repeat; perf/* are wall-clock
+
+
+def _metric_rows(workdir: str) -> list[dict]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    return [json.loads(line) for line in open(path).read().splitlines() if line.strip()]
+
+
+def _saving_step(workdir: str) -> int:
+    """The step of a checkpoint being written now (its orbax tmp folder), else -1."""
+    folder = os.path.join(workdir, "checkpoints")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    steps = [int(n.split(".")[0]) for n in names if ".orbax-checkpoint-tmp" in n]
+    return max(steps, default=-1)
+
+
+def _kill_when(command: list[str], env: dict, fired) -> str:
+    """Runs `command` and SIGKILLs it the moment `fired()` holds; returns what happened."""
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    while process.poll() is None:
+        if fired():
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+            return "killed"
+        time.sleep(0.002)
+    assert process.returncode == 0, process.stderr.read().decode()[-3000:]
+    return "finished"
+
+
+def _after(condition, delay: float):
+    """A trigger that fires `delay` seconds after `condition` first holds."""
+    start: list[float] = []
+
+    def fired() -> bool:
+        if not start and condition():
+            start.append(time.time())
+        return bool(start) and time.time() - start[0] >= delay
+    return fired
+
+
+def _final_state(workdir: str) -> list[np.ndarray]:
+    """Every array of the last checkpoint: parameters, optimizer, curator state, ledger, rng."""
+    manager = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                                    item_names=("model", "train"))
+    restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+        model=ocp.args.StandardRestore(), train=ocp.args.StandardRestore()))
+    manager.close()
+    return [np.asarray(x) for x in jax.tree.leaves(dict(restored))]
+
+
+@pytest.mark.slow
+def test_sigkill_at_five_moments_then_resume_is_bitwise(micro, tmp_path):
+    """SIGKILL during a checkpoint save, during the curator's scoring (curate) phase and at three
+    seeded moments of the run; each time resumed. The end equals an uninterrupted run's."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
+               JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jit_cache"),  # compile once, not 7 times
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    script = RUN.format(repo=REPO, name=micro.name, data_dir=micro.data_dir, vocab=micro.vocab_size)
+    command = lambda workdir: [sys.executable, "-c", script, workdir]
+    reference, workdir = str(tmp_path / "reference"), str(tmp_path / "killed")
+    assert _kill_when(command(reference), env, lambda: False) == "finished"
+    summary = json.load(open(f"{reference}/summary.json"))
+    curate_end, total = summary["pool_size"] // 32, summary["step"]  # curation_epochs = 1
+    rng = np.random.default_rng(19)
+    later = sorted(rng.integers(3, total - 1, 3).tolist())  # a step at or before the resumed one
+    # fires on the first row the resumed run logs
+    moments = [("checkpoint save", None), ("curator scoring", int(rng.integers(3, curate_end))),
+               *((f"step {s}", s) for s in later)]
+    outcomes = []
+    for name, step in moments:
+        done = len(_metric_rows(workdir))
+        if step is None:
+            fired = lambda: _saving_step(workdir) >= 2
+        else:
+            reached = lambda step=step, done=done: any(
+                r["step"] >= step for r in _metric_rows(workdir)[done:])
+            fired = _after(reached, float(rng.uniform(0.0, 0.3)))
+        outcomes.append((name, _kill_when(command(workdir), env, fired)))
+    assert [o for _, o in outcomes] == ["killed"] * 5, outcomes
+    assert _kill_when(command(workdir), env, lambda: False) == "finished"
+    for a, b in zip(_final_state(reference), _final_state(workdir), strict=True):
+        np.testing.assert_array_equal(a, b)
+    ledgers = np.load(f"{reference}/ledger.npz"), np.load(f"{workdir}/ledger.npz")
+    assert ledgers[0].files == ledgers[1].files
+    for key in ledgers[0].files:
+        np.testing.assert_array_equal(ledgers[0][key], ledgers[1][key])
+    last = lambda rows: {r["step"]: {k: r[k] for k in DETERMINISTIC if k in r} for r in rows}
+    assert last(_metric_rows(reference)) == last(_metric_rows(workdir))
