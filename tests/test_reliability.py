@@ -181,8 +181,7 @@ def test_half_written_checkpoint_is_ignored_and_the_last_whole_one_restores(tmp_
 
 FULL_DISK = textwrap.dedent("""
     import os, sys
-    import jax
-import jax.numpy as jnp
+    import jax.numpy as jnp
     from chexficient.checkpoint import Checkpointer, fingerprint
     from pretrain.config import base_config
     directory = sys.argv[1]
