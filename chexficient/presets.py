@@ -21,5 +21,9 @@ def parse_preset_arg(arg: str | None, presets: Mapping[str, Mapping[str, Any]], 
         if key not in values:
             raise ValueError(f"unknown {what} argument {key!r}; valid: {', '.join(sorted(values))}")
         kind = type(values[key])
-        values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
+        try:
+            values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
+        except ValueError:
+            raise ValueError(f"{what} argument {key}={raw!r}: expected {kind.__name__} "
+                             f"(the preset has {values[key]!r})") from None
     return ml_collections.ConfigDict(values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import collections
 import concurrent.futures
+import contextlib
 import csv
 import dataclasses
 import gzip
@@ -159,10 +160,20 @@ def open_text(path: str) -> io.TextIOBase:
     return open(path, encoding="utf-8", newline="")
 
 
+@contextlib.contextmanager
+def utf8_named(path: str) -> Iterator[None]:
+    """Turns a UnicodeDecodeError while reading `path` into a ValueError naming the file."""
+    try:
+        yield
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.end]!r} at "
+                         f"offset {e.start} of a chunk): re-save it as UTF-8") from None
+
+
 def csv_header(path: str) -> list[str]:
     """The column names of a CSV (optionally gzipped), stripped of surrounding spaces (SIIM's
     ' EncodedPixels'); an unnamed first column (PadChest's index) is ''."""
-    with open_text(path) as f:
+    with utf8_named(path), open_text(path) as f:
         return [name.strip() for name in next(csv.reader(f), [])]
 
 
@@ -179,7 +190,7 @@ def read_csv(path: str, required: Sequence[str] | None = None, optional: Sequenc
     columns = [header.index(c) for c in names]
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))  # long report cells
     rows = []
-    with open_text(path) as f:
+    with utf8_named(path), open_text(path) as f:
         reader = csv.reader(f)
         next(reader, None)
         for row in reader:
@@ -552,10 +563,10 @@ def ordered_map(fn: Callable[[T], Any], items: Iterable[T], workers: int = 8,
 def generate(entries: Iterable[Entry], tally: SplitTally, load: Callable[[Entry], dict[str, Any]]
              ) -> Iterator[tuple[str, dict[str, Any]]]:
     """(id, load(entry)) per entry, in order, loaded in parallel; an entry whose image cannot be
-    read (`load` raised ImageError) is skipped and tallied, one `load` left out after seeing
-    its image (raised Filtered) is counted. Closes the tally at the end."""
+    read (`load` raised ImageError) or whose id came before is skipped and tallied, one `load`
+    left out after seeing its image (raised Filtered) is counted. Closes the tally at the end."""
     try:
-        for entry, result in ordered_map(load, entries):
+        for entry, result in ordered_map(load, unique_ids(entries, tally)):
             if isinstance(result, ImageError):
                 tally.skip(entry.id, entry.path, str(result))
                 continue
@@ -570,6 +581,18 @@ def generate(entries: Iterable[Entry], tally: SplitTally, load: Callable[[Entry]
             raise ManualDirError(tally.nothing_kept())
     finally:
         tally.close()
+
+
+def unique_ids(entries: Iterable[Entry], tally: SplitTally) -> Iterator[Entry]:
+    """`entries` less those whose id an earlier one has (a table listing an image twice), each
+    skipped and tallied with the file of the first."""
+    first: dict[str, str] = {}
+    for entry in entries:
+        if entry.id in first:
+            tally.skip(entry.id, entry.path, f"duplicate id, first read from {first[entry.id]}")
+            continue
+        first[entry.id] = entry.path
+        yield entry
 
 
 SplitEntries = Callable[[SplitTally], Iterable[Entry]]
