@@ -9,6 +9,7 @@ temporary directory and renames it, so a checkpoint appears whole or not at all.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
@@ -115,7 +116,70 @@ class Checkpointer:
         self._manager.close()
 
 
+class Milestones:
+    """Model-only checkpoints at every `spacing` of the full-data run's FLOPs, never deleted.
+
+    They let a run be read at any compute it passed through: the full-data run at the compute a
+    curated run spent (the equal-compute comparison), or any run's learning curve. Each is
+    `milestones/<step>` (orbax: `model` and `meta` with step, FLOPs and compute fraction).
+    """
+
+    def __init__(self, directory: str, *, spacing: float, full_flops: float):
+        if not 0 < spacing <= 1:
+            raise ValueError(f"checkpoint.milestones={spacing}: a fraction of full-data compute in (0, 1]")
+        self.directory, self.spacing, self.full_flops = os.path.abspath(directory), spacing, full_flops
+        self._manager = ocp.CheckpointManager(
+            self.directory, item_names=("model", "meta"),
+            options=ocp.CheckpointManagerOptions(enable_async_checkpointing=True,
+                                                 cleanup_tmp_directories=True))
+
+    def _crossed(self, flops: float) -> int:
+        """How many milestones `flops` has reached (a hair of float slack at the boundary)."""
+        return int(math.floor(flops / (self.spacing * self.full_flops) + 1e-9))
+
+    def maybe_save(self, step: int, flops_before: float, flops_after: float, model_state) -> bool:
+        """Saves after the step that crossed a milestone (once, also across a resume)."""
+        if self._crossed(flops_after) <= self._crossed(flops_before) or step in self._manager.all_steps():
+            return False
+        meta = dict(step=step, flops=flops_after, compute_fraction=flops_after / self.full_flops)
+        return self._manager.save(step, args=ocp.args.Composite(
+            model=ocp.args.StandardSave(model_state), meta=ocp.args.JsonSave(meta)), force=True)
+
+    def close(self) -> None:
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def milestones(path: str) -> list[dict]:
+    """The milestones of a run (`workdir` or `workdir/milestones`), in step order: each
+    {'step', 'flops', 'compute_fraction', 'path'} where `path` loads with `load_model`."""
+    directory = path if os.path.basename(os.path.normpath(path)) == MILESTONES else os.path.join(path, MILESTONES)
+    if not os.path.isdir(directory):
+        return []
+    reader = ocp.CheckpointManager(os.path.abspath(directory), item_names=("model", "meta"),
+                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+    out = []
+    for step in sorted(reader.all_steps()):
+        meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        out.append(dict(meta, path=f"{os.path.abspath(directory)}{STEP_SEPARATOR}{step}"))
+    return out
+
+
+MILESTONES = "milestones"
+STEP_SEPARATOR = "@"
+"""`PATH@STEP` names one step of a run's checkpoints (or of its milestones) wherever a model is loaded."""
+
+
+def split_step(path: str) -> tuple[str, int | None]:
+    """('runs/full/milestones', 48) from 'runs/full/milestones@48'; (path, None) without a step."""
+    base, sep, step = path.rpartition(STEP_SEPARATOR)
+    if sep and step.isdigit():
+        return base, int(step)
+    return path, None
+
+
 def _checkpoint_dir(path: str) -> str | None:
+    path = split_step(path)[0]
     for candidate in (os.path.join(path, "checkpoints"), path):
         if os.path.isdir(candidate) and any(n.isdigit() for n in os.listdir(candidate)):
             return os.path.abspath(candidate)
@@ -159,12 +223,15 @@ def latest_step(path: str) -> int:
 def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
-    `path` is a workdir (with config.json and checkpoints/) or its checkpoints/ directory.
+    `path` is a workdir (with config.json and checkpoints/), its checkpoints/ or milestones/
+    directory, optionally with `@STEP` (default: the latest step, or `step`).
     """
     from flax import nnx
 
     from chexficient.models import build_model
 
+    path, at = split_step(path)
+    step = at if step is None else step
     ckpt_dir = find_checkpoint_dir(path)
     config_path = os.path.join(run_dir(path), "config.json")
     if not os.path.exists(config_path):

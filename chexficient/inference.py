@@ -177,8 +177,8 @@ class Model:
                              scale: float = 1.0) -> np.ndarray:
         """[N, L] probabilities from image embeddings: as `zero_shot`, without reading images."""
         names = list(labels) if labels else finding_names(())
-        pairs = [tuple(p) for p in (prompts or zero_shot_lib.PROMPTS)]
-        if any(len(p) != 2 for p in pairs):
+        pairs = [tuple(p) for p in prompts] if prompts else None
+        if pairs and any(len(p) != 2 for p in pairs):
             raise ValueError(f"prompts must be (positive, negative) template pairs, got {pairs}")
         emb = zero_shot_lib.prompt_embeddings(self, names, pairs)
         return zero_shot_lib.probabilities(np.asarray(image_embeddings), emb, scale)
@@ -191,7 +191,8 @@ class Model:
         `{finding}` / `{Finding}`, averaged over pairs), similarities times `scale` (1, as the
         bench and CheXzero; `model.logit_scale` for the training temperature). Default labels:
         the bench's findings (the 14 CheXpert observations less No Finding); default prompts:
-        the bench's."""
+        the bench's (`zero_shot.RADIOLOGY_PROMPTS` for those findings, CheXzero's pair for
+        others)."""
         return self.zero_shot_embeddings(self.embed_images(images, progress=progress),
                                          labels, prompts, scale=scale)
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 
 def write_atomic(path: str, data: bytes | str) -> None:
@@ -49,3 +52,10 @@ def atomic_dir(out: str, *, force: bool = False) -> Iterator[str]:
 def write_json_atomic(path: str, obj: Any) -> None:
     """`obj` as indented, key-sorted JSON (numpy scalars as floats), written atomically."""
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def save_arrays(path: str, **arrays: Any) -> None:
+    """numpy arrays as an .npz file, written atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())

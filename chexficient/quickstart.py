@@ -22,11 +22,17 @@ import numpy as np
 from absl import logging
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-ARMS = ("full", "chexficient", "random", "learnability", "combined")
+ARMS = ("full", "chexficient", "random", "learnability", "combined", "supervised")
 ARM_CONFIGS = {"full": "pretrain", "chexficient": "chexficient", "random": "offline",
-               "learnability": "learnability", "combined": "curated"}
+               "learnability": "learnability", "combined": "curated", "supervised": "supervised"}
+EQUAL = "full@equal-compute"
+"""The full-data run read at the compute the CheXficient arm spent (its nearest milestone)."""
+FLOOR = "random init"
+"""The same architecture untrained: what every trained encoder must beat."""
+ROWS = ("full", EQUAL, "chexficient", "random", "learnability", "combined", "supervised", FLOOR)
 TABLE = (  # (column, where: an adapter of the bench results or the train summary, key)
     ("zero-shot AUROC", "zero_shot", "test/auroc/mean"),
+    ("CheXpert-5 AUROC", "zero_shot", "test/auroc/mean_top5"),
     ("rare AUROC", "zero_shot", "test/auroc/mean_rare"),
     ("retrieval R@5", "retrieval", "test/i2t/R@5"),
     ("probe AUROC 1%", "linear_probe", "test/1%/auroc/mean"),
@@ -36,6 +42,9 @@ TABLE = (  # (column, where: an adapter of the bench results or the train summar
     ("compute fraction", "summary", "compute_fraction"),
     ("wall time (s)", "summary", "wall_time_s"),
 )
+COMPARED = (("random", "random subset of the same size"), (EQUAL, "full data at equal compute"))
+"""What the CheXficient arm is tested against (paired bootstrap over test images)."""
+MARKS = {"random": "†", EQUAL: "‡"}
 
 
 def experiment_names() -> list[str]:
@@ -54,14 +63,19 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def arm_config(arm: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int,
-               reference: str, subset_size: int = 0) -> ml_collections.ConfigDict:
-    """The config of one arm: its configs/ file at the experiment's preset and dataset."""
+               reference: str, subset_size: int = 0, flops: float = 0.0) -> ml_collections.ConfigDict:
+    """The config of one arm: its configs/ file at the experiment's preset and dataset, keeping
+    milestones (`spec.milestones` of full-data compute) for the equal-compute arm and the
+    curves; the supervised reference trains for `flops`, the full-data arm's FLOPs."""
     arg = spec.preset + (f",budget={subset_size}" if arm == "random" else "")
     config = load_config(ARM_CONFIGS[arm], arg)
     config.data.name, config.data.data_dir, config.seed = spec.dataset, data_dir, seed
+    config.checkpoint.milestones = spec.get("milestones", 0.0)
     if arm in ("learnability", "combined"):
         config.curator.loss.score = "learnability"
         config.reference.path = reference
+    if arm == "supervised":
+        config.total_flops = flops
     return config
 
 
@@ -89,45 +103,129 @@ def train_once(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return train(config, workdir)
 
 
+def equal_compute(full_dir: str, full_summary: dict, target: float) -> tuple[str, dict]:
+    """The full-data run's milestone whose compute fraction is nearest `target`: its path
+    (`.../milestones@STEP`) and a summary row (data fraction: the share of the pool seen)."""
+    from chexficient import checkpoint
+
+    found = checkpoint.milestones(full_dir)
+    if not found:
+        raise ValueError(f"{full_dir} kept no milestones: set the experiment's `milestones`")
+    best = min(found, key=lambda m: abs(m["compute_fraction"] - target))
+    with open(os.path.join(full_dir, "config.json")) as f:
+        batch = json.load(f)["batch_size"]
+    return best["path"], dict(
+        compute_fraction=best["compute_fraction"], step=best["step"],
+        data_fraction=min(1.0, best["step"] * batch / full_summary["pool_size"]),
+        wall_time_s=full_summary["wall_time_s"] * best["step"] / full_summary["step"])
+
+
 def build_table(summaries: dict[str, dict], bench: dict[str, dict]) -> dict[str, dict]:
-    """{arm: {column: value}} from the train summaries and the bench results (NaN if absent)."""
+    """{row: {column: value}} from the train summaries and the bench results (NaN if absent)."""
     table = {}
-    for arm, summary in summaries.items():
-        sections = dict(bench.get(arm, {}), summary=summary)
-        table[arm] = {column: float(sections.get(where, {}).get(key, math.nan))
+    for row, summary in summaries.items():
+        sections = dict(bench.get(row, {}), summary=summary)
+        table[row] = {column: float(sections.get(where, {}).get(key, math.nan))
                       for column, where, key in TABLE}
     return table
 
 
-def to_markdown(table: dict[str, dict]) -> str:
+def _cell(column: str, value: float, mark: str = "") -> str:
+    if not math.isfinite(value):
+        return "–"
+    return (f"{value:.0f}" if column.startswith("wall") else f"{value:.3f}") + mark
+
+
+def to_markdown(table: dict[str, dict], marks: dict[str, dict[str, str]] | None = None) -> str:
+    """The table as markdown; `marks[row][column]` is appended to a cell (significance)."""
     columns = [column for column, _, _ in TABLE]
     lines = ["| arm | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for arm, row in table.items():
-        cells = [f"{row[c]:.0f}" if c.startswith("wall") else f"{row[c]:.3f}" for c in columns]
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    for row, values in table.items():
+        row_marks = (marks or {}).get(row, {})
+        cells = [_cell(c, values[c], row_marks.get(c, "")) for c in columns]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def tests_markdown(tests: dict[str, dict[str, dict]]) -> str:
+    """The paired tests as a table: difference, 95% CI and p per metric and comparison."""
+    lines = ["| CheXficient against | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
+    for other, label in COMPARED:
+        for metric, t in tests.get(other, {}).items():
+            lines.append(f"| {label} | {metric} | {t['diff']:+.3f} | "
+                         f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | {t['p']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def significance_marks(tests: dict[str, dict[str, dict]], level: float = 0.05
+                       ) -> dict[str, dict[str, str]]:
+    """{'chexficient': {column: '†‡'}}: † where the CheXficient arm differs from the random
+    subset, ‡ where it differs from full data at equal compute (paired test, p < level)."""
+    marks: dict[str, str] = {}
+    for other, _ in COMPARED:
+        for metric, t in tests.get(other, {}).items():
+            if t["p"] < level:
+                marks[metric] = marks.get(metric, "") + MARKS[other]
+    return {"chexficient": marks}
+
+
+def learning_curves(runs: dict[str, str], bench: ml_collections.ConfigDict,
+                    data_dir: str | None = None) -> dict[str, list[dict]]:
+    """Zero-shot AUROC (all findings and the CheXpert five) at every milestone of each run:
+    {arm: [{compute_fraction, zero-shot AUROC, CheXpert-5 AUROC}]}, in compute order."""
+    from chexficient import checkpoint
+    from downstream import zero_shot
+    from downstream.data import BenchData
+    from downstream.encoders import Encoders
+
+    cfg = ml_collections.ConfigDict(bench.zero_shot.to_dict())
+    cfg.update(seed=bench.seed, out_dir="")
+    cfg.bootstrap.n_resamples = 0
+    data, curves = None, {}
+    for arm, workdir in runs.items():
+        curves[arm] = []
+        for milestone in checkpoint.milestones(workdir):
+            encoders = Encoders.from_checkpoint(milestone["path"], batch_size=bench.batch_size)
+            if data is None:
+                d = ml_collections.ConfigDict(encoders.config.data.to_dict())
+                d.data_dir = data_dir or d.get("data_dir", "")
+                data = BenchData(d, image_size=encoders.image_size, eval_splits=("test",),
+                                 max_examples=dict(bench.data.max_examples), seed=bench.seed)
+            res = zero_shot.run(encoders, data, cfg)
+            curves[arm].append({"compute_fraction": milestone["compute_fraction"],
+                                "zero-shot AUROC": res["test/auroc/mean"],
+                                "CheXpert-5 AUROC": res["test/auroc/mean_top5"]})
+    return curves
+
+
 def plot_auroc_vs_compute(table: dict[str, dict], path: str,
-                          spread: dict[str, dict] | None = None) -> None:
-    """Zero-shot AUROC against compute fraction, one point per arm (error bars: one standard
-    deviation over seeds, when `spread` is given)."""
+                          spread: dict[str, dict] | None = None,
+                          curves: dict[str, list[dict]] | None = None,
+                          column: str = "CheXpert-5 AUROC") -> None:
+    """`column` against compute fraction: a curve per arm through its milestones (when given)
+    ending at the arm's final point (error bars: one standard deviation over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    for k, (arm, row) in enumerate(table.items()):
-        x, y = row["compute fraction"], row["zero-shot AUROC"]
-        err = spread[arm]["zero-shot AUROC"] if spread else None
-        ax.errorbar(x, y, yerr=err, fmt="o", ms=6, capsize=3)
-        ax.annotate(arm, (x, y), fontsize=8, xytext=(5, 4 if k % 2 else -10),
-                    textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for k, (row, values) in enumerate(table.items()):
+        x, y = values["compute fraction"], values[column]
+        if not (math.isfinite(x) and math.isfinite(y)):
+            continue
+        color = f"C{k}"
+        points = (curves or {}).get(row, [])
+        if points:
+            ax.plot([p["compute_fraction"] for p in points], [p[column] for p in points],
+                    "-", color=color, alpha=0.6, lw=1.2)
+        err = spread[row][column] if spread else None
+        ax.errorbar(x, y, yerr=err, fmt="o", ms=6, capsize=3, color=color, label=row)
     ax.set_xlabel("compute (fraction of full-data training)")
-    ax.set_ylabel("zero-shot mean AUROC (test)")
-    ax.set_xlim(0, 1.1)
+    ax.set_ylabel(f"{column} (test)")
+    ax.set_xlim(-0.02, 1.1)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=110)
@@ -136,7 +234,7 @@ def plot_auroc_vs_compute(table: dict[str, dict], path: str,
 
 
 def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int) -> dict:
-    """Trains the reference model and the five arms of one seed into `out`; their summaries."""
+    """Trains the reference model and every arm of one seed into `out`; their summaries."""
     reference = os.path.join(out, "reference")
     print(f"[quickstart] seed {seed}: reference model on the held-out split (for learnability)")
     train_once(reference_config(spec, data_dir=data_dir, seed=seed), reference)
@@ -148,19 +246,47 @@ def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
                                summaries["chexficient"]["pool_size"]))
         print(f"[quickstart] seed {seed}: arm {arm}")
         config = arm_config(arm, spec, data_dir=data_dir, seed=seed, reference=reference,
-                            subset_size=subset)
+                            subset_size=subset, flops=summaries["full"]["flops_spent"]
+                            if arm == "supervised" else 0.0)
         summaries[arm] = train_once(config, os.path.join(out, "arms", arm))
+    full = summaries["full"]
+    for arm in ARMS[1:]:  # every compute fraction relative to the same full-data run
+        summaries[arm] = dict(summaries[arm],
+                              compute_fraction=summaries[arm]["flops_spent"] / full["flops_full_data"])
     return summaries
+
+
+def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int
+             ) -> tuple[dict[str, dict], dict[str, list[dict]]]:
+    """One seed: the arms, the equal-compute row, the bench and the curves; (table, curves)."""
+    from downstream.config import bench_config
+    from downstream.suite import run_bench
+
+    summaries = run_arms(out, spec, data_dir=data_dir, seed=seed)
+    arms = os.path.join(out, "arms")
+    equal_path, summaries[EQUAL] = equal_compute(
+        os.path.join(arms, "full"), summaries["full"], summaries["chexficient"]["compute_fraction"])
+    summaries[FLOOR] = dict(data_fraction=0.0, compute_fraction=0.0, wall_time_s=0.0)
+    print(f"[quickstart] seed {seed}: benchmark suite on every arm")
+    bench = bench_config(spec.bench)
+    bench.reference = True
+    paths = [os.path.join(arms, arm) for arm in ARMS]
+    results = run_bench(paths[:1] + [equal_path] + paths[1:], bench, os.path.join(out, "bench"),
+                        names=["full", EQUAL, *ARMS[1:]], reference_name=FLOOR)["results"]
+    table = build_table({row: summaries[row] for row in ROWS},
+                        {row: results.get(row, {}) for row in ROWS})
+    print(f"[quickstart] seed {seed}: zero-shot learning curves over the milestones")
+    curves = learning_curves({arm: os.path.join(arms, arm) for arm in ARMS}, bench, data_dir)
+    return table, curves
 
 
 def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | None = None,
                    ) -> dict[str, dict]:
-    """Runs every arm of every seed of `configs/experiments/<experiment>.py` and the benchmark;
-    `experiment` may carry an argument for its get_config, as in `small:clean`. Writes
-    quickstart.{json,md} (mean, and spread over seeds) and a plot into `out`."""
+    """Runs every arm of every seed of `configs/experiments/<experiment>.py`, the benchmark,
+    the learning curves and the paired tests; `experiment` may carry an argument for its
+    get_config, as in `small:clean`. Writes quickstart.{json,md} (mean, and spread over
+    seeds) and a plot into `out`; returns the table {row: {column: mean}}."""
     from chexficient.data import registry
-    from downstream.config import bench_config
-    from downstream.suite import run_bench
 
     name, _, arg = experiment.partition(":")
     if name not in experiment_names():
@@ -170,17 +296,37 @@ def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | 
     data_dir = registry.resolve_data_dir(data_dir)
     print(f"[quickstart] dataset {spec.dataset} in {data_dir} (built once, then cached)")
     registry.prepare(spec.dataset, data_dir)
-    tables = []
+    tables, curves, bench_dirs = [], [], []
     for seed in spec.seeds:
         seed_out = out if len(spec.seeds) == 1 else os.path.join(out, f"seed{seed}")
-        summaries = run_arms(seed_out, spec, data_dir=data_dir, seed=seed)
-        print(f"[quickstart] seed {seed}: benchmark suite on all arms")
-        results = run_bench([os.path.join(seed_out, "arms", arm) for arm in ARMS],
-                            bench_config(spec.bench), os.path.join(seed_out, "bench"))
-        tables.append(build_table(summaries, {a: results["results"].get(a, {}) for a in ARMS}))
+        table, curve = run_seed(seed_out, spec, data_dir=data_dir, seed=seed)
+        tables.append(table)
+        curves.append(curve)
+        bench_dirs.append(os.path.join(seed_out, "bench"))
     table, spread = aggregate(tables)
-    _write(out, table, spread, time.time() - t0, len(tables))
+    tests = paired_tests(bench_dirs)
+    _write(out, table, spread, tests, mean_curves(curves), time.time() - t0, len(tables))
     return table
+
+
+def paired_tests(bench_dirs: list[str], n_resamples: int = 1000) -> dict[str, dict[str, dict]]:
+    """{compared row: {metric: test}}: the CheXficient arm against each row of COMPARED, every
+    seed's bench pooled (downstream/compare.py)."""
+    from downstream import compare
+
+    load = lambda column: [compare.load_scores(d, column) for d in bench_dirs]  # noqa: E731
+    return {other: compare.paired_test(load("chexficient"), load(other), n_resamples=n_resamples)
+            for other, _ in COMPARED}
+
+
+def mean_curves(curves: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
+    """Curves averaged over seeds, point by point (milestones sit at the same multiples)."""
+    out = {}
+    for arm in curves[0]:
+        length = min(len(c[arm]) for c in curves)
+        out[arm] = [{k: float(np.mean([c[arm][i][k] for c in curves])) for k in curves[0][arm][i]}
+                    for i in range(length)]
+    return out
 
 
 def aggregate(tables: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, dict]]:
@@ -192,20 +338,23 @@ def aggregate(tables: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str,
     return mean, spread
 
 
-def _write(out: str, table: dict[str, dict], spread: dict[str, dict], seconds: float,
-           seeds: int) -> None:
+def _write(out: str, table: dict[str, dict], spread: dict[str, dict], tests: dict,
+           curves: dict[str, list[dict]], seconds: float, seeds: int) -> None:
     from chexficient.io import write_atomic, write_json_atomic
 
-    markdown = to_markdown(table)
+    markdown = to_markdown(table, significance_marks(tests))
     if seeds > 1:
         markdown += f"\nMean over {seeds} seeds; standard deviation:\n\n" + to_markdown(spread)
+    markdown += ("\n† differs from the random subset, ‡ from full data at equal compute "
+                 "(paired bootstrap over test images, seeds pooled, p < 0.05):\n\n"
+                 + tests_markdown(tests))
     write_atomic(os.path.join(out, "quickstart.md"), markdown + f"\nTotal wall time: {seconds:.0f} s\n")
-    finite = lambda t: {a: {c: (v if np.isfinite(v) else None) for c, v in row.items()}
+    finite = lambda t: {a: {c: (v if np.isfinite(v) else None) for c, v in row.items()}  # noqa: E731
                         for a, row in t.items()}
     write_json_atomic(os.path.join(out, "quickstart.json"),
                       {"table": finite(table), "std": finite(spread), "seeds": seeds,
-                       "wall_time_s": seconds})
+                       "paired_tests": tests, "curves": curves, "wall_time_s": seconds})
     plot_auroc_vs_compute(table, os.path.join(out, "auroc_vs_compute.png"),
-                          spread if seeds > 1 else None)
+                          spread if seeds > 1 else None, curves)
     print(markdown)
     print(f"[quickstart] done in {seconds:.0f} s; table, plot and runs in {out}")

@@ -15,14 +15,21 @@ from downstream import zero_shot
 
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
+_EVERYTHING = dict(splits="test+test_shift", probe_fractions="0.01+0.1+1",
+                   seg_fractions="0.01+0.1+1", decoding="greedy+beam")
 PRESETS: dict[str, dict] = {
     "quick": dict(max_train=512, max_eval=256, n_resamples=100, draws=3, seg_steps=300,
                   seg_width=32, rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4,
-                  overlays=3, reference=True),
+                  overlays=3, reference=True, **_EVERYTHING),
     "full": dict(max_train=0, max_eval=0, n_resamples=1000, draws=5, seg_steps=2000,
                  seg_width=64, rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16,
-                 overlays=6, reference=True),
+                 overlays=6, reference=True, **_EVERYTHING),
 }
+"""Multi-valued arguments join their values with '+': `splits=test`, `probe_fractions=0.01+1`."""
+
+
+def _many(value: str, cast=str) -> tuple:
+    return tuple(cast(v) for v in value.split("+") if v)
 
 
 def _parse(arg: str | None) -> ml_collections.ConfigDict:
@@ -40,25 +47,25 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.reference = a.reference  # add a randomly initialised encoder of the same architecture
 
     # Empty name: each checkpoint is evaluated on its own pretraining dataset (its config.data).
-    c.data = dict(name="", data_dir="", train_split="train", eval_splits=("test", "test_shift"),
+    c.data = dict(name="", data_dir="", train_split="train", eval_splits=_many(a.splits),
                   max_examples=dict(train=a.max_train, default=a.max_eval), on_error="raise")
 
     c.zero_shot = dict(findings=(), uncertain_as=1,
-                       prompts=zero_shot.PROMPTS,
+                       prompts=(),  # () = zero_shot.RADIOLOGY_PROMPTS; or (pos, neg) templates
                        bootstrap=dict(n_resamples=a.n_resamples, level=0.95))
     c.retrieval = dict(ks=(1, 5, 10))
     c.linear_probe = dict(
-        findings=(), uncertain_as=1, fractions=(0.01, 0.1, 1.0), draws=a.draws, C=1.0,
+        findings=(), uncertain_as=1, fractions=_many(a.probe_fractions, float), draws=a.draws, C=1.0,
         max_iter=1000,
         finetune=dict(enabled=False, steps=500, batch_size=32, learning_rate=1e-4))
     c.segmentation = dict(
-        fractions=(0.01, 0.1, 1.0), draws=a.draws,
+        fractions=_many(a.seg_fractions, float), draws=a.draws,
         targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)), finetune=False,
         steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
         image_skip=True, overlays=a.overlays)
     c.report_generation = dict(
         max_len=a.rg_max_len, width=a.rg_width, depth=2, heads=4, steps=a.rg_steps,
-        batch_size=32, learning_rate=1e-3, decoding=("greedy", "beam"), beams=a.beams,
+        batch_size=32, learning_rate=1e-3, decoding=_many(a.decoding), beams=a.beams,
         length_penalty=1.0, samples=a.samples)
     c.plots = True
     return c

@@ -23,13 +23,22 @@ from chexficient.data import tokenizer as tokenizer_lib
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import CLIP, build_model
 
-def _image_outputs(graphdef, state, images, output: str):
+# Jitted at module level with the graph static: checkpoints of one architecture (the arms of
+# an experiment, a run's milestones) share one compiled function per input shape.
+@functools.partial(jax.jit, static_argnames=("graphdef", "output"))
+def _image_outputs(state, images, *, graphdef, output: str):
     emb, aux = nnx.merge(graphdef, state).encode_image(images)
     return emb if output == "embed" else aux[output]
 
 
-def _text_embed(graphdef, state, tokens, mask):
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _text_embed(state, tokens, mask, *, graphdef):
     return nnx.merge(graphdef, state).encode_text(tokens, mask)
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _classify(state, images, *, graphdef):
+    return jax.nn.sigmoid(nnx.merge(graphdef, state).classify(images))
 
 
 def batched(fn: Callable, arrays: Sequence[np.ndarray], batch_size: int):
@@ -77,9 +86,9 @@ class Encoders:
         mesh = Mesh(np.array(devices), ("data",))
         self._rows = NamedSharding(mesh, P("data"))
         graphdef, state = nnx.split(model)
-        self._image = jax.jit(functools.partial(_image_outputs, graphdef),
-                              static_argnames="output")
-        self._text = jax.jit(functools.partial(_text_embed, graphdef))
+        self._image = functools.partial(_image_outputs, graphdef=graphdef)
+        self._text = functools.partial(_text_embed, graphdef=graphdef)
+        self._classify = functools.partial(_classify, graphdef=graphdef)
         self._state = jax.device_put(state, NamedSharding(mesh, P()))
 
     def _on_devices(self, fn: Callable) -> Callable:
@@ -136,6 +145,18 @@ class Encoders:
     def image_feature_maps(self, images: np.ndarray) -> list[np.ndarray]:
         """[B,S,S,1] -> patch grids [B,h,w,W] from several depths, shallow to deep."""
         return self._images(images, "features")
+
+    @property
+    def supervised(self) -> bool:
+        """Whether the model is the supervised reference: a classifier head, no trained text tower."""
+        return self.config.get("loss") == "supervised"
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """[B,S,S,1] -> [B,14] probabilities of the supervised head (findings in FINDINGS order)."""
+        if self.model.classifier is None:
+            raise ValueError("this checkpoint has no classifier head (not a supervised reference)")
+        images = np.asarray(images, np.float32)
+        return batched(self._on_devices(self._classify), [images], self.batch_size)
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Report or prompt strings -> [B,D] unit-norm embeddings."""

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from rouge_score import rouge_scorer
+from scipy.stats import rankdata
 from sacrebleu.metrics import BLEU
 from sklearn.metrics import f1_score, roc_auc_score
 
@@ -26,13 +27,26 @@ def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(roc_auc_score(y_true, scores))
 
 
+def column_aurocs(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """AUROC of every column of [n, F] 0/1 labels and scores at once (NaN where a column has
+    one class): the Mann-Whitney rank sum with ties averaged, which is roc_auc_score's value,
+    vectorised so that bootstrap resamples cost microseconds instead of milliseconds."""
+    y = np.asarray(y_true).astype(bool)
+    ranks = rankdata(np.asarray(scores, np.float64), axis=0)
+    n_pos = y.sum(axis=0)
+    n_neg = len(y) - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (np.sum(ranks * y, axis=0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), value, np.nan)
+
+
 def finding_aurocs(y: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
     """[F + 3]: AUROC per finding (columns of y/scores), then their mean, the mean over the
     rare findings and the mean over the five CheXpert competition findings (TOP5_FINDINGS).
 
     Findings with one class only are NaN and left out of the means.
     """
-    per = np.array([auroc(y[:, j], scores[:, j]) for j in range(len(names))])
+    per = column_aurocs(y, scores)
     rare = np.array([name in findings.RARE_FINDINGS for name in names], dtype=bool)
     top5 = np.array([name in findings.TOP5_FINDINGS for name in names], dtype=bool)
     return np.concatenate([per, [_nanmean(per), _nanmean(per[rare]), _nanmean(per[top5])]])
@@ -55,8 +69,12 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, 
 
     `statistic` receives an index array (so it can resample several aligned arrays at once)
     and returns a scalar or a vector (one CI per entry). NaN resamples (e.g. one class only)
-    are dropped per entry; an entry NaN in every resample gets a NaN interval.
+    are dropped per entry; an entry NaN in every resample gets a NaN interval, and so does
+    every entry when `n_resamples` is 0.
     """
+    if n_resamples < 1:  # no interval asked for
+        nan = np.full(np.shape(statistic(np.arange(n))), np.nan)
+        return nan, nan
     rng = np.random.default_rng(seed)
     values = np.array([np.asarray(statistic(rng.integers(0, n, n)), np.float64)
                        for _ in range(n_resamples)])
@@ -65,6 +83,34 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, 
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries -> NaN, as documented
         low, high = np.nanpercentile(values, [tail, 100 - tail], axis=0)
     return low, high
+
+
+def paired_bootstrap(statistic_a: Callable[[np.ndarray], float],
+                     statistic_b: Callable[[np.ndarray], float], n: int, *, n_resamples: int,
+                     seed: int, level: float = 0.95) -> dict[str, float]:
+    """Paired bootstrap of a difference between two models scored on the same `n` examples.
+
+    Each resample draws the examples once and evaluates both statistics on it (they receive
+    the same index array), so what the examples share cancels out. Returns the observed
+    difference a - b, its percentile CI and a two-sided p-value: twice the smaller share of
+    resampled differences on either side of zero (capped at 1; no resample on the other side
+    gives p < 1 / n_resamples, reported as 0). Resamples where a statistic is NaN are dropped.
+    """
+    rng = np.random.default_rng(seed)
+    everything = np.arange(n)
+    observed = float(statistic_a(everything) - statistic_b(everything))
+    diffs = []
+    for _ in range(n_resamples):
+        rows = rng.integers(0, n, n)
+        diffs.append(statistic_a(rows) - statistic_b(rows))
+    diffs = np.asarray(diffs, np.float64)
+    diffs = diffs[~np.isnan(diffs)]
+    if not diffs.size:
+        return dict(diff=observed, ci_low=float("nan"), ci_high=float("nan"), p=float("nan"))
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(diffs, [tail, 100 - tail])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    return dict(diff=observed, ci_low=float(low), ci_high=float(high), p=float(p))
 
 
 def merge_duplicates(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:

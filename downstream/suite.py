@@ -115,7 +115,8 @@ class Bench:
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta))
-        sources = {**meta["checkpoints"], REFERENCE: "random initialisation (same architecture)"}
+        sources = {**meta["checkpoints"],
+                   meta.get("reference", REFERENCE): "random initialisation (same architecture)"}
         write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
             self.results, self.errors, columns, adapters,
             f"Downstream benchmark ({meta['preset']})", sources))
@@ -135,12 +136,19 @@ class Bench:
                                         values, f"Zero-shot AUROC per finding ({split})")
 
 
-def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out_dir: str) -> dict:
-    """Runs the suite and writes its files; returns the results.json content as a dict."""
+def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out_dir: str, *,
+              names: Sequence[str] | None = None, reference_name: str = REFERENCE) -> dict:
+    """Runs the suite and writes its files; returns the results.json content as a dict.
+
+    Columns are named `names` (default: from the paths) and, with `config.reference`, the
+    randomly initialised reference `reference_name`.
+    """
     if not checkpoints:
         raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
+    if names is not None and len(names) != len(checkpoints):
+        raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
     bench = Bench(config, out_dir)
-    columns = column_names(checkpoints)
+    columns = list(names) if names is not None else column_names(checkpoints)
     first = None  # (config, tokenizer) of the first readable run: what the reference copies
     for column, path in zip(columns, checkpoints):
         encoders = bench.load(column, f"checkpoint {path!r}",
@@ -148,11 +156,11 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
         if encoders is not None and first is None:
             first = (encoders.config, encoders.tokenizer)
     if config.reference and first is not None:
-        columns.append(REFERENCE)
-        bench.load(REFERENCE, "the randomly initialised reference encoder",
+        columns.append(reference_name)
+        bench.load(reference_name, "the randomly initialised reference encoder",
                    lambda: Encoders.random_init(first[0], tokenizer=first[1], seed=config.seed,
                                                 batch_size=config.batch_size))
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
-            "preset": config.get("preset", "")}
+            "preset": config.get("preset", ""), "reference": reference_name}
     bench.write(columns, meta)
     return json.loads(report.to_json(bench.results, bench.errors, meta))

@@ -1,41 +1,108 @@
-"""Zero-shot classification, the CheXzero protocol: "{finding}" vs "no {finding}" per finding.
+"""Zero-shot classification, the CheXzero protocol: a positive and a negative prompt per finding.
 
-Each finding's positive and negative prompts (an ensemble of templates, embeddings averaged)
-are scored against every image; a 2-way softmax over the two similarities is the finding's
-probability. Reports AUROC per finding, the mean, the mean over rare findings, and bootstrap CIs.
+Each finding's positive and negative prompts (ensembles, embeddings averaged) are scored
+against every image; a 2-way softmax over the two similarities is the finding's probability.
+By default the prompts name each finding as reports do (`RADIOLOGY_PROMPTS`: "The heart is
+enlarged." / "Heart size is normal."), since the label names themselves ("Enlarged
+Cardiomediastinum") are rarely written in a report; explicit templates ("{Finding}." / "No
+{finding}.", CheXzero's) apply to every label instead. A supervised reference answers with its
+own head. Reports AUROC per finding, the mean, the mean over rare findings and over the
+CheXpert five, with bootstrap CIs, and keeps the scores for paired tests between checkpoints.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 
+from chexficient.findings import FINDINGS
+from chexficient.io import save_arrays
 from downstream import metrics
 from downstream.data import BenchData, finding_names
 from downstream.encoders import Encoders
 
 
 PROMPTS: tuple[tuple[str, str], ...] = (("{Finding}.", "No {finding}."),)
-"""The bench's (positive, negative) prompt templates: one pair, cased like the reports."""
+"""(positive, negative) templates for any label name: CheXzero's pair, cased like the reports."""
+
+RADIOLOGY_PROMPTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "Enlarged Cardiomediastinum": (
+        ("The mediastinum is widened.", "Widened mediastinum.", "Enlarged cardiomediastinal silhouette."),
+        ("The mediastinum is not widened.", "No mediastinal widening.")),
+    "Cardiomegaly": (
+        ("Cardiomegaly.", "The heart is enlarged.", "Moderate cardiomegaly."),
+        ("No cardiomegaly.", "Heart size is normal.", "The heart is not enlarged.")),
+    "Lung Opacity": (
+        ("Patchy opacity.", "There is an opacity in the right lower lobe.", "Ill-defined opacities."),
+        ("No focal opacity.",)),
+    "Lung Lesion": (
+        ("There is a pulmonary nodule.", "Lung mass.", "A 2 cm nodule in the right upper lobe."),
+        ("No suspicious pulmonary nodule.", "No pulmonary nodules or masses.")),
+    "Edema": (
+        ("Pulmonary edema.", "Moderate pulmonary edema.", "Interstitial edema."),
+        ("No pulmonary edema.",)),
+    "Consolidation": (
+        ("Consolidation.", "Dense consolidation in the left lower lobe.", "Focal consolidation."),
+        ("No focal consolidation.", "No consolidation.")),
+    "Pneumonia": (
+        ("Pneumonia.", "Findings are consistent with pneumonia.", "Right lower lobe pneumonia."),
+        ("No evidence of pneumonia.", "No pneumonia.")),
+    "Atelectasis": (
+        ("Atelectasis.", "Bibasilar atelectasis.", "Plate-like atelectasis."),
+        ("No atelectasis.",)),
+    "Pneumothorax": (
+        ("Pneumothorax.", "There is a small right pneumothorax.", "Large left pneumothorax."),
+        ("No pneumothorax.",)),
+    "Pleural Effusion": (
+        ("Pleural effusion.", "Small bilateral pleural effusions.", "Moderate right pleural effusion."),
+        ("No pleural effusion.", "No effusion.")),
+    "Pleural Other": (
+        ("Pleural thickening.", "Right pleural thickening.", "Left apical pleural thickening."),
+        ("No pleural thickening.",)),
+    "Fracture": (
+        ("Rib fracture.", "Acute fracture of the right rib.", "Displaced rib fracture."),
+        ("No acute fracture.", "No rib fracture.")),
+    "Support Devices": (
+        ("Endotracheal tube.", "Central venous catheter with tip in the SVC.",
+         "Nasogastric tube in the stomach.", "Pacemaker."),
+        ("No lines or tubes.", "No support devices.")),
+}
+"""The bench's default prompts: each finding as radiology reports word it, stated and negated.
+
+Written once from common report phrasing (the CheXpert labeler's mention and negation
+phrases), never tuned on a test split."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
-def prompt_embeddings(encoders: Encoders, names: Sequence[str],
-                      prompts: Sequence[tuple[str, str]]) -> np.ndarray:
-    """[F, 2, D] unit embeddings of each finding's (positive, negative) prompt ensemble.
+def finding_prompts(name: str, templates: Sequence[tuple[str, str]] | None = None
+                    ) -> tuple[list[str], list[str]]:
+    """(positive texts, negative texts) of one finding: `templates` formatted with its name
+    (`{finding}` "pleural effusion", `{Finding}` "Pleural effusion"; the tokenizer is
+    case-sensitive) or, without templates, its RADIOLOGY_PROMPTS (else CheXzero's pair)."""
+    if not templates and name in RADIOLOGY_PROMPTS:
+        positives, negatives = RADIOLOGY_PROMPTS[name]
+        return list(positives), list(negatives)
+    fill = lambda t: t.format(finding=name.lower(), Finding=name.capitalize())  # noqa: E731
+    pairs = templates or PROMPTS
+    return [fill(p) for p, _ in pairs], [fill(n) for _, n in pairs]
 
-    Templates name the finding as `{finding}` ("pleural effusion") or `{Finding}` ("Pleural
-    effusion"): the tokenizer is case-sensitive, so prompts should be cased like the reports.
-    """
-    texts = [template.format(finding=name.lower(), Finding=name.capitalize())
-             for name in names for pair in prompts for template in pair]
-    emb = encoders.embed_texts(texts).reshape(len(names), len(prompts), 2, -1)
-    return _unit(emb.mean(axis=1))
+
+def prompt_embeddings(encoders: Encoders, names: Sequence[str],
+                      prompts: Sequence[tuple[str, str]] | None = None) -> np.ndarray:
+    """[F, 2, D] unit embeddings of each finding's (positive, negative) prompt ensemble: the
+    mean of the unit embeddings of its texts (`finding_prompts`), normalised again."""
+    out = []
+    for name in names:
+        positives, negatives = finding_prompts(name, prompts)
+        emb = _unit(encoders.embed_texts(positives + negatives))
+        out.append([_unit(emb[:len(positives)].mean(0)), _unit(emb[len(positives):].mean(0))])
+    return np.asarray(out, np.float32)
 
 
 def probabilities(image_emb: np.ndarray, prompt_emb: np.ndarray, scale: float = 1.0) -> np.ndarray:
@@ -57,17 +124,29 @@ def auroc_summary(y: np.ndarray, scores: np.ndarray, names: Sequence[str], *,
     return out
 
 
+def scores(encoders: Encoders, images: np.ndarray, names: Sequence[str],
+           prompts: Sequence[tuple[str, str]] | None = None) -> np.ndarray:
+    """[n, F] probability of each named finding per image: prompts, or a supervised head."""
+    if encoders.supervised:
+        return encoders.classify(images)[:, [FINDINGS.index(n) for n in names]]
+    return probabilities(encoders.embed_images(images), prompt_embeddings(encoders, names, prompts))
+
+
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """Zero-shot AUROCs on every eval split, keys `<split>/auroc/...`."""
+    """Zero-shot AUROCs on every eval split, keys `<split>/auroc/...`; with `config.out_dir`,
+    the scores too (`zero_shot_scores_<split>.npz`: scores, targets, ids, names)."""
     data.require("zero_shot", ("image", "labels"), data.eval_splits)
     names = finding_names(config.findings)
-    prompt_emb = prompt_embeddings(encoders, names, [tuple(p) for p in config.prompts])
+    prompts = [tuple(p) for p in config.prompts] or None
     out = {}
     for split_name in data.eval_splits:
         split = data.split(split_name)
-        scores = probabilities(encoders.embed_images(split.images), prompt_emb)
+        probs = scores(encoders, split.images, names, prompts)
         y = split.targets(names, config.uncertain_as)
-        summary = auroc_summary(y, scores, names, n_resamples=config.bootstrap.n_resamples,
+        summary = auroc_summary(y, probs, names, n_resamples=config.bootstrap.n_resamples,
                                 seed=config.seed, level=config.bootstrap.level)
         out.update({f"{split_name}/{k}": v for k, v in summary.items()})
+        if config.get("out_dir"):
+            save_arrays(os.path.join(config.out_dir, f"zero_shot_scores_{split_name}.npz"),
+                        scores=probs, targets=y, ids=np.asarray(split.ids), names=np.asarray(names))
     return out

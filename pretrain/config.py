@@ -59,8 +59,9 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
         text=dict(vocab_size=0, width=a.twidth, depth=a.tdepth, heads=a.theads, mlp_ratio=4.0,
                   max_len=a.text_len, causal=True,
                   pretrained=""),  # a Hugging Face BERT folder: its tower and WordPiece tokenizer
-        local_dim=a.embed if a.token_alignment else 0)  # token heads, only with the term below
-    c.loss = "softmax"  # or "sigmoid" (SigLIP)
+        local_dim=a.embed if a.token_alignment else 0,  # token heads, only with the term below
+        classes=0)  # > 0: a multi-label head on the image tower (configs/supervised.py)
+    c.loss = "softmax"  # or "sigmoid" (SigLIP), or "supervised" (the head's cross-entropy)
     # Word-patch alignment within each pair (MGCA-style), added to the global loss with this
     # weight: off by default (the CheXficient method is global CLIP); on, patch tokens learn
     # where findings are, which is what dense tasks such as segmentation read.
@@ -69,6 +70,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.batch_size = a.batch_size  # global batch; when curating, the super-batch scored per step
     c.total_epochs = a.epochs
     c.total_steps = 0  # > 0 overrides total_epochs
+    c.total_flops = 0.0  # > 0 (full schedule only): train for this many FLOPs, overriding both
 
     c.optim = dict(
         lr=a.lr, end_lr_factor=0.1, warmup_frac=a.warmup, b1=0.9, b2=0.98, eps=1e-8,
@@ -83,7 +85,9 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.init_from = dict(path="", towers="both")  # "both" | "image" | "text"
 
     c.log_every_steps = 10
-    c.checkpoint = dict(every_steps=a.ckpt_every, max_to_keep=2, keep_final=True)
+    # milestones > 0: also keep the model at every such fraction of full-data compute, for
+    # equal-compute comparisons and learning curves (chexficient/checkpoint.py Milestones).
+    c.checkpoint = dict(every_steps=a.ckpt_every, max_to_keep=2, keep_final=True, milestones=0.0)
     c.eval = dict(every_steps=a.eval_every, split="validation", batch_size=min(a.batch_size, 256),
                   max_batches=4)
     c.progress = True

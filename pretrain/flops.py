@@ -27,12 +27,17 @@ class FlopLedger:
 
     def compiled(self, name: str, jitted: Callable, *args) -> Callable:
         """The executable for `name` (lowered and compiled on first use), with its call counted."""
+        self.per_call(name, jitted, *args)
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return self._executables[name]
+
+    def per_call(self, name: str, jitted: Callable, *args) -> float:
+        """FLOPs of one call of `name`, compiling it on first use (no call is counted)."""
         if name not in self._executables:
             executable = jitted.lower(*args).compile()
             self._executables[name] = executable
             self.flops_per_call[name] = compiled_flops(executable)
-        self.calls[name] = self.calls.get(name, 0) + 1
-        return self._executables[name]
+        return self.flops_per_call[name]
 
     def spent(self) -> float:
         """FLOPs spent so far: each step's FLOPs per call times its calls."""

@@ -17,10 +17,12 @@ import numpy as np
 import optax
 from flax import nnx
 
+from chexficient.findings import NUM_FINDINGS, POSITIVE, UNCERTAIN
 from pretrain import losses, optimizer, schedule
 
 MAX_LOGIT_SCALE = float(np.log(100.0))
-BATCH_KEYS = ("image", "tokens", "text_mask", "index")
+BATCH_KEYS = ("image", "tokens", "text_mask", "index", "labels")
+LOSSES = ("softmax", "sigmoid", "supervised")
 
 
 def contrastive_loss(loss_name: str, img, txt, scale, bias, weights=None):
@@ -30,7 +32,20 @@ def contrastive_loss(loss_name: str, img, txt, scale, bias, weights=None):
         return losses.softmax_contrastive(img, txt, scale, weights)
     if loss_name == "sigmoid":
         return losses.sigmoid_contrastive(img, txt, scale, bias, weights)
-    raise ValueError(f"loss={loss_name!r}; valid: 'softmax', 'sigmoid'")
+    raise ValueError(f"loss={loss_name!r}; valid: {', '.join(LOSSES)}")
+
+
+def supervised_loss(logits: jax.Array, labels: jax.Array, weights=None) -> jax.Array:
+    """Mean multi-label binary cross-entropy of the supervised reference over the findings.
+
+    Targets follow the bench's zero-shot and probe protocol: positive and uncertain are 1
+    (U-ones), negative and unmentioned 0. `weights` [B] weight the rows like the CLIP losses.
+    """
+    targets = ((labels == POSITIVE) | (labels == UNCERTAIN)).astype(jnp.float32)
+    per_row = optax.sigmoid_binary_cross_entropy(logits, targets).mean(axis=-1)
+    if weights is None:
+        return per_row.mean()
+    return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1e-9)
 
 
 def token_alignment_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -51,7 +66,8 @@ def abstract_batch(batch_size: int, image_size: int, text_len: int, sharding=Non
     return {"image": spec((batch_size, image_size, image_size, 1), jnp.float32),
             "tokens": spec((batch_size, text_len), jnp.int32),
             "text_mask": spec((batch_size, text_len), jnp.bool_),
-            "index": spec((batch_size,), jnp.int32)}
+            "index": spec((batch_size,), jnp.int32),
+            "labels": spec((batch_size, NUM_FINDINGS), jnp.int8)}
 
 
 def curation_metrics(info: dict, curator_state: Any) -> dict[str, jax.Array]:
@@ -82,6 +98,11 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
     """Step functions for `config`; `reference` is (graphdef, params) of a frozen scoring model."""
     loss_name, optim_cfg = config.loss, config.optim
     align = token_alignment_config(config)
+    if loss_name not in LOSSES:
+        raise ValueError(f"loss={loss_name!r}; valid: {', '.join(LOSSES)}")
+    if loss_name == "supervised" and (config.model.get("classes", 0) != NUM_FINDINGS or curator):
+        raise ValueError(f"loss='supervised' needs model.classes={NUM_FINDINGS} (a head over the "
+                         "findings) and no curator: use configs/supervised.py")
 
     def embed(p, b, gdef=graphdef):
         m = nnx.merge(gdef, p)
@@ -98,6 +119,9 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
 
     def loss_on_rows(p, b, weights):
         """(loss, metrics): the global loss, plus the weighted token alignment term if on."""
+        if loss_name == "supervised":  # the image tower alone, with its classifier head
+            return supervised_loss(nnx.merge(graphdef, p).classify(b["image"]), b["labels"],
+                                   weights), {}
         (img, txt, scale, bias), tokens = forward(p, b)
         loss, _ = contrastive_loss(loss_name, img, txt, scale, bias, weights)
         metrics = dict(temperature=jnp.exp(-jnp.minimum(scale, MAX_LOGIT_SCALE)))
@@ -128,7 +152,7 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
             embeddings.update(ref_image=r_img, ref_text=r_txt)
             per_loss["reference"] = contrastive_loss(loss_name, r_img, r_txt, r_scale, r_bias)[1]
         keep, info = curator.select(state["curator"], embeddings, per_loss, sel_rng)
-        sub = {k: b[k][info["indices"]] for k in ("image", "tokens", "text_mask")}
+        sub = {k: b[k][info["indices"]] for k in ("image", "tokens", "text_mask", "labels")}
         (loss, aux), grads = jax.value_and_grad(loss_on_rows, has_aux=True)(
             state["params"], sub, info["weights"])
         metrics = dict(loss=loss, learner_loss=jnp.mean(learner_loss),
@@ -142,7 +166,10 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
 
     def evaluate(params, b):
         """Loss and in-batch top-1 retrieval; a hit is any pair whose report has the same tokens
-        (identical report texts are merged, as retrieval benchmarks do)."""
+        (identical report texts are merged, as retrieval benchmarks do). The supervised
+        reference has only its loss."""
+        if loss_name == "supervised":
+            return dict(loss=loss_on_rows(params, b, None)[0])
         (img, txt, scale, bias), tokens = forward(params, b)
         loss, _ = contrastive_loss(loss_name, img, txt, scale, bias)
         extra = {}

@@ -86,6 +86,24 @@ def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
     write_atomic(path, tokenizer.model_proto)
 
 
+def full_data_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """The steps of full-data training for the run's length: what compute fractions divide by."""
+    return config.total_steps or int(round(config.total_epochs * steps_per_epoch))
+
+
+def budget_steps(config: ml_collections.ConfigDict, step_flops: float) -> int:
+    """Sets `config.total_steps` from the compute budget `config.total_flops`; returns it."""
+    if config.schedule.name != "full":
+        raise ValueError(f"total_flops needs schedule 'full' (a curated run's step costs vary), "
+                         f"got schedule {config.schedule.name!r}")
+    if step_flops <= 0:
+        raise ValueError("total_flops: this backend gives no FLOP estimate for the train step")
+    config.total_steps = max(1, int(round(config.total_flops / step_flops)))
+    logging.info("compute budget %.3g FLOPs: %d steps of %.3g", config.total_flops,
+                 config.total_steps, step_flops)
+    return config.total_steps
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
     """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
 
@@ -189,6 +207,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])))
     flops = FlopLedger()
+    if config.total_flops:  # a compute budget: the run's length in steps follows from it
+        state["total_steps"] = jax.device_put(jnp.asarray(
+            budget_steps(config, flops.per_call("full", step_fns["full"], state, abstract_batch)),
+            jnp.int32), shardings["total_steps"])
+        if jax.process_index() == 0:
+            write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    milestones = None
+    if config.checkpoint.get("milestones"):
+        milestones = ckpt_lib.Milestones(
+            os.path.join(workdir, ckpt_lib.MILESTONES), spacing=config.checkpoint.milestones,
+            full_flops=flops.per_call("full", step_fns["full"], state, abstract_batch)
+            * full_data_steps(config, steps_per_epoch))
 
     # ----------------------------------------------------------------- restore
     checkpointer = ckpt_lib.Checkpointer(
@@ -244,9 +274,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         pending = None  # metrics of the step before: read one step late so the host never waits
         while step < end_step:
             b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
+            spent_before = flops.spent()
             step_fn = flops.compiled(phase.name, step_fns[phase.name], state, b)
             state, metrics = step_fn(state, b)
             step += 1
+            if milestones is not None:
+                milestones.maybe_save(step, spent_before, flops.spent(), state["params"])
             if pending is not None:
                 last_metrics = check_finite(pending, step - 1, checkpointer)
             pending = metrics
@@ -283,14 +316,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             save_ledger(workdir, jax.device_get(state["ledger"]))
     progress.close()
     checkpointer.close()
+    if milestones is not None:
+        milestones.close()
 
     # ----------------------------------------------------------------- summary
     summary = dict(
         step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
         data_fraction=plan.data_fraction(jax.device_get(state["ledger"])),
         **flops.summary(full_step_fn=step_fns["full"], state=state, batch=abstract_batch,
-                        full_steps=int(round(config.total_epochs * steps_per_epoch))
-                        if not config.total_steps else config.total_steps),
+                        full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})
     if writer:
         writer.close()

@@ -130,3 +130,56 @@ def test_bleu_hand_computed():
     out = metrics.bleu(["the cat sat on the mat"], ["the cat sat on a mat"])
     assert out["bleu1"] == pytest.approx(5 / 6)
     assert out["bleu2"] == pytest.approx(np.sqrt(5 / 6 * 3 / 5))
+
+
+def _mean_auroc(y, scores):
+    return lambda rows: float(np.nanmean(metrics.column_aurocs(y[rows], scores[rows])))
+
+
+def test_column_aurocs_equal_sklearn_with_ties_and_nan_for_one_class():
+    rng = np.random.default_rng(0)
+    y = rng.random((300, 4)) < 0.2
+    scores = np.round(rng.random((300, 4)) * 5) / 5  # many ties
+    y[:, 3] = False
+    got = metrics.column_aurocs(y, scores)
+    np.testing.assert_allclose(got[:3], [roc_auc_score(y[:, j], scores[:, j]) for j in range(3)])
+    assert np.isnan(got[3])
+
+
+def test_paired_bootstrap_identical_models_differ_by_nothing():
+    rng = np.random.default_rng(1)
+    y = rng.random((200, 3)) < 0.3
+    scores = rng.random((200, 3)) + y
+    out = metrics.paired_bootstrap(_mean_auroc(y, scores), _mean_auroc(y, scores), 200,
+                                   n_resamples=200, seed=0)
+    assert out == dict(diff=0.0, ci_low=0.0, ci_high=0.0, p=1.0)
+
+
+def test_paired_bootstrap_separates_a_clearly_better_model_and_not_noise():
+    rng = np.random.default_rng(2)
+    y = rng.random((200, 3)) < 0.3
+    good = y + 0.5 * rng.standard_normal((200, 3))   # mean AUROC about 0.92
+    chance = rng.standard_normal((200, 3))           # about 0.5
+    better = metrics.paired_bootstrap(_mean_auroc(y, good), _mean_auroc(y, chance), 200,
+                                      n_resamples=300, seed=0)
+    assert better["diff"] > 0.3 and better["ci_low"] > 0 and better["p"] < 0.01
+    # the same good model and a copy with tiny noise: no difference to find
+    twin = good + 1e-3 * rng.standard_normal((200, 3))
+    same = metrics.paired_bootstrap(_mean_auroc(y, good), _mean_auroc(y, twin), 200,
+                                    n_resamples=300, seed=0)
+    assert same["ci_low"] <= 0 <= same["ci_high"] and same["p"] > 0.05
+
+
+def test_paired_bootstrap_p_matches_a_paired_difference_known_in_closed_form():
+    # Two classifiers' per-example correctness: a is right on 120 of 200, b on 100, b's right
+    # answers a subset of a's. The statistic is accuracy, the difference 0.1 with a paired
+    # standard error sqrt(p(1-p)/n) for the 20 discordant examples, p = 0.1: z = 0.1 / 0.0212.
+    a = np.zeros(200); a[:120] = 1
+    b = np.zeros(200); b[:100] = 1
+    out = metrics.paired_bootstrap(lambda r: a[r].mean(), lambda r: b[r].mean(), 200,
+                                   n_resamples=2000, seed=0)
+    assert out["diff"] == pytest.approx(0.1)
+    se = np.sqrt(0.1 * 0.9 / 200)
+    assert out["ci_low"] == pytest.approx(0.1 - 1.96 * se, abs=0.01)
+    assert out["ci_high"] == pytest.approx(0.1 + 1.96 * se, abs=0.01)
+    assert out["p"] < 1e-3  # z = 4.7

@@ -25,7 +25,7 @@ def test_retrieval_perfect_embeddings_with_merged_duplicates():
     texts, inverse = metrics.merge_duplicates(reports)
     basis = np.eye(3)
     image_emb = basis[inverse] + 0.01 * np.arange(4)[:, None]
-    out = retrieval.retrieval_metrics(_unit(image_emb), basis, inverse, (1, 5))
+    out = retrieval.retrieval_metrics(retrieval.retrieval_ranks(_unit(image_emb), basis, inverse), (1, 5))
     assert out["i2t/R@1"] == 1.0 and out["i2t/mean_rank"] == 1.0
     assert out["t2i/R@1"] == 1.0 and out["t2i/mean_rank"] == 1.0
 
@@ -33,7 +33,7 @@ def test_retrieval_perfect_embeddings_with_merged_duplicates():
 def test_retrieval_reversed_embeddings_rank_last():
     basis = np.eye(4)
     inverse = np.arange(4)
-    out = retrieval.retrieval_metrics(-basis, basis, inverse, (1, 5))
+    out = retrieval.retrieval_metrics(retrieval.retrieval_ranks(-basis, basis, inverse), (1, 5))
     # every image is least similar to its own text: rank 4 of 4
     assert out["i2t/mean_rank"] == 4.0 and out["i2t/R@1"] == 0.0 and out["i2t/R@5"] == 1.0
 

@@ -23,7 +23,8 @@ def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP
     `model.text.causal` (default True, as in CLIP) picks causal or bidirectional text attention;
     `model.text.arch` 'bert' builds a BERT-architecture text tower instead (`models/bert.py`);
     `norm_eps` and `mlp_act` of a tower follow a pretrained checkpoint (`models/pretrained.py`);
-    `model.local_dim` (default 0: none) adds the token heads of the token alignment loss.
+    `model.local_dim` (default 0: none) adds the token heads of the token alignment loss;
+    `model.classes` (default 0: none) adds the supervised reference's multi-label head.
     """
     if model_config.dtype not in DTYPES:
         raise ValueError(f'model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}')
@@ -44,4 +45,5 @@ def build_model(model_config: ml_collections.ConfigDict, rngs: nnx.Rngs) -> CLIP
     return CLIP(image, text, embed_dim=model_config.embed_dim,
                 temperature_init=model_config.temperature_init,
                 bias_init=model_config.bias_init, rngs=rngs,
-                local_dim=model_config.get('local_dim', 0))
+                local_dim=model_config.get('local_dim', 0),
+                classes=model_config.get('classes', 0))

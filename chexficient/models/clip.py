@@ -27,10 +27,12 @@ def l2_normalize(x: jax.Array, eps: float = 1e-6) -> jax.Array:
 
 class CLIP(nnx.Module):
     """Image tower `image` + `image_proj`, text tower `text` + `text_proj`, logit scale and bias;
-    `image_local_proj` / `text_local_proj` for patch and word tokens when `local_dim` > 0."""
+    `image_local_proj` / `text_local_proj` for patch and word tokens when `local_dim` > 0;
+    `classifier`, a multi-label head on the pooled image features, when `classes` > 0."""
 
     def __init__(self, image: ViT, text: TextTransformer | BertText, *, embed_dim: int,
-                 temperature_init: float, bias_init: float, rngs: nnx.Rngs, local_dim: int = 0):
+                 temperature_init: float, bias_init: float, rngs: nnx.Rngs, local_dim: int = 0,
+                 classes: int = 0):
         if temperature_init <= 0:
             raise ValueError(f'temperature_init must be > 0, got {temperature_init}')
         self.image, self.text = image, text
@@ -44,6 +46,8 @@ class CLIP(nnx.Module):
                                  if local_dim else None)
         self.text_local_proj = (dense(text.width, local_dim, text.dtype, rngs, use_bias=False)
                                 if local_dim else None)
+        # The supervised reference's multi-label head on the pooled image features (last too).
+        self.classifier = dense(image.width, classes, image.dtype, rngs) if classes else None
 
     def encode_image(self, images: jax.Array, *, train: bool = False) -> tuple[jax.Array, dict]:
         """images [B,S,S,1] -> (emb [B,D] unit-norm, aux {'pooled','tokens','features'}) in float32.
@@ -71,6 +75,12 @@ class CLIP(nnx.Module):
         return (img, l2_normalize(self.text_proj(pooled)),
                 l2_normalize(self.image_local_proj(aux['tokens'])),
                 l2_normalize(self.text_local_proj(words)))
+
+    def classify(self, images: jax.Array) -> jax.Array:
+        """images [B,S,S,1] -> float32 logits [B, classes] of the supervised head."""
+        if self.classifier is None:
+            raise ValueError('this model has no classifier head: build it with model.classes > 0')
+        return self.classifier(self.image(images)[0]).astype(jnp.float32)
 
     def __call__(self, images: jax.Array, tokens: jax.Array,
                  mask: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -48,8 +48,14 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
 
     name = "chexficient_synthetic_cxr"
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "First release.",
+        "2.0.0": "Findings drawn to be seen at 64 px: definite findings at severity 0.4-1 (hedged "
+                 "ones stay subtle), tubes and lines of real calibre, larger nodules, thicker "
+                 "atelectasis and pleural thickening, denser consolidation and opacity, visible "
+                 "rib fracture lines.",
+    }
     BUILDER_CONFIGS = [
         SyntheticCxrConfig(name="micro", description="For tests.", train=256, validation=64, test=128,
                            test_shift=64),

@@ -20,17 +20,18 @@ DEVICES = ("ett", "ng", "cvc", "pacemaker")
 # Findings sharing a location when they co-occur (pneumonia in the consolidated lobe).
 _AIRSPACE = ("Consolidation", "Pneumonia", "Lung Opacity")
 _UNCERTAIN_SEVERITY = (0.12, 0.3)
+_DEFINITE_SEVERITY = (0.4, 1.0)
 _DEVICE_PROB = {"ett": 0.45, "ng": 0.45, "cvc": 0.55, "pacemaker": 0.25}
 
 
 def size_word(severity: float) -> str:
     """Size wording of a severity in [0, 1] (effusion, pneumothorax)."""
-    return "small" if severity < 0.4 else "moderate" if severity < 0.75 else "large"
+    return "small" if severity < 0.6 else "moderate" if severity < 0.8 else "large"
 
 
 def degree_word(severity: float) -> str:
     """Degree wording of a severity in [0, 1] (edema, cardiomegaly)."""
-    return "mild" if severity < 0.4 else "moderate" if severity < 0.75 else "severe"
+    return "mild" if severity < 0.6 else "moderate" if severity < 0.8 else "severe"
 
 
 def present(labels: np.ndarray) -> list[str]:
@@ -45,7 +46,7 @@ def sample_details(labels: np.ndarray, rng: np.random.Generator) -> Details:
     shared_location = None
     for name in present(labels):
         uncertain = labels[FINDINGS.index(name)] == UNCERTAIN
-        lo, hi = _UNCERTAIN_SEVERITY if uncertain else (0.15, 1.0)
+        lo, hi = _UNCERTAIN_SEVERITY if uncertain else _DEFINITE_SEVERITY
         d = {"severity": float(rng.uniform(lo, hi))}
         d.update(_SAMPLERS.get(name, _no_location)(rng))
         if name in _AIRSPACE:
@@ -70,7 +71,7 @@ def _lobar(rng: np.random.Generator) -> dict:
 
 
 def _lesion(rng: np.random.Generator) -> dict:
-    size = float(np.clip(rng.lognormal(np.log(1.8), 0.45), 0.8, 6.0))
+    size = float(np.clip(rng.lognormal(np.log(2.6), 0.4), 1.2, 6.0))
     return {"side": _side(rng), "zone": ZONES[int(rng.integers(3))], "size_cm": round(size, 1)}
 
 

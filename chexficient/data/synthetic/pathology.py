@@ -139,9 +139,9 @@ def _atelectasis(p, d, uncertain, rng):
     g, s = p.anatomy["scale"], d["severity"]
     for side in _sides(d):
         cx, cy, cz = _zone_point(p, side, d.get("zone", "lower"), rng)
-        _blob(p, (cx, cy, cz - 1.5 * g), ((3.5 + 1.5 * s) * g, 3.5 * g, (0.35 + 0.3 * s) * g), 1.0, side,
+        _blob(p, (cx, cy, cz - 1.5 * g), ((4.5 + 2.0 * s) * g, 3.5 * g, (0.8 + 0.6 * s) * g), 1.0, side,
               sharp=True, mask=True, rot=(0.0, rng.uniform(-0.25, 0.25), 0.0))
-        if s > 0.6:  # volume loss: the hemidiaphragm rises
+        if s > 0.4:  # volume loss: the hemidiaphragm rises
             key = "dome_r" if side == 0 else "dome_l"
             lift = (s - 0.5) * 4.0 * g
             row = p.csg[P.DOME_R + side]
@@ -164,17 +164,17 @@ def _pleural_other(p, d, uncertain, rng):
     side = _sides(d)[0]
     x, y, z, a, _ = _lung(p, side)
     if d.get("zone") == "apical":
-        _blob(p, (x + _sign(side) * 0.2 * a, y, p.anatomy["apex"] - 1.2 * g), (3.5 * g, 5.0 * g, 1.1 * g),
+        _blob(p, (x + _sign(side) * 0.2 * a, y, p.anatomy["apex"] - 1.2 * g), (3.5 * g, 5.0 * g, 2.0 * g),
               1.0, side, sharp=True, mask=False)
     else:
         _blob(p, (x + _sign(side) * (a - 0.5 * g), y, z + rng.uniform(2.0, 8.0) * g),
-              (0.9 * g, 4.5 * g, 5.0 * g), 1.0, side, sharp=True, mask=False)
+              (1.6 * g, 4.5 * g, 5.0 * g), 1.0, side, sharp=True, mask=False)
 
 
 def _fracture(p, d, uncertain, rng):
     p.scalars.update(frac_side=float(_sides(d)[0]), frac_rib=float(d["rib"] - 1),
-                     frac_phi=float(rng.uniform(0.45, 1.2)), frac_gap=0.02,
-                     frac_shift=(0.45 if d.get("displaced") else 0.0) * p.anatomy["scale"])
+                     frac_phi=float(rng.uniform(0.45, 1.2)), frac_gap=0.08,
+                     frac_shift=(0.9 if d.get("displaced") else 0.4) * p.anatomy["scale"])
 
 
 def _devices(p, d, uncertain, rng):
@@ -184,18 +184,18 @@ def _devices(p, d, uncertain, rng):
     lines: list = []
     for device in d.get("devices", ()):
         if device == "ett":
-            lines += polyline([(0.0, -1.0 * g, 48.0), (0.0, -1.0 * g, carina + d["ett_cm"])], 0.12, P.D_WIRE)
+            lines += polyline([(0.0, -1.0 * g, 48.0), (0.0, -1.0 * g, carina + d["ett_cm"])], 0.35, P.D_WIRE)
         elif device == "ng":
             lines += polyline([(0.6 * g, 2.0 * g, 48.0), (0.9 * g, 2.2 * g, carina - 4 * g),
                                (2.0 * g, 1.5 * g, dome_l - 1.0 * g), (6.5 * g, -1.0 * g, dome_l - 5.0 * g)],
-                              0.13, 0.8 * P.D_WIRE)
+                              0.3, 0.8 * P.D_WIRE)
         elif device == "cvc":
             s = _sign(SIDE_INDEX[d.get("cvc_side", "right")])
             path = [(s * 4.3 * g, -1.0 * g, 36.0), (s * 3.4 * g, -0.8 * g, 24.0 * g)]
             if s > 0:
                 path.append((-0.5 * g, -0.5 * g, carina + 1.5 * g))
             path.append((-2.4 * g, -0.5 * g, carina - 3.0 * g))
-            lines += polyline(path, 0.1, P.D_WIRE)
+            lines += polyline(path, 0.25, P.D_WIRE)
         elif device == "pacemaker":
             s = _sign(SIDE_INDEX[d.get("pacemaker_side", "left")])
             box = (s * 9.5 * g, -p.scalars["body_b"] + 1.0 * g, 19.5 * g)
@@ -204,7 +204,7 @@ def _devices(p, d, uncertain, rng):
             lines += polyline([box, (s * 4.0 * g, -3.0 * g, 21.0 * g), (-2.3 * g, -0.6 * g, carina + 1.0 * g),
                                (-2.6 * g, -1.5 * g, carina - 6.5 * g),
                                (heart[0] + 0.5 * heart[3], heart[1] - 1.0 * g, heart[2] - 0.3 * heart[5])],
-                              0.09, P.D_METAL)
+                              0.2, P.D_METAL)
     p.tubes += lines[:P.N_TUBE - len(p.tubes)]
 
 
@@ -213,10 +213,10 @@ SIDE_INDEX = {"right": 0, "left": 1}
 _APPLY = {
     "Enlarged Cardiomediastinum": _mediastinum,
     "Cardiomegaly": _cardiomegaly,
-    "Lung Opacity": _airspace(0.55, 3.0, 2),
+    "Lung Opacity": _airspace(0.9, 3.5, 2),
     "Lung Lesion": _lesion,
     "Edema": _edema,
-    "Consolidation": _airspace(1.3, 3.0, 1),
+    "Consolidation": _airspace(1.8, 3.5, 1),
     "Pneumonia": _airspace(1.0, 2.5, 2),
     "Atelectasis": _atelectasis,
     "Pneumothorax": _pneumothorax,
