@@ -36,8 +36,6 @@ TABLE = (  # (column, where: an adapter of the bench results or the train summar
     ("rare AUROC", "zero_shot", "test/auroc/mean_rare"),
     ("retrieval R@5", "retrieval", "test/i2t/R@5"),
     ("probe AUROC 1%", "linear_probe", "test/1%/auroc/mean"),
-    ("Dice", "segmentation", "test/100%/dice/mean"),
-    ("report F1", "report_generation", "test/greedy/f1_all14_micro"),
     ("data fraction", "summary", "data_fraction"),
     ("compute fraction", "summary", "compute_fraction"),
     ("wall time (s)", "summary", "wall_time_s"),

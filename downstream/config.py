@@ -15,8 +15,8 @@ from downstream import zero_shot
 
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 
-_EVERYTHING = dict(splits="test+test_shift", probe_fractions="0.01+0.1+1",
-                   seg_fractions="0.01+0.1+1", decoding="greedy+beam")
+_EVERYTHING = dict(adapters="+".join(ADAPTERS), splits="test+test_shift",
+                   probe_fractions="0.01+0.1+1", seg_fractions="0.01+0.1+1", decoding="greedy+beam")
 PRESETS: dict[str, dict] = {
     "quick": dict(max_train=512, max_eval=256, n_resamples=100, draws=3, seg_steps=300,
                   seg_width=32, rg_steps=300, rg_width=96, rg_max_len=48, beams=2, samples=4,
@@ -25,7 +25,8 @@ PRESETS: dict[str, dict] = {
                  seg_width=64, rg_steps=3000, rg_width=256, rg_max_len=96, beams=4, samples=16,
                  overlays=6, reference=True, **_EVERYTHING),
 }
-"""Multi-valued arguments join their values with '+': `splits=test`, `probe_fractions=0.01+1`."""
+"""Multi-valued arguments join their values with '+': `adapters=zero_shot+retrieval`,
+`splits=test`, `probe_fractions=0.01+1`."""
 
 
 def _many(value: str, cast=str) -> tuple:
@@ -43,7 +44,7 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.preset = a.preset
     c.seed = 0
     c.batch_size = 64  # encoder inference batch
-    c.adapters = ADAPTERS
+    c.adapters = _many(a.adapters)
     c.reference = a.reference  # add a randomly initialised encoder of the same architecture
 
     # Empty name: each checkpoint is evaluated on its own pretraining dataset (its config.data).

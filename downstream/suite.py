@@ -60,6 +60,7 @@ class Bench:
         self.modules = {name: adapter_module(name) for name in config.adapters}
         self.results: report.Results = {}
         self.errors: dict[str, dict[str, str]] = {}
+        self.seconds: dict[str, dict[str, float]] = {}  # column -> adapter -> wall time
         self._data: dict[tuple, BenchData] = {}
 
     def data_for(self, encoders: Encoders) -> BenchData:
@@ -103,7 +104,8 @@ class Bench:
             start = time.perf_counter()
             try:
                 self.results[column][name] = module.run(encoders, data, cfg)
-                logging.info("%s on %s: %.1f s", name, column, time.perf_counter() - start)
+                self.seconds.setdefault(column, {})[name] = time.perf_counter() - start
+                logging.info("%s on %s: %.1f s", name, column, self.seconds[column][name])
             except Exception as e:  # noqa: BLE001  (one adapter's failure must not stop the rest)
                 message = (f"adapter {name!r} failed on {source} with dataset {data.name!r}: "
                            f"{type(e).__name__}: {e}")
@@ -111,7 +113,8 @@ class Bench:
                 self.errors.setdefault(column, {})[name] = message
 
     def write(self, columns: list[str], meta: dict) -> None:
-        """Writes results.json, results.md, config.json and the zero-shot figures into out_dir."""
+        """Writes results.json, results.md, config.json, timing.json (seconds per column and
+        adapter, apart so that equal runs give equal results files) and the zero-shot figures."""
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta))
@@ -121,6 +124,7 @@ class Bench:
             self.results, self.errors, columns, adapters,
             f"Downstream benchmark ({meta['preset']})", sources))
         write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
+        write_atomic(os.path.join(self.out_dir, "timing.json"), json.dumps(self.seconds, indent=2))
         if self.config.plots and "zero_shot" in adapters:
             self._plot_zero_shot(columns)
 

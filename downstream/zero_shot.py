@@ -97,12 +97,11 @@ def prompt_embeddings(encoders: Encoders, names: Sequence[str],
                       prompts: Sequence[tuple[str, str]] | None = None) -> np.ndarray:
     """[F, 2, D] unit embeddings of each finding's (positive, negative) prompt ensemble: the
     mean of the unit embeddings of its texts (`finding_prompts`), normalised again."""
-    out = []
-    for name in names:
-        positives, negatives = finding_prompts(name, prompts)
-        emb = _unit(encoders.embed_texts(positives + negatives))
-        out.append([_unit(emb[:len(positives)].mean(0)), _unit(emb[len(positives):].mean(0))])
-    return np.asarray(out, np.float32)
+    groups = [text for name in names for text in finding_prompts(name, prompts)]
+    emb = _unit(encoders.embed_texts([t for group in groups for t in group]))  # one pass
+    ends = np.cumsum([len(group) for group in groups])
+    means = [_unit(emb[end - len(group):end].mean(0)) for group, end in zip(groups, ends)]
+    return np.asarray(means, np.float32).reshape(len(names), 2, -1)
 
 
 def probabilities(image_emb: np.ndarray, prompt_emb: np.ndarray, scale: float = 1.0) -> np.ndarray:

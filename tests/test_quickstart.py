@@ -6,26 +6,41 @@ import os
 
 import pytest
 
-from chexficient.quickstart import ARMS, TABLE, run_quickstart
+from chexficient.quickstart import EQUAL, FLOOR, ROWS, TABLE, run_quickstart
+from downstream.compare import METRICS
 
 
 @pytest.mark.slow
-def test_quickstart_table_has_every_arm_and_metric(micro, tmp_path):
+def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
     out = str(tmp_path / "quickstart")
     table = run_quickstart(out, experiment="ci", data_dir=micro.data_dir)
-    assert list(table) == list(ARMS)
-    for arm, row in table.items():
+    assert list(table) == list(ROWS)
+    for row, values in table.items():
         for column, _, _ in TABLE:
-            assert math.isfinite(row[column]), (arm, column)
+            if (row, column) == ("supervised", "retrieval R@5"):  # no trained text tower
+                assert math.isnan(values[column])
+            else:
+                assert math.isfinite(values[column]), (row, column)
     for arm in ("chexficient", "random", "learnability", "combined"):
         assert table[arm]["compute fraction"] < table["full"]["compute fraction"], arm
     # The random arm trains on as many records as CheXficient kept.
     assert table["random"]["data fraction"] == pytest.approx(table["chexficient"]["data fraction"],
                                                              abs=1 / 256)
+    # Full data read at the CheXficient arm's compute (milestones every 10% in `ci`) ...
+    assert abs(table[EQUAL]["compute fraction"] - table["chexficient"]["compute fraction"]) <= 0.05
+    # ... the supervised reference at the full arm's, and the floor at none.
+    assert table["supervised"]["compute fraction"] == pytest.approx(1.0, abs=0.05)
+    assert table[FLOOR]["compute fraction"] == 0
     saved = json.load(open(os.path.join(out, "quickstart.json")))
-    assert set(saved["table"]) == set(ARMS)
+    assert set(saved["table"]) == set(ROWS)
+    for other in ("random", EQUAL):
+        assert set(saved["paired_tests"][other]) == set(METRICS)
+        assert all(0 <= t["p"] <= 1 for t in saved["paired_tests"][other].values())
+    curves = saved["curves"]
+    assert len(curves["full"]) == 10  # a milestone every 10% of full-data compute
+    assert all(0 < p["compute_fraction"] <= 1.0001 for arm in curves.values() for p in arm)
     assert os.path.exists(os.path.join(out, "auroc_vs_compute.png"))
-    assert os.path.exists(os.path.join(out, "quickstart.md"))
+    assert "paired bootstrap" in open(os.path.join(out, "quickstart.md")).read()
 
 
 def test_experiment_arguments_select_pool_and_scale():

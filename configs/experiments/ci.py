@@ -8,5 +8,5 @@ def get_config(arg=None):
     return ml_collections.ConfigDict(dict(
         dataset="synthetic_cxr/micro", preset="tiny,batch_size=64,epochs=2",
         reference="tiny,batch_size=32,epochs=2", seeds=(0,), milestones=0.1,
-        bench="quick,max_train=128,max_eval=64,splits=test,probe_fractions=0.01,seg_fractions=1,"
-              "decoding=greedy,seg_steps=10,rg_steps=10,n_resamples=10"))
+        bench="quick,adapters=zero_shot+retrieval+linear_probe,max_train=128,max_eval=64,"
+              "splits=test,probe_fractions=0.01,n_resamples=10"))

@@ -1,0 +1,57 @@
+"""The supervised reference: a classifier head trained with BCE for a FLOP budget, read by the bench."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from chexficient.quickstart import load_config
+from downstream import zero_shot
+from downstream.data import BenchData, finding_names
+from downstream.encoders import Encoders
+from pretrain.train import train
+from tests.conftest import micro_config
+
+
+def supervised_config(micro, schedule="full", **overrides):
+    config = micro_config(micro, schedule, **overrides)
+    reference = load_config("supervised", "tiny")
+    config.update(loss=reference.loss)
+    config.model.classes = reference.model.classes
+    return config
+
+
+def test_supervised_run_spends_its_budget_learns_and_answers_with_its_head(micro, tmp_path):
+    workdir = str(tmp_path / "supervised")
+    summary = train(supervised_config(micro, total_flops=6e10, log_every_steps=1), workdir)
+    per_step = summary["flops_spent"] / summary["step"]
+    assert abs(summary["flops_spent"] - 6e10) <= per_step / 2  # the budget, to the nearest step
+    assert json.load(open(os.path.join(workdir, "config.json")))["total_steps"] == summary["step"]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert losses[-1] < losses[0]  # binary cross-entropy falls
+    encoders = Encoders.from_checkpoint(workdir, batch_size=32)
+    assert encoders.supervised
+    data = BenchData(encoders.config.data, image_size=encoders.image_size, eval_splits=("test",),
+                     max_examples={"default": 40})
+    images = data.split("test").images
+    names = finding_names(())
+    head = encoders.classify(images)
+    assert head.shape == (40, 14) and np.all((head > 0) & (head < 1))
+    scores = zero_shot.scores(encoders, images, names)  # the bench reads the head, not prompts
+    np.testing.assert_array_equal(scores, head[:, 1:])
+
+
+def test_supervised_loss_needs_the_head_and_no_curator(micro, tmp_path):
+    config = micro_config(micro, loss="supervised")
+    with pytest.raises(ValueError, match="model.classes=14"):
+        train(config, str(tmp_path / "no_head"))
+    curated = supervised_config(micro, "chexficient")
+    with pytest.raises(ValueError, match="no curator"):
+        train(curated, str(tmp_path / "curated"))
+    budget = micro_config(micro, "chexficient", total_flops=1e9)
+    with pytest.raises(ValueError, match="total_flops needs schedule 'full'"):
+        train(budget, str(tmp_path / "budget"))
