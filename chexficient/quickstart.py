@@ -231,13 +231,26 @@ def plot_auroc_vs_compute(table: dict[str, dict], path: str,
     os.replace(tmp, path)
 
 
+def experiment_arms(spec: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The experiment's arms (`spec.arms`, default all), in ARMS order; full and chexficient
+    always run (every comparison is against them)."""
+    arms = tuple(spec.get("arms", ARMS))
+    unknown = set(arms) - set(ARMS)
+    if unknown:
+        raise ValueError(f"unknown arms {sorted(unknown)}; valid: {', '.join(ARMS)}")
+    return tuple(a for a in ARMS if a in arms or a in ("full", "chexficient"))
+
+
 def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int) -> dict:
-    """Trains the reference model and every arm of one seed into `out`; their summaries."""
+    """Trains every arm of one seed into `out` (and the reference model the loss-based arms
+    score with); their summaries."""
+    arms = experiment_arms(spec)
     reference = os.path.join(out, "reference")
-    print(f"[quickstart] seed {seed}: reference model on the held-out split (for learnability)")
-    train_once(reference_config(spec, data_dir=data_dir, seed=seed), reference)
+    if {"learnability", "combined"} & set(arms):
+        print(f"[quickstart] seed {seed}: reference model on the held-out split (for learnability)")
+        train_once(reference_config(spec, data_dir=data_dir, seed=seed), reference)
     summaries: dict[str, dict] = {}
-    for arm in ARMS:
+    for arm in arms:
         subset = 0
         if arm == "random":  # the same number of records the CheXficient arm trained on
             subset = int(round(summaries["chexficient"]["data_fraction"] *
@@ -248,7 +261,7 @@ def run_arms(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
                             if arm == "supervised" else 0.0)
         summaries[arm] = train_once(config, os.path.join(out, "arms", arm))
     full = summaries["full"]
-    for arm in ARMS[1:]:  # every compute fraction relative to the same full-data run
+    for arm in arms[1:]:  # every compute fraction relative to the same full-data run
         summaries[arm] = dict(summaries[arm],
                               compute_fraction=summaries[arm]["flops_spent"] / full["flops_full_data"])
     return summaries
@@ -261,20 +274,21 @@ def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
     from downstream.suite import run_bench
 
     summaries = run_arms(out, spec, data_dir=data_dir, seed=seed)
-    arms = os.path.join(out, "arms")
+    arms, where = experiment_arms(spec), os.path.join(out, "arms")
     equal_path, summaries[EQUAL] = equal_compute(
-        os.path.join(arms, "full"), summaries["full"], summaries["chexficient"]["compute_fraction"])
+        os.path.join(where, "full"), summaries["full"], summaries["chexficient"]["compute_fraction"])
     summaries[FLOOR] = dict(data_fraction=0.0, compute_fraction=0.0, wall_time_s=0.0)
     print(f"[quickstart] seed {seed}: benchmark suite on every arm")
     bench = bench_config(spec.bench)
     bench.reference = True
-    paths = [os.path.join(arms, arm) for arm in ARMS]
+    paths = [os.path.join(where, arm) for arm in arms]
     results = run_bench(paths[:1] + [equal_path] + paths[1:], bench, os.path.join(out, "bench"),
-                        names=["full", EQUAL, *ARMS[1:]], reference_name=FLOOR)["results"]
-    table = build_table({row: summaries[row] for row in ROWS},
-                        {row: results.get(row, {}) for row in ROWS})
+                        names=["full", EQUAL, *arms[1:]], reference_name=FLOOR)["results"]
+    rows = [row for row in ROWS if row in summaries]
+    table = build_table({row: summaries[row] for row in rows},
+                        {row: results.get(row, {}) for row in rows})
     print(f"[quickstart] seed {seed}: zero-shot learning curves over the milestones")
-    curves = learning_curves({arm: os.path.join(arms, arm) for arm in ARMS}, bench, data_dir)
+    curves = learning_curves({arm: os.path.join(where, arm) for arm in arms}, bench, data_dir)
     return table, curves
 
 

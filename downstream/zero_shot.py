@@ -84,9 +84,11 @@ def finding_prompts(name: str, templates: Sequence[tuple[str, str]] | None = Non
                     ) -> tuple[list[str], list[str]]:
     """(positive texts, negative texts) of one finding: `templates` formatted with its name
     (`{finding}` "pleural effusion", `{Finding}` "Pleural effusion"; the tokenizer is
-    case-sensitive) or, without templates, its RADIOLOGY_PROMPTS (else CheXzero's pair)."""
-    if not templates and name in RADIOLOGY_PROMPTS:
-        positives, negatives = RADIOLOGY_PROMPTS[name]
+    case-sensitive) or, without templates, its RADIOLOGY_PROMPTS (the name matched in any
+    case; else CheXzero's pair)."""
+    known = {finding.lower(): prompts for finding, prompts in RADIOLOGY_PROMPTS.items()}
+    if not templates and name.lower() in known:
+        positives, negatives = known[name.lower()]
         return list(positives), list(negatives)
     fill = lambda t: t.format(finding=name.lower(), Finding=name.capitalize())  # noqa: E731
     pairs = templates or PROMPTS

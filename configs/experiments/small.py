@@ -1,23 +1,28 @@
-"""The full experiment: the five arms on synthetic_cxr/small (20k pairs), 3 seeds, mean and spread.
+"""The full experiment: the arms on synthetic_cxr/small (20k pairs), 3 seeds, mean and spread.
 
     chexficient quickstart --experiment=small --out=runs/small              # CPU scale
     chexficient quickstart --experiment=small:clean --out=runs/small_clean  # the control
 
-Scales: `cpu` (default) trains the `tiny` model at 64 px for two epochs per arm, about half an
-hour per pool on a 2-core CPU; `accel` trains the `small` model at 128 px for 20 epochs and
-runs the `full` benchmark, the size for one accelerator. `clean` uses synthetic_cxr/small_clean,
-a pool without near-duplicates, mismatched reports or degraded images: the control where
-curation has little to remove. Arguments combine: `small:clean,accel`.
+Scales: `cpu` (default) trains the `tiny` model at 64 px for five epochs per arm (five, so the
+CheXficient arm's curation epoch, which scores every pair, weighs under 30% of full-data
+compute), without the loss-based arms (learnability, combined: each costs about 90% of
+full-data training here; the quickstart runs them), about an hour per pool on a 2-core CPU;
+`accel` trains the `small` model at 128 px for 20 epochs with every arm and runs the `full`
+benchmark, the size for one accelerator. `clean` uses synthetic_cxr/small_clean, a pool
+without near-duplicates, mismatched reports or degraded images: the control where curation
+has little to remove. Arguments combine: `small:clean,accel`.
 """
 
 import ml_collections
 
+ALL_ARMS = ("full", "chexficient", "random", "learnability", "combined", "supervised")
 SCALES = {
-    "cpu": dict(preset="tiny,batch_size=128,epochs=2", reference="tiny,batch_size=64,epochs=8",
-                bench="quick,max_train=1024,max_eval=512,seg_steps=60,rg_steps=100,"
-                      "n_resamples=200,reference=0"),
+    "cpu": dict(preset="tiny,batch_size=128,epochs=5", reference="tiny,batch_size=64,epochs=8",
+                arms=("full", "chexficient", "random", "supervised"), milestones=0.05,
+                bench="quick,adapters=zero_shot+retrieval+linear_probe,max_train=1024,"
+                      "max_eval=512,splits=test,probe_fractions=0.01,n_resamples=200"),
     "accel": dict(preset="small,batch_size=256,epochs=20", reference="small,batch_size=128,epochs=20",
-                  bench="full,reference=0"),
+                  arms=ALL_ARMS, milestones=0.05, bench="full,reference=0"),
 }
 
 
