@@ -94,9 +94,14 @@ class Checkpointer:
                                   f"cannot be read: {type(e).__name__}: {e})") from e
         differences = _diff(meta.get("fingerprint", {}), fingerprint(config))
         if differences:
+            run = os.path.dirname(self.directory)
             raise CheckpointError(
-                f"checkpoint {where} was written by an incompatible config; start a new workdir "
-                "or restore the old values:\n  " + "\n  ".join(differences))
+                f"checkpoint {where} was written by an incompatible config (its model, loss, "
+                "dataset or curator differ, so its state would be meaningless):\n  "
+                + "\n  ".join(differences) + "\nTo continue that run, set those keys back "
+                "(--config.KEY=VALUE). To train the changed config, use a new --workdir; add "
+                f"--config.init_from.path={run} to start from that run's weights (where the "
+                "model's shape is unchanged).")
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 model=ocp.args.StandardRestore(abstract_model),

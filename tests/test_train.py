@@ -93,6 +93,46 @@ def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path
         train(micro_config(micro, "chexficient"), workdir)
 
 
+def _data_position(workdir: str, step: int) -> list[dict]:
+    """The data-iterator states a checkpoint holds (one per process)."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(f"{workdir}/checkpoints", item_names=("data",))
+    data = manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+    manager.close()
+    return data["states"]
+
+
+def test_extending_a_finished_run_trains_to_the_new_end(micro, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    config = lambda steps: micro_config(micro, total_steps=steps, **{"checkpoint.every_steps": 10})  # noqa: E731
+    assert train(config(30), workdir)["step"] == 30
+    extended = train(config(60), workdir)
+    assert "extending the run: end step 30 -> 60" in capsys.readouterr().err
+    summary = json.load(open(f"{workdir}/summary.json"))
+    assert extended["step"] == summary["step"] == 60 and not summary["stopped_early"]
+    rows = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+    lr = {r["step"]: r["lr"] for r in rows if "loss" in r}
+    assert list(lr) == list(range(2, 61, 2))  # one stream, continued where it ended
+    assert lr[32] > lr[30]  # the schedule decays towards the new end, not the old one
+    assert _data_position(workdir, 60) == [{"next_index": 60 * 32}]  # the data stream went on
+    with pytest.raises(ValueError, match="end the run at step 40, before step 60"):
+        train(config(40), workdir)
+
+
+def test_extending_a_curated_run_adds_subset_epochs(micro, curated_run, tmp_path, capsys):
+    reference, summary = curated_run
+    workdir = str(tmp_path / "longer")
+    shutil.copytree(reference, workdir)
+    longer = train(micro_config(micro, "chexficient", total_epochs=3.0), workdir)
+    assert f"end step {summary['step']} -> {longer['step']}" in capsys.readouterr().err
+    subset = np.load(f"{reference}/ledger.npz")["first_kept"] >= 0
+    # One more epoch of the kept records; curation is not run again.
+    assert longer["step"] == summary["step"] + round(subset.sum() / 32)
+    np.testing.assert_array_equal(np.load(f"{workdir}/ledger.npz")["first_kept"],
+                                  np.load(f"{reference}/ledger.npz")["first_kept"])
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(micro, tmp_path):
     config = micro_config(micro, **{"optim.lr": float("inf"), "optim.warmup_frac": 0.0,
                                     "checkpoint.every_steps": 1})
