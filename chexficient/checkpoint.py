@@ -36,14 +36,17 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return out
 
 
-def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def config_diff(saved: dict, current: dict, names: tuple[str, str] = ("checkpoint", "config"),
+                prefix: str = "") -> list[str]:
+    """One line per key whose value differs between two JSON configs (nested keys dotted),
+    naming both values with `names` ("KEY: checkpoint has A, config has B")."""
     lines = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            lines += _diff(a, b, f"{prefix}{key}.")
+            lines += config_diff(a, b, names, f"{prefix}{key}.")
         elif a != b:
-            lines.append(f"{prefix}{key}: checkpoint has {a!r}, config has {b!r}")
+            lines.append(f"{prefix}{key}: {names[0]} has {a!r}, {names[1]} has {b!r}")
     return lines
 
 
@@ -92,7 +95,7 @@ class Checkpointer:
         except Exception as e:  # orbax raises many types for unreadable files
             raise CheckpointError(f"checkpoint {where} is corrupt or incomplete (its metadata "
                                   f"cannot be read: {type(e).__name__}: {e})") from e
-        differences = _diff(meta.get("fingerprint", {}), fingerprint(config))
+        differences = config_diff(meta.get("fingerprint", {}), fingerprint(config))
         if differences:
             run = os.path.dirname(self.directory)
             raise CheckpointError(

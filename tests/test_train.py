@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -167,6 +168,33 @@ train(config, sys.argv[1])
         losses[name] = [r["loss"] for r in rows]
     assert len(losses["one"]) == 4
     np.testing.assert_allclose(losses["one"], losses["eight"], rtol=2e-4)
+
+
+def _command(*args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "chexficient.cli", *args], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_commands_are_quiet_by_default(micro, tmp_path):
+    """A run shows its progress, one line per phase, evaluation and checkpoint, and warnings;
+    the libraries' INFO lines (absl, orbax, jax) only with --verbosity."""
+    info = re.compile(r"^I\d{4} ", re.MULTILINE)
+    train_args = ["train", f"--workdir={tmp_path / 'run'}",
+                  "--config=configs/pretrain.py:tiny,batch_size=32,res=64,width=64,twidth=64,"
+                  "embed=64,text_len=32", f"--config.data.name={micro.name}",
+                  f"--config.data.data_dir={micro.data_dir}", "--config.total_steps=2",
+                  "--config.eval.every_steps=2", "--config.eval.batch_size=32"]
+    quiet = _command(*train_args).stderr
+    assert not info.findall(quiet)
+    for line in ("phase 1/1 full: steps 0 -> 2", "step 2 evaluation: val/",
+                 "step 2: checkpoint saved to"):
+        assert line in quiet
+    assert not info.findall(_command("data", "build", micro.name,
+                                     f"--data_dir={micro.data_dir}").stderr)
+    verbose = _command(*train_args, "--verbosity=0").stderr  # the finished run, restored
+    assert len(info.findall(verbose)) > 10 and "resuming" in verbose
 
 
 def test_mistyped_config_key_fails_at_launch(tmp_path):
