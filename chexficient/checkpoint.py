@@ -168,6 +168,7 @@ def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
     `path` is a workdir (with config.json and checkpoints/) or its checkpoints/ directory.
+    The parameters land on this process's first device, whatever mesh wrote them.
     """
     from flax import nnx
 
@@ -181,6 +182,9 @@ def load_model(path: str, step: int | None = None):
         config = ml_collections.ConfigDict(json.load(f))
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever mesh wrote it
+    abstract_params = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), abstract_params)
     manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
     try:
