@@ -265,6 +265,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         eval_size = sum(p.size for p in mixture.parts(config.data, config.eval.split, data_dir))
         full_batches = min(config.eval.max_batches, eval_size // config.eval.batch_size)
         for _, b in zip(range(full_batches), eval_loader):
+            if len(b["index"]) * jax.process_count() < config.eval.batch_size:
+                break  # records skipped as unreadable (data.on_error=skip) shortened it
             out = eval_fn(state["params"], parallel.host_to_global(
                 {k: b[k] for k in BATCH_KEYS}, mesh))
             for k, v in out.items():
