@@ -21,6 +21,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from tests.conftest import data_states
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # `chexficient train`, appending to $RECORD/process_<id>.jsonl each training batch this process
@@ -56,7 +58,7 @@ cli.main(["chexficient", "train", *sys.argv[1:]])
 
 def _flags(micro, workdir: str) -> list[str]:
     """A small model on micro under the CheXficient schedule: curate 4 steps, then the subset
-    to step 7, a checkpoint every 2 steps (all kept)."""
+    to step 7, a checkpoint every 2 steps, none deleted."""
     return [f"--workdir={workdir}",
             "--config=configs/chexficient.py:tiny,batch_size=32,res=64,width=64,twidth=64,"
             "embed=64,text_len=32,depth=1,tdepth=1",
@@ -191,18 +193,19 @@ def test_two_processes_equal_one_and_checkpoints_move_between_meshes(micro, tmp_
     # records in the same order as the one process of four devices (and the one device).
     whole = _loaded(loaded["4"])
     first, second = _loaded(loaded["2x2"], 0), _loaded(loaded["2x2"], 1)
-    one, moved_half = _loaded(loaded["1"]), _loaded(loaded["moved"])
+    one, after_move = _loaded(loaded["1"]), _loaded(loaded["moved"])
     assert len(whole) == 7 and first.keys() == second.keys() and len(first) == 7 - 2
     assert sorted({**one, **first}) == sorted(whole)  # steps 1-2 on one device, 3-7 on two
     for key in first:
         a, b = first[key], second[key]
         assert len(a) == len(b) == 16 and not set(a) & set(b)
         assert a + b == whole[key]
-    for key, batch in {**one, **moved_half}.items():
+    for key, batch in {**one, **after_move}.items():
         assert batch == whole[key]
     # One checkpoint per step, written together: arrays from both processes, no leftovers.
     assert sorted(os.listdir(f"{chain}/checkpoints")) == ["2", "4", "6", "7"]
     for item in ("model", "train"):
         assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(f"{chain}/checkpoints/6/{item}"))
+    assert data_states(chain, 6) == [{"next_index": (6 - 4) * 16}] * 2  # each process's position
     _assert_same_run(chain, reference)
     _assert_same_run(moved, reference)

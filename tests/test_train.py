@@ -16,7 +16,7 @@ from flax import nnx
 
 from chexficient.checkpoint import CheckpointError, load_model
 from pretrain.train import train
-from tests.conftest import micro_config
+from tests.conftest import data_states, micro_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,16 +94,6 @@ def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path
         train(micro_config(micro, "chexficient"), workdir)
 
 
-def _data_position(workdir: str, step: int) -> list[dict]:
-    """The data-iterator states a checkpoint holds (one per process)."""
-    import orbax.checkpoint as ocp
-
-    manager = ocp.CheckpointManager(f"{workdir}/checkpoints", item_names=("data",))
-    data = manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
-    manager.close()
-    return data["states"]
-
-
 def test_extending_a_finished_run_trains_to_the_new_end(micro, tmp_path, capsys):
     workdir = str(tmp_path / "run")
     config = lambda steps: micro_config(micro, total_steps=steps, **{"checkpoint.every_steps": 10})  # noqa: E731
@@ -116,7 +106,7 @@ def test_extending_a_finished_run_trains_to_the_new_end(micro, tmp_path, capsys)
     lr = {r["step"]: r["lr"] for r in rows if "loss" in r}
     assert list(lr) == list(range(2, 61, 2))  # one stream, continued where it ended
     assert lr[32] > lr[30]  # the schedule decays towards the new end, not the old one
-    assert _data_position(workdir, 60) == [{"next_index": 60 * 32}]  # the data stream went on
+    assert data_states(workdir, 60) == [{"next_index": 60 * 32}]  # the data stream went on
     with pytest.raises(ValueError, match="end the run at step 40, before step 60"):
         train(config(40), workdir)
 
