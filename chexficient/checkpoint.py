@@ -37,14 +37,17 @@ def fingerprint(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return out
 
 
-def _diff(saved: dict, current: dict, prefix: str = "") -> list[str]:
+def config_diff(saved: dict, current: dict, names: tuple[str, str] = ("checkpoint", "config"),
+                prefix: str = "") -> list[str]:
+    """One line per key whose value differs between two JSON configs (nested keys dotted),
+    naming both values with `names` ("KEY: checkpoint has A, config has B")."""
     lines = []
     for key in sorted(set(saved) | set(current)):
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            lines += _diff(a, b, f"{prefix}{key}.")
+            lines += config_diff(a, b, names, f"{prefix}{key}.")
         elif a != b:
-            lines.append(f"{prefix}{key}: checkpoint has {a!r}, config has {b!r}")
+            lines.append(f"{prefix}{key}: {names[0]} has {a!r}, {names[1]} has {b!r}")
     return lines
 
 
@@ -93,11 +96,16 @@ class Checkpointer:
         except Exception as e:  # orbax raises many types for unreadable files
             raise CheckpointError(f"checkpoint {where} is corrupt or incomplete (its metadata "
                                   f"cannot be read: {type(e).__name__}: {e})") from e
-        differences = _diff(meta.get("fingerprint", {}), fingerprint(config))
+        differences = config_diff(meta.get("fingerprint", {}), fingerprint(config))
         if differences:
+            run = os.path.dirname(self.directory)
             raise CheckpointError(
-                f"checkpoint {where} was written by an incompatible config; start a new workdir "
-                "or restore the old values:\n  " + "\n  ".join(differences))
+                f"checkpoint {where} was written by an incompatible config (its model, loss, "
+                "dataset or curator differ, so its state would be meaningless):\n  "
+                + "\n  ".join(differences) + "\nTo continue that run, set those keys back "
+                "(--config.KEY=VALUE). To train the changed config, use a new --workdir; add "
+                f"--config.init_from.path={run} to start from that run's weights (where the "
+                "model's shape is unchanged).")
         try:
             restored = self._manager.restore(step, args=ocp.args.Composite(
                 model=ocp.args.StandardRestore(abstract_model),
@@ -224,7 +232,8 @@ def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
     `path` is a workdir (with config.json and checkpoints/), its checkpoints/ or milestones/
-    directory, optionally with `@STEP` (default: the latest step, or `step`).
+    directory, optionally with `@STEP` (default: the latest step, or `step`). The parameters
+    land on this process's first device, whatever mesh wrote them.
     """
     from flax import nnx
 
@@ -240,6 +249,9 @@ def load_model(path: str, step: int | None = None):
         config = ml_collections.ConfigDict(json.load(f))
     abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
     graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever mesh wrote it
+    abstract_params = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), abstract_params)
     manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 from chexficient import allocator
 
@@ -30,6 +31,19 @@ def _usage() -> str:
     lines += [f"  {name:<13} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "`chexficient COMMAND --help` lists a command's flags."]
     return "\n".join(lines)
+
+
+def quiet_by_default(command_main: Callable[[list[str]], int | None]
+                     ) -> Callable[[list[str]], int | None]:
+    """`command_main` at WARNING verbosity unless --verbosity (-v) was given: a command shows its
+    own lines, progress bars and warnings, and the libraries' INFO lines only on request."""
+    def run(argv: list[str]) -> int | None:
+        from absl import flags, logging
+
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
+        return command_main(argv)  # its exit status, as absl's app.run expects
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
-    app.run(module.main, argv=[f"chexficient {command}"] + argv[2:])
+    app.run(quiet_by_default(module.main), argv=[f"chexficient {command}"] + argv[2:])
 
 
 if __name__ == "__main__":

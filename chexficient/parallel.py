@@ -6,6 +6,7 @@ axes; everything else (losses, collectives) is left to XLA under `jax.jit` on gl
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -14,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ('data', 'fsdp')
@@ -127,3 +129,25 @@ def host_to_global(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax
                              f'divisible by the {per_host} devices of this host')
         out[key] = jax.make_array_from_process_local_data(sharding, value)
     return out
+
+
+def to_host(tree):
+    """Global arrays as numpy on every process: gathered from the others where this process
+    does not hold all of an array. A collective: every process must call it."""
+    def fetch(x: jax.Array) -> np.ndarray:
+        if x.is_fully_addressable:
+            return np.asarray(jax.device_get(x))
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return jax.tree.map(fetch, tree)
+
+
+def gather_json(value) -> list:
+    """Every process's JSON-able `value`, in process order (a collective; one process: [value])."""
+    if jax.process_count() == 1:
+        return [value]
+    data = np.frombuffer(json.dumps(value).encode(), np.uint8)
+    sizes = multihost_utils.process_allgather(np.array([data.size], np.int32)).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[:data.size] = data
+    rows = multihost_utils.process_allgather(padded)
+    return [json.loads(bytes(row[:size])) for row, size in zip(rows, sizes)]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import ml_collections
 import numpy as np
-from absl import logging
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ARMS = ("full", "chexficient", "random", "learnability", "combined", "supervised")
@@ -87,16 +86,35 @@ def reference_config(spec: ml_collections.ConfigDict, *, data_dir: str, seed: in
     return config
 
 
+def check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Raises ValueError naming every key where the run in `workdir` (its config.json) differs
+    from `config`, so that a run of another experiment is never taken for this one's."""
+    from chexficient.checkpoint import config_diff
+    from pretrain.train import resolve
+
+    with open(os.path.join(workdir, "config.json")) as f:
+        saved = json.load(f)
+    differences = config_diff(saved, json.loads(resolve(config)[0].to_json()),
+                              names=("the run", "this experiment"))
+    if differences:
+        raise ValueError(
+            f"{workdir} holds a run of another config:\n  " + "\n  ".join(differences)
+            + f"\nUse another --out, or delete {workdir} to train it again.")
+
+
 def train_once(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Trains unless workdir already holds a finished run; returns its summary."""
+    """Trains (or resumes) unless workdir already holds the finished run; returns its summary.
+    A run of another config in workdir is an error (`check_same_config`), never reused."""
     from pretrain.train import train
 
+    if os.path.exists(os.path.join(workdir, "config.json")):
+        check_same_config(config, workdir)
     done = os.path.join(workdir, "summary.json")
     if os.path.exists(done):
         with open(done) as f:
             summary = json.load(f)
         if not summary.get("stopped_early"):
-            logging.info("reusing finished run %s", workdir)
+            print(f"[quickstart] reusing the finished run {workdir}")
             return summary
     return train(config, workdir)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from absl import flags, logging
+from absl import flags
 
 from chexficient.quickstart import experiment_names, run_quickstart
 
@@ -20,5 +20,4 @@ def main(argv: list[str]) -> None:
     """Runs --experiment into --out (see `chexficient.quickstart.run_quickstart`)."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
     run_quickstart(_OUT.value, experiment=_EXPERIMENT.value, data_dir=_DATA_DIR.value)

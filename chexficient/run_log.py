@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
@@ -113,6 +114,13 @@ class Throughput:
         self._step, self._interval_s = step, 0.0
         return {"perf/pairs_per_s": pairs / seconds if seconds > 0 else 0.0,
                 "perf/train_s": self._train_s}
+
+
+def note(message: str) -> None:
+    """A plain stderr line that keeps a progress bar intact (tqdm redraws it below)."""
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 class Progress:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from downstream.suite import run_bench
@@ -28,7 +28,6 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     if not _OUT.value:
         raise SystemExit("--out=DIR is required")
-    logging.set_verbosity(logging.INFO)
     summary = run_bench(_CHECKPOINTS.value or [], _CONFIG.value, _OUT.value)
     print(f"wrote {os.path.join(_OUT.value, 'results.md')}")
     return 1 if any(summary["errors"].values()) else 0

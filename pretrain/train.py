@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -37,6 +36,13 @@ def save_ledger(workdir: str, ledger: dict[str, np.ndarray]) -> None:
     tmp = os.path.join(workdir, "ledger.tmp.npz")
     np.savez(tmp, **{k: np.asarray(v) for k, v in ledger.items()})
     os.replace(tmp, os.path.join(workdir, "ledger.npz"))
+
+
+def note(message: str) -> None:
+    """One line of the run's story (phase, evaluation, checkpoint) above the progress bar, from
+    the first process only: what a run shows besides warnings at the default verbosity."""
+    if jax.process_index() == 0:
+        run_log.note(message)
 
 
 def stop_run(reason: str, step: int, checkpointer: ckpt_lib.Checkpointer) -> None:
@@ -104,16 +110,9 @@ def budget_steps(config: ml_collections.ConfigDict, step_flops: float) -> int:
     return config.total_steps
 
 
-def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
-    """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
-
-    `stop_at_step` ends the process early as a preemption would (after checkpointing that
-    step); calling `train` again on the same workdir resumes exactly.
-    """
-    # ----------------------------------------------------------------- setup
-    t_start = time.time()
-    parallel.maybe_initialize_distributed(config)
-    os.makedirs(workdir, exist_ok=True)
+def resolve(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, str, list, Tokenizer]:
+    """The run's own copy of `config` as config.json records it (pretrained architectures and
+    the tokenizer's vocabulary filled in), with its data dir, pool parts and tokenizer."""
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
     parts = mixture.parts(config.data, config.data.train_split, data_dir)
     config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
@@ -128,6 +127,48 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     if config.model.text.pretrained and config.model.text.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"model.text.vocab_size={config.model.text.vocab_size} but the "
                          f"tokenizer has {tokenizer.vocab_size} ids")
+    return config, data_dir, parts, tokenizer
+
+
+def planned_end(plan: schedule.Plan, phases: list[schedule.Phase], phase_index: int,
+                ledger: dict, steps_per_epoch: int) -> int:
+    """The step the run ends at under its config, as far as known at `phase_index`: exact once
+    the subset is fixed, else the estimate a fresh run starts its learning-rate schedule from."""
+    if phases[-1].end_step < 0 and phase_index >= len(phases) - 1:
+        return plan.subset_end_step(plan.phase_indices("subset", ledger), steps_per_epoch)
+    return plan.initial_total_steps(steps_per_epoch)
+
+
+def continue_at(plan: schedule.Plan, phases: list[schedule.Phase], phase_index: int, step: int,
+                old_end: int, ledger: dict, steps_per_epoch: int) -> tuple[int, int]:
+    """(phase index, end step) of a restored run under the current config: a changed
+    `total_steps` / `total_epochs` moves the end (reopening the last phase of a finished run,
+    where the chexficient schedule adds subset epochs); an end before `step` is an error."""
+    new_end = planned_end(plan, phases, min(phase_index, len(phases) - 1), ledger, steps_per_epoch)
+    if new_end < step:
+        raise ValueError(
+            f"total_steps / total_epochs now end the run at step {new_end}, before step {step} "
+            "its checkpoint restored: set an end at or after that step, or use a new --workdir")
+    if new_end != old_end:
+        note(f"{'extending' if new_end > old_end else 'shortening'} the run: end step "
+             f"{old_end} -> {new_end} (total_steps / total_epochs changed; the learning rate "
+             "follows the new end)")
+    if phase_index == len(phases) and new_end > step:
+        phase_index -= 1
+    return phase_index, new_end
+
+
+def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
+    """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
+
+    `stop_at_step` ends the process early as a preemption would (after checkpointing that
+    step); calling `train` again on the same workdir resumes exactly.
+    """
+    # ----------------------------------------------------------------- setup
+    t_start = time.time()
+    parallel.maybe_initialize_distributed(config)
+    os.makedirs(workdir, exist_ok=True)
+    config, data_dir, parts, tokenizer = resolve(config)
     if jax.process_index() == 0:
         write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         keep_run_tokenizer(workdir, tokenizer)
@@ -143,10 +184,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
                          f"{config.data.get('mixture') or config.data.name}")
 
+    local_batch = batch // jax.process_count()
+    shard = (jax.process_index(), jax.process_count())
+
     def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
         return pipeline.make_loader(
-            config.data, config.data.train_split, train=train_mode,
-            batch_size=batch // jax.process_count(),
+            config.data, config.data.train_split, train=train_mode, batch_size=local_batch,
             seed=config.seed + 1000 * phase_index, indices=indices)
 
     # ----------------------------------------------------------------- mesh & model
@@ -192,6 +235,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
 
     abstract = jax.eval_shape(init_state, params)
     shardings = parallel.param_sharding(abstract, mesh)
+    abstract = jax.tree.map(  # with shardings: a checkpoint restores onto this mesh
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
     state = jax.jit(init_state, out_shardings=shardings)(params)
     del params, model
 
@@ -211,8 +256,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         state["total_steps"] = jax.device_put(jnp.asarray(
             budget_steps(config, flops.per_call("full", step_fns["full"], state, abstract_batch)),
             jnp.int32), shardings["total_steps"])
-        if jax.process_index() == 0:
-            write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     milestones = None
     if config.checkpoint.get("milestones"):
         milestones = ckpt_lib.Milestones(
@@ -224,16 +267,21 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     checkpointer = ckpt_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), every_steps=config.checkpoint.every_steps,
         max_to_keep=config.checkpoint.max_to_keep)
+    phases = plan.phases(steps_per_epoch)
     phase_index, data_state = 0, None
     if checkpointer.latest_step() is not None:
-        abstract_params = abstract["params"]
-        abstract_train = {k: v for k, v in abstract.items() if k != "params"}
-        model_state, train_state, data_state, meta = checkpointer.restore(
-            abstract_params, abstract_train, config)
-        state = jax.device_put(dict(train_state, params=model_state), shardings)
-        phase_index = meta["phase_index"]
+        model_state, train_state, data, meta = checkpointer.restore(
+            abstract["params"], {k: v for k, v in abstract.items() if k != "params"}, config)
+        state = dict(train_state, params=model_state)
         flops.load(meta.get("flops", {}))
-        logging.info("resumed %s at step %d (phase %s)", workdir, int(state["step"]), phase_index)
+        restored_step = int(state["step"])
+        note(f"resuming {workdir} at step {restored_step}")
+        phase_index, end = continue_at(plan, phases, meta["phase_index"], restored_step,
+                                       int(state["total_steps"]), parallel.to_host(state["ledger"]),
+                                       steps_per_epoch)
+        state["total_steps"] = jax.device_put(np.asarray(end, np.int32), shardings["total_steps"])
+        if meta["data_phase"] == phase_index:
+            data_state = pipeline.resume_state(data["states"], shard, local_batch)
 
     # ----------------------------------------------------------------- evaluator
     def evaluate() -> dict[str, float]:
@@ -241,9 +289,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             config.data, config.eval.split, train=False,
             batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1)
         totals: dict[str, list[float]] = {}
-        for i, b in enumerate(eval_loader):
-            if i >= config.eval.max_batches or len(b["index"]) * jax.process_count() < config.eval.batch_size:
-                break  # in-batch retrieval is measured on full batches only
+        # In-batch retrieval is measured on full batches only; every process counts the same.
+        eval_size = sum(p.size for p in mixture.parts(config.data, config.eval.split, data_dir))
+        full_batches = min(config.eval.max_batches, eval_size // config.eval.batch_size)
+        for _, b in zip(range(full_batches), eval_loader):
+            if len(b["index"]) * jax.process_count() < config.eval.batch_size:
+                break  # records skipped as unreadable (data.on_error=skip) shortened it
             out = eval_fn(state["params"], parallel.host_to_global(
                 {k: b[k] for k in BATCH_KEYS}, mesh))
             for k, v in out.items():
@@ -251,7 +302,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         return {k: float(np.mean(v)) for k, v in totals.items()}
 
     # ----------------------------------------------------------------- loop
-    phases = plan.phases(steps_per_epoch)
     step = int(state["step"])
     last_metrics: dict[str, float] = {}
     progress = run_log.Progress(total=int(state["total_steps"]), initial=step,
@@ -260,13 +310,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     stopped_early = False
     while phase_index < len(phases):
         phase = phases[phase_index]
-        indices = plan.phase_indices(phase.name, jax.device_get(state["ledger"]))
+        indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
         end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(
             indices, steps_per_epoch)
         if phase.name == "subset" and indices is not None:
-            state["total_steps"] = jax.device_put(jnp.asarray(end_step, jnp.int32),
+            state["total_steps"] = jax.device_put(np.asarray(end_step, np.int32),
                                                   shardings["total_steps"])
             progress.set_total(end_step)
+        note(f"phase {phase_index + 1}/{len(phases)} {phase.name}: steps {step} -> {end_step}"
+             + (f", on the {len(indices)} records kept" if indices is not None else ""))
         it = iter(loader(indices, phase_index))
         if data_state:
             it.set_state(data_state)
@@ -294,35 +346,42 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                     val = evaluate()
                 if writer:
                     writer.write(step, val)
+                note(f"step {step} evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
                 last_metrics.update(val)
             if checkpointer.should_save(step) or step == end_step:
                 check_finite(pending, step, checkpointer)
                 if not bool(params_finite(state["params"])):
                     stop_run("parameters became NaN or infinite", step, checkpointer)
                 meta = dict(fingerprint=ckpt_lib.fingerprint(config),
-                            phase_index=phase_index + (step == end_step), flops=flops.state())
+                            phase_index=phase_index + (step == end_step), data_phase=phase_index,
+                            flops=flops.state())
                 with throughput.paused():
                     checkpointer.save(step, state["params"],
                                       {k: v for k, v in state.items() if k != "params"},
-                                      it.get_state() if step < end_step else {}, meta, force=True)
+                                      {"states": parallel.gather_json(it.get_state())}, meta,
+                                      force=True)
+                note(f"step {step}: checkpoint saved to {checkpointer.directory}/{step}")
             progress.update(step, last_metrics)
             if stop_at_step is not None and step >= stop_at_step:
+                note(f"stopped at step {step} (--stop_at_step); the same command resumes")
                 stopped_early = True
                 break
         if stopped_early:
             break
         phase_index += 1
+        ledger = parallel.to_host(state["ledger"])
         if jax.process_index() == 0:
-            save_ledger(workdir, jax.device_get(state["ledger"]))
+            save_ledger(workdir, ledger)
     progress.close()
     checkpointer.close()
     if milestones is not None:
         milestones.close()
 
     # ----------------------------------------------------------------- summary
+    ledger = parallel.to_host(state["ledger"])
     summary = dict(
         step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
-        data_fraction=plan.data_fraction(jax.device_get(state["ledger"])),
+        data_fraction=plan.data_fraction(ledger),
         **flops.summary(full_step_fn=step_fns["full"], state=state, batch=abstract_batch,
                         full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})
@@ -333,6 +392,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         run_log.plot_metrics(os.path.join(workdir, "metrics.jsonl"),
                              os.path.join(workdir, "plots", "metrics.png"))
         if plan.curator_name != "none" and not stopped_early:
-            plan.write_report(workdir, jax.device_get(state["ledger"]), data_dir,
+            plan.write_report(workdir, ledger, data_dir,
                               summary["compute_fraction"])
     return summary

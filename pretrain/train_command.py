@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.",
@@ -25,6 +25,5 @@ def main(argv: list[str]) -> None:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     from pretrain.train import train
 
-    logging.set_verbosity(logging.INFO)
     summary = train(_CONFIG.value, _WORKDIR.value, stop_at_step=_STOP_AT.value)
     print(json.dumps(summary, indent=2, sort_keys=True))

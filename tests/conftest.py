@@ -107,6 +107,16 @@ def micro_config(micro, schedule: str = "full", **overrides):
     return config
 
 
+def data_states(workdir: str, step: int) -> list[dict]:
+    """The data-iterator states a run's checkpoint holds, one per process."""
+    import orbax.checkpoint as ocp
+
+    manager = ocp.CheckpointManager(f"{workdir}/checkpoints", item_names=("data",))
+    data = manager.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
+    manager.close()
+    return data["states"]
+
+
 @pytest.fixture(scope="session")
 def curated_run(micro, tmp_path_factory):
     """One uninterrupted CheXficient-schedule run, shared by the tests that only read it."""

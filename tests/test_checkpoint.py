@@ -45,6 +45,9 @@ def test_incompatible_config_names_the_keys(tmp_path):
     assert "incompatible config" in str(e.value)
     assert "model.image.width: checkpoint has 128, config has 64" in str(e.value)
     assert "curator.name" in str(e.value)
+    # ... and says what to do: set them back, or a new workdir, optionally from these weights.
+    assert "--config.KEY=VALUE" in str(e.value) and "new --workdir" in str(e.value)
+    assert f"--config.init_from.path={os.path.dirname(str(tmp_path))}" in str(e.value)
 
 
 def test_corrupt_checkpoint_is_reported_not_restarted(tmp_path):

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from chexficient.data import registry
 from chexficient.data.pipeline import (PIXEL_MEAN, PIXEL_STD, Augment, ImageTransform, TextAugment,
-                                       make_loader, preprocess_images)
+                                       make_loader, preprocess_images, resume_state)
 from chexficient.data.records import RecordError, RecordReader, SkipLog, read_skipped, validate
 
 RAW = tfds.decode.DeserializeMethod.RAW_BYTES
@@ -143,6 +143,29 @@ def test_resume_sees_the_same_next_batches(micro, workers):
     _assert_same_batches(_take(resumed, 2), expected)
     for it in (loader, resumed):
         it.close()
+
+
+def test_process_batches_side_by_side_are_the_one_process_batch(micro):
+    """Two processes' batches, side by side, are one process's batch (records, order and
+    augmentation), and the data position moves between one and two processes."""
+    load = lambda shard, batch: make_loader(micro.data_config(), "train", train=True,  # noqa: E731
+                                            batch_size=batch, seed=5, shard=shard)
+    one, halves = load((0, 1), 16), [load((i, 2), 8) for i in range(2)]
+    for _ in range(3):
+        whole, parts = next(one), [next(h) for h in halves]
+        _assert_same_batches([whole], [{k: np.concatenate([p[k] for p in parts]) for k in whole}])
+    states = [json.loads(json.dumps(h.get_state())) for h in halves]  # as a checkpoint keeps them
+    resumed = load((0, 1), 16)
+    resumed.set_state(resume_state(states, (0, 1), 16))
+    expected = next(one)
+    _assert_same_batches([next(resumed)], [expected])
+    back = [load((i, 2), 8) for i in range(2)]
+    for i, it in enumerate(back):
+        it.set_state(resume_state([one.get_state()], (i, 2), 8))
+    nxt = next(one)["index"]
+    np.testing.assert_array_equal(np.concatenate([next(it)["index"] for it in back]), nxt)
+    with pytest.raises(ValueError, match="resume on 2 processes"):
+        resume_state([{"next_index": 8}, {"next_index": 9}], (0, 1), 16)
 
 
 # --- augmentation ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import pytest
 
@@ -41,6 +42,19 @@ def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
     assert all(0 < p["compute_fraction"] <= 1.0001 for arm in curves.values() for p in arm)
     assert os.path.exists(os.path.join(out, "auroc_vs_compute.png"))
     assert "paired bootstrap" in open(os.path.join(out, "quickstart.md")).read()
+
+
+def test_a_finished_run_is_reused_only_for_the_same_config(micro, curated_run, tmp_path):
+    from chexficient.quickstart import train_once
+    from tests.conftest import micro_config
+
+    reference, summary = curated_run
+    workdir = str(tmp_path / "arm")
+    shutil.copytree(reference, workdir)
+    assert train_once(micro_config(micro, "chexficient"), workdir) == summary
+    with pytest.raises(ValueError, match=r"optim.lr: the run has 0.001, this experiment has 0.002"
+                                         r"(.|\n)*another --out"):
+        train_once(micro_config(micro, "chexficient", **{"optim.lr": 2e-3}), workdir)
 
 
 def test_experiment_arguments_select_pool_and_scale():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from flax import nnx
 
 from chexficient.checkpoint import CheckpointError, load_model
 from pretrain.train import train
-from tests.conftest import micro_config
+from tests.conftest import data_states, micro_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,6 +94,36 @@ def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path
         train(micro_config(micro, "chexficient"), workdir)
 
 
+def test_extending_a_finished_run_trains_to_the_new_end(micro, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    config = lambda steps: micro_config(micro, total_steps=steps, **{"checkpoint.every_steps": 10})  # noqa: E731
+    assert train(config(30), workdir)["step"] == 30
+    extended = train(config(60), workdir)
+    assert "extending the run: end step 30 -> 60" in capsys.readouterr().err
+    summary = json.load(open(f"{workdir}/summary.json"))
+    assert extended["step"] == summary["step"] == 60 and not summary["stopped_early"]
+    rows = [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+    lr = {r["step"]: r["lr"] for r in rows if "loss" in r}
+    assert list(lr) == list(range(2, 61, 2))  # one stream, continued where it ended
+    assert lr[32] > lr[30]  # the schedule decays towards the new end, not the old one
+    assert data_states(workdir, 60) == [{"next_index": 60 * 32}]  # the data stream went on
+    with pytest.raises(ValueError, match="end the run at step 40, before step 60"):
+        train(config(40), workdir)
+
+
+def test_extending_a_curated_run_adds_subset_epochs(micro, curated_run, tmp_path, capsys):
+    reference, summary = curated_run
+    workdir = str(tmp_path / "longer")
+    shutil.copytree(reference, workdir)
+    longer = train(micro_config(micro, "chexficient", total_epochs=3.0), workdir)
+    assert f"end step {summary['step']} -> {longer['step']}" in capsys.readouterr().err
+    subset = np.load(f"{reference}/ledger.npz")["first_kept"] >= 0
+    # One more epoch of the kept records; curation is not run again.
+    assert longer["step"] == summary["step"] + round(subset.sum() / 32)
+    np.testing.assert_array_equal(np.load(f"{workdir}/ledger.npz")["first_kept"],
+                                  np.load(f"{reference}/ledger.npz")["first_kept"])
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(micro, tmp_path):
     config = micro_config(micro, **{"optim.lr": float("inf"), "optim.warmup_frac": 0.0,
                                     "checkpoint.every_steps": 1})
@@ -127,6 +158,33 @@ train(config, sys.argv[1])
         losses[name] = [r["loss"] for r in rows]
     assert len(losses["one"]) == 4
     np.testing.assert_allclose(losses["one"], losses["eight"], rtol=2e-4)
+
+
+def _command(*args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "-m", "chexficient.cli", *args], cwd=REPO,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+def test_commands_are_quiet_by_default(micro, tmp_path):
+    """A run shows its progress, one line per phase, evaluation and checkpoint, and warnings;
+    the libraries' INFO lines (absl, orbax, jax) only with --verbosity."""
+    info = re.compile(r"^I\d{4} ", re.MULTILINE)
+    train_args = ["train", f"--workdir={tmp_path / 'run'}",
+                  "--config=configs/pretrain.py:tiny,batch_size=32,res=64,width=64,twidth=64,"
+                  "embed=64,text_len=32", f"--config.data.name={micro.name}",
+                  f"--config.data.data_dir={micro.data_dir}", "--config.total_steps=2",
+                  "--config.eval.every_steps=2", "--config.eval.batch_size=32"]
+    quiet = _command(*train_args).stderr
+    assert not info.findall(quiet)
+    for line in ("phase 1/1 full: steps 0 -> 2", "step 2 evaluation: val/",
+                 "step 2: checkpoint saved to"):
+        assert line in quiet
+    assert not info.findall(_command("data", "build", micro.name,
+                                     f"--data_dir={micro.data_dir}").stderr)
+    verbose = _command(*train_args, "--verbosity=0").stderr  # the finished run, restored
+    assert len(info.findall(verbose)) > 10 and "resuming" in verbose
 
 
 def test_mistyped_config_key_fails_at_launch(tmp_path):

@@ -1,8 +1,10 @@
 """Training and evaluation batches: tfds.data_source -> grain, with no TensorFlow.
 
-Per host: shard the record positions by JAX process, shuffle per epoch (seeded), read and
-validate, augment (numpy; off for evaluation), batch, tokenize, prefetch. The returned grain
-iterator's state survives a JSON round trip, so a resumed run sees the same next batch.
+One global stream of records (shuffled per epoch, seeded, and augmented by each record's
+place in it) of which each JAX process reads only its rows of every global batch; then
+validate, batch, tokenize, prefetch. So a global batch is the same on any number of processes,
+and the returned grain iterator's state survives a JSON round trip: a resumed run sees the same
+next batch, on the same or (`resume_state`) another number of processes.
 """
 
 from __future__ import annotations
@@ -152,8 +154,10 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     """Batches of `config` (the `config.data` section) for one host.
 
     num_epochs=None repeats forever when training and reads once otherwise. `indices` limits
-    reading to those record positions; `shard` = (index, count) defaults to this JAX process.
-    Training drops the last partial batch; evaluation keeps it. Config fields read: name,
+    reading to those record positions; `shard` = (index, count) defaults to this JAX process:
+    it reads rows [index * batch_size, (index + 1) * batch_size) of every global batch of
+    count * batch_size records (`BatchShard`). Training drops the last partial batch;
+    evaluation keeps it. Config fields read: name,
     mixture (several datasets, see `chexficient.data.mixture`), data_dir, subset (an exported
     TFDS dataset to read instead), image_size (0: as stored), text_len, vocab_size, augment,
     text_augment (reports, training only),
@@ -171,12 +175,12 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     positions = _positions(sum(len(r) for r in readers), indices)
     shard_index, shard_count = shard or _jax_process()
     streams = []
-    for k, reader in enumerate(readers):  # part k's pool positions, then shard, shuffle, repeat
+    for k, reader in enumerate(readers):  # part k's pool positions, shuffled and repeated
         own = positions[(positions >= offsets[k]) & (positions < offsets[k] + len(reader))]
         if len(readers) > 1 and not own.size:
             continue  # `indices` chose nothing from this part: the others share its weight
         # Part k's seed is seed + k: phases use seed + 1000 * phase, so none collide.
-        ds = grain.MapDataset.source(own[shard_index::shard_count]).seed(seed + k)
+        ds = grain.MapDataset.source(own).seed(seed + k)
         if train:
             ds = ds.shuffle()
         epochs = num_epochs if num_epochs is not None else (None if train else 1)
@@ -188,6 +192,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     transform = ImageTransform(config.get("image_size") or readers[0].image_size, augment,
                                text_augment)
     ds = ds.random_map(transform) if augment or text_augment else ds.map(transform)
+    ds = BatchShard(ds, batch_size, shard_index, shard_count)  # after augmenting: draws by place
 
     tokenizer = mixture.load_tokenizer(config, parts)
     workers = config.get("worker_count", 0)
@@ -264,6 +269,49 @@ def _positions(n: int, indices: Sequence[int] | None) -> np.ndarray:
     if positions.ndim != 1 or (positions.size and (positions.min() < 0 or positions.max() >= n)):
         raise ValueError(f"indices must be a 1-D list of record positions in [0, {n})")
     return positions
+
+
+class BatchShard(grain.MapDataset):
+    """One process's rows of a global stream: rows [index * batch, (index + 1) * batch) of every
+    `count * batch` elements, so that the processes' batches side by side are the global batch."""
+
+    def __init__(self, parent: grain.MapDataset, batch: int, index: int, count: int):
+        super().__init__(parent)
+        self.batch, self.index, self.count = batch, index, count
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self._parent), self.batch * self.count)
+        return full * self.batch + min(max(rest - self.index * self.batch, 0), self.batch)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.slice(i)
+        row, column = divmod(i, self.batch)
+        return self._parent[(row * self.count + self.index) * self.batch + column]
+
+    def __str__(self) -> str:
+        return f"BatchShard(batch={self.batch}, index={self.index}, count={self.count})"
+
+
+def resume_state(saved: Sequence[dict], shard: tuple[int, int], batch_size: int) -> dict:
+    """This process's iterator state from the states all processes saved (one each, in order).
+
+    On as many processes as saved it, each takes its own. On another number, every process
+    resumes at the same global batch; that needs the saved states to be one plain position
+    at a whole batch (`data.worker_count=0` and no skipped records), else it is an error.
+    """
+    index, count = shard
+    if len(saved) == count:
+        return saved[index]
+    saved_batch = batch_size * count // len(saved)
+    positions = {s.get("next_index") if set(s) == {"next_index"} else None for s in saved}
+    position = positions.pop() if len(positions) == 1 else None
+    if position is None or position % saved_batch:
+        raise ValueError(
+            f"the data position was saved by {len(saved)} processes with worker processes or "
+            f"skipped records, so it cannot move to {count} processes; resume on {len(saved)} "
+            "processes, or with data.worker_count=0")
+    return {"next_index": position // saved_batch * batch_size}
 
 
 def _jax_process() -> tuple[int, int]:
