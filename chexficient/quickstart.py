@@ -188,9 +188,10 @@ def significance_marks(tests: dict[str, dict[str, dict]], level: float = 0.05
 def learning_curves(runs: dict[str, str], bench: ml_collections.ConfigDict,
                     data_dir: str | None = None) -> dict[str, list[dict]]:
     """Zero-shot AUROC (all findings and the CheXpert five) at every milestone of each run:
-    {arm: [{compute_fraction, zero-shot AUROC, CheXpert-5 AUROC}]}, in compute order."""
+    {arm: [{compute_fraction, zero-shot AUROC, CheXpert-5 AUROC}]}, in compute order; the
+    full-data run's points add image-to-text Recall@5 (how retrieval grows with compute)."""
     from chexficient import checkpoint
-    from downstream import zero_shot
+    from downstream import retrieval, zero_shot
     from downstream.data import BenchData
     from downstream.encoders import Encoders
 
@@ -208,9 +209,13 @@ def learning_curves(runs: dict[str, str], bench: ml_collections.ConfigDict,
                 data = BenchData(d, image_size=encoders.image_size, eval_splits=("test",),
                                  max_examples=dict(bench.data.max_examples), seed=bench.seed)
             res = zero_shot.run(encoders, data, cfg)
-            curves[arm].append({"compute_fraction": milestone["compute_fraction"],
-                                "zero-shot AUROC": res["test/auroc/mean"],
-                                "CheXpert-5 AUROC": res["test/auroc/mean_top5"]})
+            point = {"compute_fraction": milestone["compute_fraction"],
+                     "zero-shot AUROC": res["test/auroc/mean"],
+                     "CheXpert-5 AUROC": res["test/auroc/mean_top5"]}
+            if arm == "full":
+                point["retrieval R@5"] = retrieval.run(
+                    encoders, data, ml_collections.ConfigDict(dict(ks=(5,), out_dir="")))["test/i2t/R@5"]
+            curves[arm].append(point)
     return curves
 
 

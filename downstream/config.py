@@ -11,7 +11,6 @@ from __future__ import annotations
 import ml_collections
 
 from chexficient.presets import parse_preset_arg
-from downstream import zero_shot
 
 ADAPTERS = ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation")
 

@@ -105,8 +105,8 @@ def budget_steps(config: ml_collections.ConfigDict, step_flops: float) -> int:
     if step_flops <= 0:
         raise ValueError("total_flops: this backend gives no FLOP estimate for the train step")
     config.total_steps = max(1, int(round(config.total_flops / step_flops)))
-    logging.info("compute budget %.3g FLOPs: %d steps of %.3g", config.total_flops,
-                 config.total_steps, step_flops)
+    note(f"compute budget {config.total_flops:.3g} FLOPs: {config.total_steps} steps of "
+         f"{step_flops:.3g}")
     return config.total_steps
 
 

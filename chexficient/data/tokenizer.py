@@ -19,6 +19,9 @@ from chexficient.io import write_atomic
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
+DIGITS = "0123456789"
+
+
 class Tokenizer:
     """Encodes reports to `[n, max_len]` int32 ids (bos ... eos, then pad=0) and a bool mask."""
 
@@ -38,7 +41,9 @@ class Tokenizer:
     def train(cls, texts: Iterable[str], model_prefix: str, vocab_size: int = 4000) -> Tokenizer:
         """Trains on `texts` and writes `<model_prefix>.model` atomically.
 
-        The vocabulary shrinks, with a warning, when the corpus cannot fill `vocab_size`.
+        The vocabulary shrinks, with a warning, when the corpus cannot fill `vocab_size`. The ten
+        digits are always in it, so a measurement the corpus never wrote ("6.0 cm" where no
+        report had a 0) still reads back whole.
         """
         corpus = [t for t in texts if t.strip()]
         if not corpus:
@@ -49,7 +54,7 @@ class Tokenizer:
             model_type="bpe", character_coverage=1.0, hard_vocab_limit=False,
             pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
             input_sentence_size=1_000_000, shuffle_input_sentence=True, num_threads=1,
-            minloglevel=2)
+            required_chars=DIGITS, minloglevel=2)
         tok = cls(model_proto=buffer.getvalue())
         if tok.vocab_size < vocab_size:
             logging.warning("tokenizer %s: the corpus (%d texts) supports only %d pieces, "
