@@ -302,6 +302,7 @@ def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
         os.path.join(where, "full"), summaries["full"], summaries["chexficient"]["compute_fraction"])
     summaries[FLOOR] = dict(data_fraction=0.0, compute_fraction=0.0, wall_time_s=0.0)
     print(f"[quickstart] seed {seed}: benchmark suite on every arm")
+    start = time.time()
     bench = bench_config(spec.bench)
     bench.reference = True
     paths = [os.path.join(where, arm) for arm in arms]
@@ -310,8 +311,11 @@ def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
     rows = [row for row in ROWS if row in summaries]
     table = build_table({row: summaries[row] for row in rows},
                         {row: results.get(row, {}) for row in rows})
-    print(f"[quickstart] seed {seed}: zero-shot learning curves over the milestones")
+    print(f"[quickstart] seed {seed}: benchmark done in {time.time() - start:.0f} s; zero-shot "
+          "learning curves over the milestones")
+    start = time.time()
     curves = learning_curves({arm: os.path.join(where, arm) for arm in arms}, bench, data_dir)
+    print(f"[quickstart] seed {seed}: curves done in {time.time() - start:.0f} s")
     return table, curves
 
 
