@@ -9,6 +9,7 @@ temporary directory and renames it, so a checkpoint appears whole or not at all.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Any
@@ -19,6 +20,17 @@ import orbax.checkpoint as ocp
 
 FINGERPRINT_KEYS = ("model", "loss", "data.name", "data.image_size", "data.text_len", "curator")
 """Config entries a checkpoint is bound to: resuming with other values is refused."""
+
+
+class _ReadOnlyNotice(logging.Filter):
+    """Drops orbax's warning that a reader's directory is read only: every read of a milestone
+    or a checkpoint opens one, and the warning says only what was asked for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Given directory is read only")
+
+
+logging.getLogger("absl").addFilter(_ReadOnlyNotice())
 
 
 class CheckpointError(RuntimeError):
@@ -165,7 +177,8 @@ def milestones(path: str) -> list[dict]:
     if not os.path.isdir(directory):
         return []
     reader = ocp.CheckpointManager(os.path.abspath(directory), item_names=("model", "meta"),
-                                   options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+                                   options=ocp.CheckpointManagerOptions(
+                                       read_only=True, save_interval_steps=0, create=False))
     out = []
     for step in sorted(reader.all_steps()):
         meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]

@@ -10,7 +10,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from chexficient import allocator
+from chexficient import allocator, compilation_cache
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("chexficient.data.commands", "Build, show and describe datasets."),
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     Run as a command (no `argv`), it first restarts itself with huge pages for malloc
     (chexficient/allocator.py); called with `argv` it runs in the calling process as it is.
+    Compiled steps are kept in JAX's persistent cache (chexficient/compilation_cache.py).
     """
     from absl import app
 
@@ -67,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     from absl import flags
 
+    compilation_cache.enable()
     module = importlib.import_module(COMMANDS[command][0])
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)

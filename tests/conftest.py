@@ -6,11 +6,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from typing import Callable, Sequence
 
 import ml_collections
 import pytest
 import tensorflow_datasets as tfds
+
+from chexficient import compilation_cache
+
+# One persistent compilation cache for the session's processes (both xdist workers and the
+# commands tests start): the many small runs of the same configs compile each step once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "chexficient-tests-jax-cache"))
+compilation_cache.enable()
 
 MICRO = "synthetic_cxr/micro"
 MICRO_VOCAB = 4000  # the default: the micro corpus scales it down, as a small real one would
