@@ -36,9 +36,9 @@ def render(batch: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndar
     would otherwise fuse (recompute) it into every consumer, and it drops optimisation
     barriers.
     """
-    prims = _primitives_jit(batch, _setup_jit(batch, size=size), size=size)
-    line, masks = _compose_jit(prims, batch, size=size)
-    return np.asarray(_detect_jit(line, batch, size=size)), np.asarray(masks)
+    setup = _setup_jit(batch, size=size)
+    line, masks = _compose_jit(_primitives_jit(batch, setup, size=size), batch, size=size)
+    return np.asarray(_detect_jit(line, batch, setup["grid"], size=size)), np.asarray(masks)
 
 
 def stack(phantoms: list[dict[str, np.ndarray]], imaging: list[dict[str, float]],
@@ -75,7 +75,8 @@ def _setup(batch, size):
     u, z, ca, sa = _rays(batch, size)
     d, e_u = jnp.stack([sa, ca, 0.0]), jnp.stack([ca, -sa, 0.0])
     coefs = {k: Q.coefficients(batch[k], d, e_u) for k in ("csg", "blob", "ell", "tube")}
-    return dict(coefs, u=u, z=z, ca=ca, sa=sa)
+    grid = D.grid_lines(dict(zip(IMAGING, batch["imaging"])), size)
+    return dict(coefs, u=u, z=z, ca=ca, sa=sa, grid=grid)
 
 
 def _primitives(batch, setup, size):
@@ -152,9 +153,9 @@ def _compose(prims, batch, size):
     return D.quantum_noise(line, photons, batch["seed"], size), jnp.stack(masks, -1).astype(jnp.uint8)
 
 
-def _detect(line, batch, size):
+def _detect(line, batch, grid, size):
     """Stage 3: the detector and display (detector.py)."""
-    return D.detect(line, dict(zip(IMAGING, batch["imaging"])), size)
+    return D.detect(line, dict(zip(IMAGING, batch["imaging"])), grid, size)
 
 
 _setup_jit = _batched(_setup)
