@@ -41,18 +41,12 @@ def blur(img, sigma, radius):
     return img
 
 
-def grid_lines(im, size):
-    """The anti-scatter grid's profile across the columns [1, S] (before its amplitude)."""
-    col = jnp.arange(size, dtype=jnp.float32)[None, :]
-    return jnp.cos(2 * jnp.pi * col / im["grid_period"])
-
-
-def detect(line, im, grid, size):
-    """Detector blur, edge enhancement, grid lines (`grid_lines`) and the film-like tone
-    curve -> uint8."""
+def detect(line, im, size):
+    """Detector blur, edge enhancement, grid lines and the film-like tone curve -> uint8."""
     line = blur(line, im["blur"] * size / 128.0, 2 if size <= 192 else 4)
     line = line + im["unsharp"] * (line - low_pass(line, max(4, size // 32)))
-    line = line + im["grid_amp"] * grid
+    col = jnp.arange(size, dtype=jnp.float32)[None, :]
+    line = line + im["grid_amp"] * jnp.cos(2 * jnp.pi * col / im["grid_period"])
     x = (line - im["exposure"]) / im["contrast"]
     y = jax.nn.sigmoid(4.0 * (x - 0.5))
     y = (y - jax.nn.sigmoid(-2.0)) / (jax.nn.sigmoid(2.0) - jax.nn.sigmoid(-2.0))

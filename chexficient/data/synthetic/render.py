@@ -36,9 +36,9 @@ def render(batch: dict[str, np.ndarray], size: int) -> tuple[np.ndarray, np.ndar
     would otherwise fuse (recompute) it into every consumer, and it drops optimisation
     barriers.
     """
-    setup = _setup_jit(batch, size=size)
-    line, masks = _compose_jit(_primitives_jit(batch, setup, size=size), batch, size=size)
-    return np.asarray(_detect_jit(line, batch, setup["grid"], size=size)), np.asarray(masks)
+    prims = _primitives_jit(batch, _setup_jit(batch, size=size), size=size)
+    line, masks = _compose_jit(prims, batch, size=size)
+    return np.asarray(_detect_jit(line, batch, size=size)), np.asarray(masks)
 
 
 def stack(phantoms: list[dict[str, np.ndarray]], imaging: list[dict[str, float]],
@@ -75,8 +75,7 @@ def _setup(batch, size):
     u, z, ca, sa = _rays(batch, size)
     d, e_u = jnp.stack([sa, ca, 0.0]), jnp.stack([ca, -sa, 0.0])
     coefs = {k: Q.coefficients(batch[k], d, e_u) for k in ("csg", "blob", "ell", "tube")}
-    grid = D.grid_lines(dict(zip(IMAGING, batch["imaging"])), size)
-    return dict(coefs, u=u, z=z, ca=ca, sa=sa, grid=grid)
+    return dict(coefs, u=u, z=z, ca=ca, sa=sa)
 
 
 def _primitives(batch, setup, size):
@@ -153,9 +152,9 @@ def _compose(prims, batch, size):
     return D.quantum_noise(line, photons, batch["seed"], size), jnp.stack(masks, -1).astype(jnp.uint8)
 
 
-def _detect(line, batch, grid, size):
+def _detect(line, batch, size):
     """Stage 3: the detector and display (detector.py)."""
-    return D.detect(line, dict(zip(IMAGING, batch["imaging"])), grid, size)
+    return D.detect(line, dict(zip(IMAGING, batch["imaging"])), size)
 
 
 _setup_jit = _batched(_setup)
