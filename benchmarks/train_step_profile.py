@@ -25,7 +25,8 @@ import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 
-from train_throughput import build_step, random_batch  # noqa: E402
+from pretrain.standalone import random_batch  # noqa: E402
+from train_throughput import build_step  # noqa: E402
 
 HOST_EVENTS = re.compile(r"^\$|Thunk|Pjit|Slinky|Execute|ParseArguments")
 
@@ -52,7 +53,7 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=15)
     args = parser.parse_args()
     step, state, config = build_step(args.preset, args.batch, "float32", args.stem)
-    batch = random_batch(args.batch, config.data.image_size, config.data.text_len, 4000)
+    batch = random_batch(config)
     for _ in range(3):
         state, _ = step(state, batch)
     jax.block_until_ready(state)

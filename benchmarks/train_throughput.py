@@ -29,39 +29,12 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
 
 from chexficient import allocator
-from chexficient.models import build_model
-from pretrain import optimizer
+from chexficient.machine import matmul_peak_flops
+from pretrain import standalone
 from pretrain.config import base_config
 from pretrain.flops import compiled_flops
-from pretrain.steps import build_steps
-
-
-def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
-    """Sustained float32 matmul FLOP/s of this machine, best of `repeats`."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n)), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
-
-
-def random_batch(batch: int, size: int, text_len: int, vocab: int) -> dict:
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(text_len // 2, text_len, size=batch)
-    mask = np.arange(text_len)[None, :] < lengths[:, None]
-    return {"image": jnp.asarray(rng.standard_normal((batch, size, size, 1)), jnp.float32),
-            "tokens": jnp.asarray(rng.integers(3, vocab, (batch, text_len)) * mask, jnp.int32),
-            "text_mask": jnp.asarray(mask),
-            "index": jnp.arange(batch, dtype=jnp.int32)}
 
 
 def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls",
@@ -71,19 +44,14 @@ def build_step(preset: str, batch: int, dtype: str, stem: str, pool: str = "cls"
     config.model.text.vocab_size = 4000
     config.model.dtype = dtype
     config.model.image.update(stem=stem, pool=pool)
-    model = build_model(config.model, nnx.Rngs(0))
-    graphdef, params = nnx.split(model, nnx.Param)
-    tx = optimizer.make_optimizer(config.optim, params)
-    state = dict(params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
-                 total_steps=jnp.asarray(10_000, jnp.int32))
-    step = jax.jit(build_steps(config, graphdef, tx).full, donate_argnums=0)
-    return step, state, config
+    built = standalone.build(config, pool_size=batch)
+    return built.steps["full"], built.state, config
 
 
 def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: str,
             token_alignment: float = 0.0) -> dict[str, float]:
     step, state, config = build_step(preset, batch, dtype, stem, pool, token_alignment)
-    b = random_batch(batch, config.data.image_size, config.data.text_len, 4000)
+    b = standalone.random_batch(config)
     compiled = step.lower(state, b).compile()
     flops = compiled_flops(compiled)
     for _ in range(3):  # warm-up

@@ -335,6 +335,8 @@ def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | 
     data_dir = registry.resolve_data_dir(data_dir)
     print(f"[quickstart] dataset {spec.dataset} in {data_dir} (built once, then cached)")
     registry.prepare(spec.dataset, data_dir)
+    from chexficient import preflight
+    print(f"[quickstart] {preflight.estimate(spec, data_dir=data_dir).line()}")
     tables, curves, bench_dirs = [], [], []
     for seed in spec.seeds:
         seed_out = out if len(spec.seeds) == 1 else os.path.join(out, f"seed{seed}")

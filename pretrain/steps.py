@@ -70,6 +70,16 @@ def abstract_batch(batch_size: int, image_size: int, text_len: int, sharding=Non
             "labels": spec((batch_size, NUM_FINDINGS), jnp.int8)}
 
 
+def initial_state(params, *, tx: optax.GradientTransformation, plan: schedule.Plan, seed: int,
+                  total_steps: int) -> dict:
+    """The train state at step 0 that every step reads and returns: parameters, optimizer
+    state, step counters, the rng, the curator's state and the plan's empty ledger."""
+    return dict(params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
+                rng=jax.random.key_data(jax.random.key(seed + 1)),
+                total_steps=jnp.asarray(total_steps, jnp.int32),
+                curator=plan.curator_state, ledger=plan.empty_ledger())
+
+
 def curation_metrics(info: dict, curator_state: Any) -> dict[str, jax.Array]:
     """What the metrics stream shows of a curation step: the curator's scalar info, the
     occupancy of each cluster, and prototype drift (from the state of prototype rules)."""

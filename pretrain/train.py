@@ -8,6 +8,7 @@ training on the records the ledger holds). CheXficient's schedule is curate-then
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -226,12 +227,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                          reference_embed=reference_embed if reference is not None else None)
 
     # ----------------------------------------------------------------- state
-    def init_state(params):
-        return dict(
-            params=params, opt=tx.init(params), step=jnp.zeros((), jnp.int32),
-            rng=jax.random.key_data(jax.random.key(config.seed + 1)),
-            total_steps=jnp.asarray(plan.initial_total_steps(steps_per_epoch), jnp.int32),
-            curator=plan.curator_state, ledger=plan.empty_ledger())
+    init_state = functools.partial(steps_lib.initial_state, tx=tx, plan=plan, seed=config.seed,
+                                   total_steps=plan.initial_total_steps(steps_per_epoch))
 
     abstract = jax.eval_shape(init_state, params)
     shardings = parallel.param_sharding(abstract, mesh)

@@ -151,17 +151,23 @@ class World:
     def _take(records: list[tuple[int, dict]], start: int, stop: int) -> Iterator[dict]:
         return (r for i, r in records if start <= i < stop)
 
-    def _render_chunk(self, split: str, first: int) -> list[tuple[int, dict]]:
-        """Renders records first..first+batch-1 (the batch is padded to a fixed size)."""
-        n = self.size(split)
-        indices = list(range(first, min(first + self.config.batch, n)))
-        studies = [self.study(split, i) for i in indices]
+    def render_input(self, split: str, first: int) -> tuple[list[Study], dict[str, np.ndarray]]:
+        """The studies of records first..first+batch-1 of `split` (the last one repeated to a
+        full batch) and their stacked phantoms, imaging parameters and noise seeds."""
+        last = min(first + self.config.batch, self.size(split))
+        studies = [self.study(split, i) for i in range(first, last)]
         studies += [studies[-1]] * (self.config.batch - len(studies))
         phantoms = [self._phantom(s.patient, split) for s in studies]
-        batch = render.stack(phantoms, [s.imaging for s in studies],
-                             [hash_uint32(self.config.seed, _SPLIT_CODE[split], s.index) for s in studies])
+        return studies, render.stack(
+            phantoms, [s.imaging for s in studies],
+            [hash_uint32(self.config.seed, _SPLIT_CODE[split], s.index) for s in studies])
+
+    def _render_chunk(self, split: str, first: int) -> list[tuple[int, dict]]:
+        """Renders records first..first+batch-1 (the batch is padded to a fixed size)."""
+        studies, batch = self.render_input(split, first)
         images, masks = render.render(batch, self.config.image_size)
-        return [(s.index, self._record(s, images[k], masks[k])) for k, s in enumerate(studies[:len(indices)])]
+        count = min(self.config.batch, self.size(split) - first)
+        return [(s.index, self._record(s, images[k], masks[k])) for k, s in enumerate(studies[:count])]
 
     def _record(self, study: Study, image: np.ndarray, mask: np.ndarray) -> dict:
         return {

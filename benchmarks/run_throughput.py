@@ -1,0 +1,141 @@
+"""Whole training runs against their bare train steps: pairs/s of each, in one process.
+
+For the full-data arm (configs/pretrain.py) and the CheXficient arm (configs/chexficient.py)
+at --preset and --batch on --dataset, the script first runs `pretrain.train.train` for
+--steps steps (0: the preset's epochs) with evaluation and periodic checkpoints off, then
+times the same jitted step functions of the same config on one batch already in memory
+(pretrain/standalone.py). Per arm it prints:
+
+- `bare_pairs_per_s`: pairs of the run's steps over the bare steps' time; the CheXficient
+  arm's curate and subset steps are timed separately and weighted by their counts in the run;
+- `run_pairs_per_s`: the run's pairs over its training time (`perf/train_s` of its
+  metrics.jsonl: step compilation and the input pipeline included, evaluation and checkpoint
+  saves left out), and `run_median_pairs_per_s`, the median `perf/pairs_per_s` between metric
+  writes (the steady state);
+- `ratio`: run_pairs_per_s over bare_pairs_per_s (goal >= 0.90);
+
+and for the CheXficient arm its compute fraction (summary.json) against the fraction of the
+full arm's wall time (summary.json `wall_time_s`: setup included) and of its training time
+that it took (goal: within 0.05). Like the `chexficient` command, the script restarts itself
+with huge pages for malloc (chexficient/allocator.py).
+
+    python benchmarks/run_throughput.py [--preset tiny] [--batch 64] [--steps 0]
+        [--dataset synthetic_cxr/tiny] [--data_dir DIR] [--bare_steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import ml_collections
+
+from chexficient import allocator
+from chexficient.data import registry
+from chexficient.quickstart import load_config
+from chexficient.run_log import read_metrics
+from pretrain import standalone
+from pretrain.train import resolve, train
+
+ARMS = {"full": "pretrain", "chexficient": "chexficient"}
+"""Arm -> its config file in configs/."""
+
+
+def arm_config(arm: str, args: argparse.Namespace, data_dir: str) -> ml_collections.ConfigDict:
+    """The arm's config at the preset and batch, on the dataset, for --steps steps, with
+    evaluation, periodic checkpoints and the progress bar off."""
+    config = load_config(ARMS[arm], f"{args.preset},batch_size={args.batch}")
+    config.data.update(name=args.dataset, data_dir=data_dir)
+    config.total_steps = args.steps
+    config.eval.every_steps = config.checkpoint.every_steps = 0
+    config.progress = False
+    return config
+
+
+def whole_run(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Trains `config` in a temporary workdir: its summary plus the pairs/s of its metrics."""
+    with tempfile.TemporaryDirectory() as workdir:
+        summary = train(config, workdir)
+        metrics = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    train_s = float(metrics["perf/train_s"][1][-1])
+    return dict(summary, train_s=train_s,
+                run_pairs_per_s=summary["step"] * config.batch_size / train_s,
+                run_median_pairs_per_s=statistics.median(metrics["perf/pairs_per_s"][1]))
+
+
+def seconds_per_step(step, state: dict, batch: dict, steps: int) -> tuple[float, dict]:
+    """Mean seconds of `steps` calls of the compiled `step` after 3 warm-up calls; the state."""
+    compiled = step.lower(state, batch).compile()
+    for _ in range(3):
+        state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / steps, state
+
+
+def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -> dict[str, float]:
+    """Pairs/s of the run's steps on one batch in memory: each phase's step timed for `bare`
+    calls, weighted by the phase's steps in a run of `total_steps`."""
+    config, _, parts, _ = resolve(config)
+    pool = sum(part.size for part in parts)
+    built = standalone.build(config, pool)
+    first = built.plan.phases(pool // config.batch_size)[0]
+    counts = {first.name: total_steps}
+    if first.name == "curate":  # then the subset phase, on the full step
+        counts = {"curate": min(first.end_step, total_steps),
+                  "subset": total_steps - min(first.end_step, total_steps)}
+    batch, state, seconds, out = standalone.random_batch(config), built.state, 0.0, {}
+    for name, count in counts.items():
+        per_step, state = seconds_per_step(built.steps[name], state, batch, bare)
+        seconds += count * per_step
+        out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
+    return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)
+
+
+def measure(arm: str, args: argparse.Namespace, data_dir: str) -> dict[str, float]:
+    """The arm's whole run, then its bare steps, in this process."""
+    config = arm_config(arm, args, data_dir)
+    run = whole_run(config)
+    out = dict(run, **bare_steps(config, run["step"], args.bare_steps))
+    out["ratio"] = out["run_pairs_per_s"] / out["bare_pairs_per_s"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=0, help="0: the preset's epochs")
+    parser.add_argument("--dataset", default="synthetic_cxr/tiny")
+    parser.add_argument("--data_dir", default="", help="default: $CHEXFICIENT_DATA_DIR or the cache")
+    parser.add_argument("--bare_steps", type=int, default=20)
+    args = parser.parse_args()
+    allocator.reexec_with_huge_pages()
+    data_dir = registry.resolve_data_dir(args.data_dir or None)
+    registry.prepare(args.dataset, data_dir)
+    results = {arm: measure(arm, args, data_dir) for arm in ARMS}
+    full, curated = results["full"], results["chexficient"]
+    curated["wall_fraction"] = curated["wall_time_s"] / full["wall_time_s"]
+    curated["train_fraction"] = curated["train_s"] / full["train_s"]
+    keys = ("step", "bare_pairs_per_s", "run_pairs_per_s", "run_median_pairs_per_s", "ratio",
+            "wall_time_s", "train_s", "full_step_ms", "curate_steps", "curate_step_ms",
+            "subset_steps", "subset_step_ms",
+            "compute_fraction", "wall_fraction", "train_fraction")
+    for arm, r in results.items():
+        print(f"{arm}: " + " ".join(f"{k}={r[k]:.4g}" for k in keys if k in r))
+    print(f"chexficient compute_fraction {curated['compute_fraction']:.3f} against wall_fraction "
+          f"{curated['wall_fraction']:.3f} (gap {curated['wall_fraction'] - curated['compute_fraction']:+.3f}) "
+          f"and train_fraction {curated['train_fraction']:.3f} (goal: within 0.05)")
+    print(json.dumps({arm: {k: r[k] for k in keys if k in r} for arm, r in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
