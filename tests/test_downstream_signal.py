@@ -28,7 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train_and_bench(preset: str, data_dir: str, tmp_path_factory, adapters: tuple[str, ...],
-                    *flags: str) -> tuple[dict, dict]:
+                    bench_args: str = "") -> tuple[dict, dict]:
     """(training summary, bench results with columns 'pretrained' and 'random_init')."""
     config = base_config(preset)
     config.data.data_dir = data_dir
@@ -38,9 +38,8 @@ def train_and_bench(preset: str, data_dir: str, tmp_path_factory, adapters: tupl
     summary = train(config, workdir)
     out = str(tmp_path_factory.mktemp("bench"))
     command = [sys.executable, "-m", "chexficient.cli", "bench", f"--checkpoints={workdir}",
-               "--config=configs/bench.py:quick,max_train=1024,max_eval=512",
-               f"--config.adapters={adapters!r}", "--config.data.eval_splits=('test',)",
-               "--config.linear_probe.fractions=(1.0,)", *flags, f"--out={out}"]
+               f"--config=configs/bench.py:quick,max_train=1024,max_eval=512,splits=test,"
+               f"probe_fractions=1,adapters={'+'.join(adapters)}{bench_args}", f"--out={out}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.load(open(os.path.join(out, "results.json")))["results"]
@@ -66,14 +65,13 @@ def test_tiny_encoder_beats_random_init_on_every_adapter(tiny_data_dir, tmp_path
     summary, results = train_and_bench(
         "tiny,token_alignment=1.0", tiny_data_dir, tmp_path_factory,
         ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation"),
-        "--config.report_generation.decoding=('greedy',)",
-        "--config.segmentation.fractions=(0.1,)", "--config.segmentation.steps=300",
-        "--config.segmentation.overlays=0")
+        ",decoding=greedy,seg_fractions=0.1,seg_steps=150,rg_steps=150,overlays=0")
     chance = summary["val/chance"]  # 1/64 plus identical reports in a batch (256 pairs: noisy)
     assert (summary["val/i2t_acc"] + summary["val/t2i_acc"]) / 2 > 2 * chance  # measured 2.6x
     assert summary["val/loss"] < np.log(64) - 0.4  # measured 0.45 nats below chance
     assert_global_signal(results)
-    assert gain(results, "report_generation", "test/greedy/f1_top5_micro") > 0.02
-    # Measured: +0.008 mean Dice, +0.015 pathology over random init with the same draws.
-    assert gain(results, "segmentation", "test/10%/dice/mean") > 0.005
-    assert gain(results, "segmentation", "test/10%/dice/pathology") > 0.01
+    assert gain(results, "report_generation", "test/greedy/f1_top5_micro") > 0.04  # measured 0.12
+    # Decoders trained 150 steps on 10% of the masks (three draws, the same for both encoders):
+    # measured +0.019 mean Dice and +0.030 on the pathology masks over random init.
+    assert gain(results, "segmentation", "test/10%/dice/mean") > 0.008
+    assert gain(results, "segmentation", "test/10%/dice/pathology") > 0.015

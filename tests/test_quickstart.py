@@ -69,7 +69,8 @@ def test_experiment_arguments_select_pool_and_scale():
     assert cpu.dataset == "synthetic_cxr/small" and cpu.preset.startswith("tiny")
     assert clean.dataset == accel.dataset == "synthetic_cxr/small_clean"
     assert clean.preset == cpu.preset and accel.preset.startswith("small")
-    assert len(cpu.seeds) == 3
+    assert cpu.seeds == (0, 1, 2)
+    assert load_config("experiments/small", "clean,seeds=1").seeds == (0,)
     with pytest.raises(ValueError, match="'bogus'"):
         load_config("experiments/small", "bogus")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):

@@ -10,7 +10,8 @@ full-data training here; the quickstart runs them), about an hour per pool on a 
 `accel` trains the `small` model at 128 px for 20 epochs with every arm and runs the `full`
 benchmark, the size for one accelerator. `clean` uses synthetic_cxr/small_clean, a pool
 without near-duplicates, mismatched reports or degraded images: the control where curation
-has little to remove. Arguments combine: `small:clean,accel`.
+has little to remove. `seeds=N` runs seeds 0..N-1 (default 3). Arguments combine:
+`small:clean,accel,seeds=1`.
 """
 
 import ml_collections
@@ -28,10 +29,16 @@ SCALES = {
 
 def get_config(arg=None):
     words = [w for w in (arg or "").split(",") if w]
+    seeds = [w for w in words if w.startswith("seeds=")]
+    words = [w for w in words if not w.startswith("seeds=")]
     unknown = set(words) - set(SCALES) - {"clean"}
-    if unknown:
-        raise ValueError(f"unknown small experiment arguments {sorted(unknown)}; "
-                         f"valid: {sorted(SCALES)} and 'clean'")
+    if unknown or len(seeds) > 1:
+        raise ValueError(f"unknown small experiment arguments {sorted(unknown) or seeds}; "
+                         f"valid: {sorted(SCALES)}, 'clean' and one 'seeds=N'")
+    count = int(seeds[0].split("=")[1]) if seeds else 3
+    if count < 1:
+        raise ValueError(f"small experiment: seeds={count}, need at least 1")
     scale = "accel" if "accel" in words else "cpu"
     dataset = "synthetic_cxr/small_clean" if "clean" in words else "synthetic_cxr/small"
-    return ml_collections.ConfigDict(dict(dataset=dataset, seeds=(0, 1, 2), **SCALES[scale]))
+    return ml_collections.ConfigDict(dict(dataset=dataset, seeds=tuple(range(count)),
+                                          **SCALES[scale]))
