@@ -20,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from chexficient.data.synthetic import render
 from chexficient.data.synthetic.world import World, WorldConfig
