@@ -133,3 +133,9 @@ def curated_run(micro, tmp_path_factory):
 
     workdir = str(tmp_path_factory.mktemp("curated"))
     return workdir, train(micro_config(micro, "chexficient"), workdir)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests first: with `-n 2` each worker starts on a long test and the
+    short ones fill in around them (xdist's worksteal evens out the rest)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -7,6 +7,6 @@ def get_config(arg=None):
     del arg
     return ml_collections.ConfigDict(dict(
         dataset="synthetic_cxr/micro", preset="tiny,batch_size=64,epochs=2",
-        reference="tiny,batch_size=32,epochs=2", seeds=(0,), milestones=0.1,
+        reference="tiny,batch_size=32,epochs=2", seeds=(0,), milestones=0.25,
         bench="quick,adapters=zero_shot+retrieval+linear_probe,max_train=128,max_eval=64,"
               "splits=test,probe_fractions=0.01,n_resamples=10"))
