@@ -21,6 +21,10 @@ import orbax.checkpoint as ocp
 FINGERPRINT_KEYS = ("model", "loss", "data.name", "data.image_size", "data.text_len", "curator")
 """Config entries a checkpoint is bound to: resuming with other values is refused."""
 
+MILESTONES = "milestones"
+STEP_SEPARATOR = "@"
+"""`PATH@STEP` names one step of a run's checkpoints (or of its milestones) wherever a model is loaded."""
+
 
 class _ReadOnlyNotice(logging.Filter):
     """Drops orbax's warning that a reader's directory is read only: every read of a milestone
@@ -184,11 +188,6 @@ def milestones(path: str) -> list[dict]:
         meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
         out.append(dict(meta, path=f"{os.path.abspath(directory)}{STEP_SEPARATOR}{step}"))
     return out
-
-
-MILESTONES = "milestones"
-STEP_SEPARATOR = "@"
-"""`PATH@STEP` names one step of a run's checkpoints (or of its milestones) wherever a model is loaded."""
 
 
 def split_step(path: str) -> tuple[str, int | None]:

@@ -63,6 +63,15 @@ def _nanmean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
+def resampled(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, *,
+              n_resamples: int, seed: int) -> np.ndarray:
+    """[n_resamples, ...] values of `statistic(indices)`, each on `n` of the `n` examples drawn
+    with replacement (the draws of `seed`, in order)."""
+    rng = np.random.default_rng(seed)
+    return np.array([np.asarray(statistic(rng.integers(0, n, n)), np.float64)
+                     for _ in range(n_resamples)])
+
+
 def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, *,
                  n_resamples: int, seed: int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap CI of `statistic(indices)` over `n` examples resampled with replacement.
@@ -75,9 +84,7 @@ def bootstrap_ci(statistic: Callable[[np.ndarray], float | np.ndarray], n: int, 
     if n_resamples < 1:  # no interval asked for
         nan = np.full(np.shape(statistic(np.arange(n))), np.nan)
         return nan, nan
-    rng = np.random.default_rng(seed)
-    values = np.array([np.asarray(statistic(rng.integers(0, n, n)), np.float64)
-                       for _ in range(n_resamples)])
+    values = resampled(statistic, n, n_resamples=n_resamples, seed=seed)
     tail = 100 * (1 - level) / 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN entries -> NaN, as documented
@@ -96,14 +103,9 @@ def paired_bootstrap(statistic_a: Callable[[np.ndarray], float],
     resampled differences on either side of zero (capped at 1; no resample on the other side
     gives p < 1 / n_resamples, reported as 0). Resamples where a statistic is NaN are dropped.
     """
-    rng = np.random.default_rng(seed)
-    everything = np.arange(n)
-    observed = float(statistic_a(everything) - statistic_b(everything))
-    diffs = []
-    for _ in range(n_resamples):
-        rows = rng.integers(0, n, n)
-        diffs.append(statistic_a(rows) - statistic_b(rows))
-    diffs = np.asarray(diffs, np.float64)
+    difference = lambda rows: statistic_a(rows) - statistic_b(rows)  # noqa: E731
+    observed = float(difference(np.arange(n)))
+    diffs = resampled(difference, n, n_resamples=n_resamples, seed=seed)
     diffs = diffs[~np.isnan(diffs)]
     if not diffs.size:
         return dict(diff=observed, ci_low=float("nan"), ci_high=float("nan"), p=float("nan"))
