@@ -4,8 +4,9 @@ most of theirs), instead of being compiled again.
 
 The cache lives in $JAX_COMPILATION_CACHE_DIR when that is set, else in
 ~/.cache/chexficient/jax; CHEXFICIENT_COMPILATION_CACHE=0 turns it off. Entries are keyed by
-the program, the JAX version and the devices, so a stale entry is never used; only programs
-that took over a second to compile are stored.
+the program, the JAX version and the devices, so a stale entry is never used. Every program
+is stored, the small ones too: a model's initialisation alone is some forty programs of
+50-100 ms each (3 s of a run's setup on a 2-core CPU, 0.6 s read back from the cache).
 """
 
 from __future__ import annotations
@@ -25,4 +26,5 @@ def enable() -> str | None:
     directory = os.path.expanduser(os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIR)
     os.makedirs(directory, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return directory

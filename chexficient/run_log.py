@@ -68,7 +68,11 @@ def plot_metrics(metrics_path: str, out_path: str, names: list[str] | None = Non
     names = [n for n in (names or sorted(series)) if n in series]
     cols = min(4, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    width, height = 4 * cols, 2.8 * rows
+    # Fixed margins (inches) instead of tight_layout, which measured 1.3 s of a 2.8 s plot.
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False, gridspec_kw=dict(
+        left=0.5 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.3 / height,
+        wspace=0.35, hspace=0.65))
     for ax, name in zip(axes.flat, names):
         steps, values = series[name]
         ax.plot(steps, values, lw=1.2)
@@ -77,7 +81,6 @@ def plot_metrics(metrics_path: str, out_path: str, names: list[str] | None = Non
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
     tmp = out_path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
+
 
 def compiled_flops(compiled) -> float:
     """FLOPs of one call of a compiled XLA executable (0 where the backend gives no estimate)."""
@@ -18,26 +20,39 @@ def compiled_flops(compiled) -> float:
 
 
 class FlopLedger:
-    """Compiles each named step once, remembers its FLOPs, and counts its calls."""
+    """Compiles each step function once, remembers each named step's FLOPs, and counts its calls.
+
+    Names that share a jitted function (the `subset` phase trains with the `full` step) share
+    its executable: one trace, one compilation.
+    """
 
     def __init__(self):
-        self._executables: dict[str, Any] = {}
+        self._executables: dict[tuple, tuple[Callable, Any]] = {}  # (id, shapes) -> (jitted, exe)
+        self._by_name: dict[str, Any] = {}
         self.flops_per_call: dict[str, float] = {}
         self.calls: dict[str, int] = {}
 
     def compiled(self, name: str, jitted: Callable, *args) -> Callable:
-        """The executable for `name` (lowered and compiled on first use), with its call counted."""
-        self.per_call(name, jitted, *args)
+        """The executable of `jitted` for `name`'s arguments (lowered and compiled on first use;
+        a name's arguments keep their shapes), with a call of `name` counted."""
+        if name not in self._by_name:
+            self.per_call(name, jitted, *args)
+            self._by_name[name] = self._executable(jitted, args)
         self.calls[name] = self.calls.get(name, 0) + 1
-        return self._executables[name]
+        return self._by_name[name]
 
     def per_call(self, name: str, jitted: Callable, *args) -> float:
-        """FLOPs of one call of `name`, compiling it on first use (no call is counted)."""
-        if name not in self._executables:
-            executable = jitted.lower(*args).compile()
-            self._executables[name] = executable
-            self.flops_per_call[name] = compiled_flops(executable)
+        """FLOPs of one call of `name`, compiling `jitted` on first use (no call is counted)."""
+        if name not in self.flops_per_call:
+            self.flops_per_call[name] = compiled_flops(self._executable(jitted, args))
         return self.flops_per_call[name]
+
+    def _executable(self, jitted: Callable, args: tuple):
+        leaves, treedef = jax.tree.flatten(args)
+        key = (id(jitted), treedef, tuple((x.shape, x.dtype) for x in leaves))
+        if key not in self._executables:
+            self._executables[key] = (jitted, jitted.lower(*args).compile())
+        return self._executables[key][1]
 
     def spent(self) -> float:
         """FLOPs spent so far: each step's FLOPs per call times its calls."""
@@ -58,10 +73,7 @@ class FlopLedger:
 
     def summary(self, *, full_step_fn: Callable, state, batch, full_steps: int) -> dict[str, float]:
         """Spent FLOPs and their fraction of `full_steps` full-data steps on the same batch size."""
-        full = self.flops_per_call.get("full")
-        if full is None:
-            full = compiled_flops(full_step_fn.lower(state, batch).compile())
-        baseline = full * max(1, full_steps)
+        baseline = self.per_call("full", full_step_fn, state, batch) * max(1, full_steps)
         spent = self.spent()
         return {"flops_spent": spent, "flops_full_data": baseline,
                 "compute_fraction": spent / baseline if baseline else float("nan")}

@@ -243,8 +243,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     abstract_batch = steps_lib.abstract_batch(batch, config.data.image_size, config.data.text_len,
                                               batch_sharding)
     jit_step = lambda fn: jax.jit(fn, donate_argnums=0, out_shardings=(shardings, None))
-    step_fns = {"full": jit_step(steps.full), "subset": jit_step(steps.full),
-                "curate": jit_step(steps.curate)}
+    full_step = jit_step(steps.full)
+    step_fns = {"full": full_step, "subset": full_step, "curate": jit_step(steps.curate)}
     eval_fn = jax.jit(steps.eval)
     params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])))

