@@ -5,7 +5,7 @@ The encoder is global CLIP with the token alignment term (`tiny,token_alignment=
 first shows it learned (held-out in-batch retrieval above chance), then beats random init on
 zero-shot AUROC, retrieval, linear probes of the five CheXpert competition findings, the
 clinical efficacy of the reports a decoder writes from its image tokens, and segmentation Dice
-at 10% of the masks (mean over three label draws, the same for both). Plain global CLIP learns
+at 10% of the masks (mean over two label draws, the same for both). Plain global CLIP learns
 the global tasks as well (the quickstart's table) but not segmentation: its patch tokens are
 never asked where a finding is (docs/pretraining.md, "Token alignment"). One run covers both,
 so the suite trains `tiny` once.
@@ -65,13 +65,13 @@ def test_tiny_encoder_beats_random_init_on_every_adapter(tiny_data_dir, tmp_path
     summary, results = train_and_bench(
         "tiny,token_alignment=1.0", tiny_data_dir, tmp_path_factory,
         ("zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation"),
-        ",decoding=greedy,seg_fractions=0.1,seg_steps=150,rg_steps=150,overlays=0")
+        ",decoding=greedy,seg_fractions=0.1,seg_steps=150,rg_steps=150,overlays=0,draws=2")
     chance = summary["val/chance"]  # 1/64 plus identical reports in a batch (256 pairs: noisy)
     assert (summary["val/i2t_acc"] + summary["val/t2i_acc"]) / 2 > 2 * chance  # measured 2.6x
     assert summary["val/loss"] < np.log(64) - 0.4  # measured 0.45 nats below chance
     assert_global_signal(results)
     assert gain(results, "report_generation", "test/greedy/f1_top5_micro") > 0.04  # measured 0.12
-    # Decoders trained 150 steps on 10% of the masks (three draws, the same for both encoders):
-    # measured +0.019 mean Dice and +0.030 on the pathology masks over random init.
+    # Decoders trained 150 steps on 10% of the masks (two draws, the same for both encoders):
+    # measured +0.022 mean Dice and +0.036 on the pathology masks over random init.
     assert gain(results, "segmentation", "test/10%/dice/mean") > 0.008
     assert gain(results, "segmentation", "test/10%/dice/pathology") > 0.015
