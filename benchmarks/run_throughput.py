@@ -130,8 +130,7 @@ def main() -> None:
     data_dir = registry.resolve_data_dir(args.data_dir or None)
     registry.prepare(args.dataset, data_dir)
     with tempfile.TemporaryDirectory() as cache:
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
-        compilation_cache.enable()
+        compilation_cache.enable(cache)
         results = {arm: measure(arm, args, data_dir) for arm in ARMS}
     keys = ("step", "bare_pairs_per_s", "run_pairs_per_s", "run_median_pairs_per_s", "ratio",
             "wall_time_s", "train_s", "full_step_ms", "curate_steps", "curate_step_ms",

@@ -17,13 +17,15 @@ ENV_OFF = "CHEXFICIENT_COMPILATION_CACHE"
 DEFAULT_DIR = "~/.cache/chexficient/jax"
 
 
-def enable() -> str | None:
-    """Points JAX at the cache directory (created if missing); returns it, or None when off."""
+def enable(directory: str | None = None) -> str | None:
+    """Points JAX at `directory` (default: the cache directory above; created if missing);
+    returns it, or None when off."""
     if os.environ.get(ENV_OFF, "1") == "0":
         return None
     import jax
 
-    directory = os.path.expanduser(os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIR)
+    directory = os.path.expanduser(
+        directory or os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_DIR)
     os.makedirs(directory, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

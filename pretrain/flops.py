@@ -27,7 +27,8 @@ class FlopLedger:
     """
 
     def __init__(self):
-        self._executables: dict[tuple, tuple[Callable, Any]] = {}  # (id, shapes) -> (jitted, exe)
+        # (id(jitted), argument shapes) -> (jitted, executable): holding `jitted` keeps its id.
+        self._executables: dict[tuple, tuple[Callable, Any]] = {}
         self._by_name: dict[str, Any] = {}
         self.flops_per_call: dict[str, float] = {}
         self.calls: dict[str, int] = {}
