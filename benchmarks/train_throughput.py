@@ -1,7 +1,8 @@
 """Train-step throughput (pairs/s) and model FLOP utilisation of the pretrainer.
 
 FLOPs per step come from XLA's cost analysis of the compiled step; the machine's peak is
-measured in the same process by a large float32 matmul, so MFU = achieved / measured peak.
+measured in the same process by a large matmul in the step's dtype, so MFU = achieved /
+measured peak.
 Batches are random arrays already in memory: this measures the step, not the input
 pipeline (benchmarks/pipeline_throughput.py measures that).
 
@@ -64,7 +65,7 @@ def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: st
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - t) / steps
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
-    peak = matmul_peak_flops()
+    peak = matmul_peak_flops(dtype=dtype)  # bfloat16 steps against the bfloat16 peak
     return {"pairs_per_s": batch / seconds, "step_ms": 1e3 * seconds, "flops_per_step": flops,
             "achieved_flops": flops / seconds, "peak_flops": peak, "mfu": flops / seconds / peak,
             "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,

@@ -195,6 +195,48 @@ def test_attention_matches_plain_softmax_attention_in_value_and_gradient(cross):
     jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, atol=1e-5), g_ours, g_ref)
 
 
+
+def _qkv_and_mask(dtype=jnp.float32):
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.standard_normal((2, n, 4, 8)), dtype) for n in (5, 7, 7))
+    keep = jnp.asarray(np.arange(7)[None, :] < np.array([[7], [4]]))[:, None, None, :]
+    return q, k, v, keep
+
+
+@pytest.mark.parametrize('masked', [False, True])
+def test_jax_attention_path_computes_the_same_function_as_ours(masked):
+    """`attention(implementation=...)` runs jax.nn.dot_product_attention (the path GPUs take):
+    the same values and gradients as the batched-matmul attention CPUs run."""
+    from chexficient.models.layers import attention, dot_product_attention
+
+    q, k, v, keep = _qkv_and_mask()
+    mask = keep if masked else None
+    loss = lambda f: lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v)))  # noqa: E731
+    ours = lambda q, k, v: dot_product_attention(q, k, v, mask)  # noqa: E731
+    jaxs = lambda q, k, v: attention(q, k, v, mask, implementation='xla')  # noqa: E731
+    np.testing.assert_allclose(jaxs(q, k, v), ours(q, k, v), atol=1e-5)
+    g_ours = jax.grad(loss(ours), argnums=(0, 1, 2))(q, k, v)
+    g_jax = jax.grad(loss(jaxs), argnums=(0, 1, 2))(q, k, v)
+    jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, atol=1e-5), g_jax, g_ours)
+
+
+def test_fused_attention_is_asked_for_only_on_gpus_in_16_bits_and_falls_back(monkeypatch):
+    """On a GPU in bfloat16 without a mask `attention` asks for cuDNN's kernel; where cuDNN
+    cannot run (here: no GPU behind the pretended backend) it warns and computes the same
+    attention by batched matmuls."""
+    from chexficient.models import layers
+
+    q, k, v, keep = _qkv_and_mask(jnp.bfloat16)
+    assert not layers.fused_attention_applies(q, None)  # this CPU
+    monkeypatch.setattr(layers.jax, 'default_backend', lambda: 'gpu')
+    assert layers.fused_attention_applies(q, None)
+    assert not layers.fused_attention_applies(q, keep)  # masks: the batched-matmul path
+    assert not layers.fused_attention_applies(q.astype(jnp.float32), None)
+    with pytest.warns(UserWarning, match='cuDNN fused attention does not run here'):
+        out = layers.attention(q, k, v)
+    np.testing.assert_array_equal(out, layers.dot_product_attention(q, k, v))
+
+
 def test_block_with_folded_layernorm_matches_textbook_pre_ln_block_in_value_and_gradient():
     """The block folds each LayerNorm's affine into the next linear layers: same function and
     same gradients (for every parameter, norms included) as LayerNorm -> linear written plainly."""
