@@ -6,7 +6,7 @@
 Scales: `cpu` (default) trains the `tiny` model at 64 px for five epochs per arm (five, so the
 CheXficient arm's curation epoch, which scores every pair, weighs under 30% of full-data
 compute), without the loss-based arms (learnability, combined: each costs about 90% of
-full-data training here; the quickstart runs them), about an hour per pool on a 2-core CPU;
+full-data training here; the quickstart runs them), about 20 minutes per seed on a 2-core CPU;
 `accel` trains the `small` model at 128 px for 20 epochs with every arm and runs the `full`
 benchmark, the size for one accelerator. `clean` uses synthetic_cxr/small_clean, a pool
 without near-duplicates, mismatched reports or degraded images: the control where curation
