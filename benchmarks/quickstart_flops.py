@@ -24,7 +24,7 @@ import jax
 
 from chexficient import allocator, compilation_cache
 from chexficient.data import registry
-from chexficient.quickstart import load_config, run_seed
+from chexficient.quickstart import load_experiment, run_seed
 from downstream import encoders
 from pretrain.flops import compiled_flops
 
@@ -62,8 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     allocator.reexec_with_huge_pages()
     compilation_cache.enable()
-    name, _, arg = args.experiment.partition(":")
-    spec = load_config(f"experiments/{name}", arg or None)
+    spec = load_experiment(args.experiment)
     if len(spec.seeds) != 1:
         raise ValueError(f"--experiment {args.experiment} has {len(spec.seeds)} seeds; pass seeds=1")
     data_dir = registry.resolve_data_dir(args.data_dir or None)

@@ -319,6 +319,14 @@ def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
     return table, curves
 
 
+def load_experiment(experiment: str) -> ml_collections.ConfigDict:
+    """The spec of `configs/experiments/<name>.py` for "name" or "name:arg" (`small:clean`)."""
+    name, _, arg = experiment.partition(":")
+    if name not in experiment_names():
+        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(experiment_names())}")
+    return load_config(f"experiments/{name}", arg or None)
+
+
 def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | None = None,
                    ) -> dict[str, dict]:
     """Runs every arm of every seed of `configs/experiments/<experiment>.py`, the benchmark,
@@ -327,10 +335,7 @@ def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | 
     seeds) and a plot into `out`; returns the table {row: {column: mean}}."""
     from chexficient.data import registry
 
-    name, _, arg = experiment.partition(":")
-    if name not in experiment_names():
-        raise ValueError(f"unknown experiment {name!r}; valid: {', '.join(experiment_names())}")
-    spec = load_config(f"experiments/{name}", arg or None)
+    spec = load_experiment(experiment)
     t0 = time.time()
     data_dir = registry.resolve_data_dir(data_dir)
     print(f"[quickstart] dataset {spec.dataset} in {data_dir} (built once, then cached)")

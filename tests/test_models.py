@@ -195,7 +195,6 @@ def test_attention_matches_plain_softmax_attention_in_value_and_gradient(cross):
     jax.tree.map(lambda a, r: np.testing.assert_allclose(a, r, atol=1e-5), g_ours, g_ref)
 
 
-
 def _qkv_and_mask(dtype=jnp.float32):
     rng = np.random.default_rng(1)
     q, k, v = (jnp.asarray(rng.standard_normal((2, n, 4, 8)), dtype) for n in (5, 7, 7))

@@ -109,14 +109,14 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None =
     cuDNN's fused kernel where `fused_attention_applies` (a shape cuDNN refuses falls back, with
     a warning) and otherwise `dot_product_attention` below, the form measured fastest on CPU.
     """
-    if implementation is None and fused_attention_applies(q, mask):
+    if implementation is not None:
+        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
+    if fused_attention_applies(q, mask):
         try:
             return jax.nn.dot_product_attention(q, k, v, implementation="cudnn")
         except Exception as error:  # noqa: BLE001  (raised while tracing: shape, dtype, library)
             warnings.warn(f"cuDNN fused attention does not run here ({type(error).__name__}: "
                           f"{error}); using the batched-matmul attention", stacklevel=2)
-    elif implementation is not None:
-        return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
     return dot_product_attention(q, k, v, mask)
 
 
