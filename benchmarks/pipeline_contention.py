@@ -3,7 +3,8 @@
 For the full-data arm's step and the CheXficient arm's curate step (configs/pretrain.py,
 configs/chexficient.py at --preset and --batch on --dataset), times --steps steps in the
 trainer's loop (batch to device, step, the step before's metrics read one step late) three
-ways, interleaved --repeats times in one process:
+ways, interleaved --repeats times in one process (in turn, the order reversed every other
+time):
 
 - `memory`: one batch from the loader, read before and fed again every step (the bare step);
 - `prefetched`: --steps batches from the loader, all read before the timing;
@@ -17,7 +18,7 @@ the step's time. Like the `chexficient` command, the script restarts itself with
 for malloc (chexficient/allocator.py).
 
     python benchmarks/pipeline_contention.py [--preset tiny] [--batch 64] [--steps 30]
-        [--repeats 3] [--dataset synthetic_cxr/tiny] [--data_dir DIR]
+        [--repeats 4] [--dataset synthetic_cxr/tiny] [--data_dir DIR]
 """
 
 from __future__ import annotations
@@ -76,10 +77,10 @@ def measure(name: str, args: argparse.Namespace, data_dir: str) -> dict[str, flo
     step = built.steps[step_name].lower(state, parallel.host_to_global(one, mesh)).compile()
     _, _, state = timed_steps(step, state, iter(lambda: one, None), 3, mesh)  # warm-up
     times: dict[str, list[tuple[float, float]]] = {"memory": [], "prefetched": [], "live": []}
-    for _ in range(args.repeats):
+    for repeat in range(args.repeats):
         read = [next(loader) for _ in range(args.steps)]
-        for way, source in (("memory", iter(lambda: one, None)), ("prefetched", iter(read)),
-                            ("live", loader)):
+        ways = [("memory", iter(lambda: one, None)), ("prefetched", iter(read)), ("live", loader)]
+        for way, source in ways[::-1] if repeat % 2 else ways:  # the order alternates
             wall, cpu, state = timed_steps(step, state, source, args.steps, mesh)
             times[way].append((wall, cpu))
     out = {}
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--dataset", default="synthetic_cxr/tiny")
     parser.add_argument("--data_dir", default="", help="default: $CHEXFICIENT_DATA_DIR or the cache")
     args = parser.parse_args()
