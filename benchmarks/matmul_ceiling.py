@@ -95,18 +95,6 @@ def _time(fn, a, b, reps: int) -> float:
     return (time.perf_counter() - start) / reps
 
 
-def step_seconds(compiled, state, batch, steps: int) -> float:
-    """Mean seconds per call of the compiled step after 3 warm-up calls."""
-    for _ in range(3):
-        state, _ = compiled(state, batch)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(steps):
-        state, _ = compiled(state, batch)
-    jax.block_until_ready(state)
-    return (time.perf_counter() - start) / steps
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="tiny")
@@ -122,7 +110,7 @@ def main() -> None:
     compiled = step.lower(state, batch).compile()
     flops = compiled_flops(compiled)
     dots = hlo_dots(compiled.as_text())
-    step_s = step_seconds(compiled, state, batch, args.steps)
+    step_s, _ = standalone.seconds_per_call(compiled, state, batch, args.steps)
     peak = matmul_peak_flops()
     alone = {dot: seconds_alone(dot) for dot in dots}
     matmul_s = sum(alone[dot] * n for dot, n in dots.items())

@@ -33,9 +33,7 @@ import json
 import os
 import statistics
 import tempfile
-import time
 
-import jax
 import ml_collections
 
 from chexficient import allocator, compilation_cache
@@ -73,15 +71,7 @@ def whole_run(config: ml_collections.ConfigDict) -> dict[str, float]:
 
 def seconds_per_step(step, state: dict, batch: dict, steps: int) -> tuple[float, dict]:
     """Mean seconds of `steps` calls of the compiled `step` after 3 warm-up calls; the state."""
-    compiled = step.lower(state, batch).compile()
-    for _ in range(3):
-        state, _ = compiled(state, batch)
-    jax.block_until_ready(state)
-    start = time.perf_counter()
-    for _ in range(steps):
-        state, _ = compiled(state, batch)
-    jax.block_until_ready(state)
-    return (time.perf_counter() - start) / steps, state
+    return standalone.seconds_per_call(step.lower(state, batch).compile(), state, batch, steps)
 
 
 def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -> dict[str, float]:

@@ -26,7 +26,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import jax
@@ -55,15 +54,9 @@ def measure(preset: str, batch: int, steps: int, dtype: str, stem: str, pool: st
     b = standalone.random_batch(config)
     compiled = step.lower(state, b).compile()
     flops = compiled_flops(compiled)
-    for _ in range(3):  # warm-up
-        state, metrics = compiled(state, b)
-    jax.block_until_ready(state)
+    _, state = standalone.seconds_per_call(compiled, state, b, 3, warmup=0)  # warm-up
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t = time.perf_counter()
-    for _ in range(steps):
-        state, metrics = compiled(state, b)
-    jax.block_until_ready(state)
-    seconds = (time.perf_counter() - t) / steps
+    seconds, state = standalone.seconds_per_call(compiled, state, b, steps, warmup=0)
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     peak = matmul_peak_flops(dtype=dtype)  # bfloat16 steps against the bfloat16 peak
     return {"pairs_per_s": batch / seconds, "step_ms": 1e3 * seconds, "flops_per_step": flops,

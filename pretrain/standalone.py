@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Callable
 
 import jax
@@ -80,3 +81,17 @@ def step_flops(config: ml_collections.ConfigDict, pool_size: int, phase: str = "
     built = build(config, pool_size, abstract=True)
     lowered = built.steps[phase].lower(built.state, abstract_batch(config))
     return compiled_flops(lowered.compile())
+
+
+def seconds_per_call(compiled: Callable, state: dict, batch: dict, calls: int,
+                     warmup: int = 3) -> tuple[float, dict]:
+    """Mean seconds of `calls` calls of a compiled step on one batch after `warmup` calls,
+    and the state after them (the step donates it)."""
+    for _ in range(warmup):
+        state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(calls):
+        state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    return (time.perf_counter() - start) / calls, state

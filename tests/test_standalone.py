@@ -23,3 +23,15 @@ def test_curate_and_subset_steps_train_on_a_batch_in_memory(micro):
     assert 0 < len(kept) == int(metrics["trained_rows"]) < config.batch_size
     state, metrics = built.steps["subset"](state, batch)
     assert int(state["step"]) == 2 and np.isfinite(float(metrics["loss"]))
+
+
+def test_seconds_per_call_times_the_calls_after_the_warm_up(micro):
+    from pretrain import standalone
+    from pretrain.train import resolve
+
+    config = resolve(micro_config(micro))[0]
+    built = standalone.build(config, pool_size=256)
+    batch = standalone.random_batch(config)
+    compiled = built.steps["full"].lower(built.state, batch).compile()
+    seconds, state = standalone.seconds_per_call(compiled, built.state, batch, 2, warmup=1)
+    assert int(state["step"]) == 3 and 0 < seconds < 60
