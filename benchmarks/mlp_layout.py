@@ -3,14 +3,15 @@
 XLA's CPU backend gives YNNPACK only dots that contract the left operand's last dimension, so
 with activations stored tokens-major ([tokens, width], as the model does) every weight
 gradient (`x^T dy`, contracting the tokens) runs on Eigen at 0.4-0.8 of the matmul peak
-(`matmul_ceiling.py`). Stored features-major ([width, tokens]),
-with a backward written so that both gradients contract their left operand's last dimension,
-the weight and input gradients go to YNNPACK with no copy; the forward product then contracts
-the kernel's first dimension and stays on Eigen. This times one transformer MLP sub-block (standardise,
-fc1, tanh-GELU, fc2, residual), forward and backward, both ways on the same values (the
+(`matmul_ceiling.py`). Stored features-major ([width, tokens]), with a backward written so that
+both gradients contract their left operand's last dimension, the weight and input gradients
+go to YNNPACK with no copy; the forward product then contracts the kernel's first dimension
+and stays on Eigen. This times one transformer MLP sub-block (standardise, fc1, tanh-GELU,
+fc2, residual), forward and backward, both ways on the same values (the
 script checks the gradients agree), alternating the two --repeats times, and prints the dots
-left on Eigen and the milliseconds of each. Like the `chexficient` command, it restarts
-itself with huge pages for malloc.
+left on Eigen and the milliseconds of each. The sub-block's gain did not carry over to whole
+train steps written that way (docs/performance.md, "Why the steps stop short of MFU 0.8").
+Like the `chexficient` command, it restarts itself with huge pages for malloc.
 
     python benchmarks/mlp_layout.py [--tokens 4096] [--width 128] [--repeats 8]
 """
