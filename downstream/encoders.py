@@ -69,6 +69,11 @@ def load_tokenizer(data_config: ml_collections.ConfigDict) -> Tokenizer:
     return Tokenizer(path)
 
 
+class NotApplicable(ValueError):
+    """The adapter's task does not apply to this model by design (a supervised reference has no
+    text tower to retrieve with): the suite notes it and goes on, without counting an error."""
+
+
 class Encoders:
     """Frozen image and text towers of one CLIP, plus the run config they came from.
 

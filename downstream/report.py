@@ -14,6 +14,8 @@ from typing import Any
 
 Results = dict[str, dict[str, dict[str, float]]]
 """column (checkpoint) -> adapter -> metric -> value."""
+Notes = dict[str, dict[str, str]]
+"""column -> adapter (or "checkpoint") -> a message."""
 COUNTS = ("n", "n_train", "draws")
 """Last parts of the keys that count things: shown as integers."""
 
@@ -22,12 +24,13 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) or math.isinf(value) else float(value)
 
 
-def to_json(results: Results, errors: dict[str, dict[str, str]], meta: dict[str, Any]) -> str:
+def to_json(results: Results, errors: Notes, meta: dict[str, Any],
+            not_applicable: Notes | None = None) -> str:
     """Strict JSON (NaN -> null), keys in run order, so equal runs give equal files."""
     clean = {col: {a: {k: _finite_or_none(v) for k, v in m.items()} for a, m in by.items()}
              for col, by in results.items()}
-    return json.dumps({**meta, "results": clean, "errors": errors}, indent=2,
-                      allow_nan=False) + "\n"
+    return json.dumps({**meta, "results": clean, "errors": errors,
+                       "not_applicable": not_applicable or {}}, indent=2, allow_nan=False) + "\n"
 
 
 def _cell(metrics: dict[str, float] | None, key: str) -> str:
@@ -44,11 +47,13 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
     return f"{text} ± {sd:.3f}" if sd is not None else text
 
 
-def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: list[str],
-                adapters: list[str], title: str, sources: dict[str, str] | None = None) -> str:
+def to_markdown(results: Results, errors: Notes, columns: list[str], adapters: list[str],
+                title: str, sources: dict[str, str] | None = None,
+                not_applicable: Notes | None = None) -> str:
     """One table per adapter; rows are the union of the columns' metrics, in first-seen order.
 
-    `sources` (column -> where it came from) is listed under the title.
+    `sources` (column -> where it came from) is listed under the title; adapters that do not
+    apply to a column, and errors, after the tables.
     """
     lines = [f"# {title}", ""]
     if sources:
@@ -60,7 +65,7 @@ def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: li
         keys = [k for k in rows if not k.endswith(("/ci_low", "/ci_high", "/sd"))]
         lines += [f"## {adapter}", ""]
         if not keys:
-            lines += ["(no results: see errors)", ""]
+            lines += ["(no results: see below)", ""]
             continue
         lines += ["| metric | " + " | ".join(columns) + " |",
                   "|---|" + "---|" * len(columns)]
@@ -68,10 +73,11 @@ def to_markdown(results: Results, errors: dict[str, dict[str, str]], columns: li
             cells = [_cell(results.get(col, {}).get(adapter), key) for col in columns]
             lines.append(f"| {key} | " + " | ".join(cells) + " |")
         lines.append("")
-    if any(errors.values()):
-        lines += ["## Errors", ""]
-        for col in columns:
-            lines += [f"- **{col}** / {what}: {msg}".replace("\n", " ")
-                      for what, msg in errors.get(col, {}).items()]
-        lines.append("")
+    for heading, notes in (("Not applicable", not_applicable or {}), ("Errors", errors)):
+        if any(notes.values()):
+            lines += [f"## {heading}", ""]
+            for col in columns:
+                lines += [f"- **{col}** / {what}: {msg}".replace("\n", " ")
+                          for what, msg in notes.get(col, {}).items()]
+            lines.append("")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import numpy as np
 from chexficient.io import save_arrays
 from downstream import metrics
 from downstream.data import BenchData
-from downstream.encoders import Encoders
+from downstream.encoders import Encoders, NotApplicable
 
 
 def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray, text_of_image: np.ndarray
@@ -45,7 +45,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
     """Retrieval metrics on every eval split, keys `<split>/i2t/R@1`, ..."""
     data.require("retrieval", ("image", "report"), data.eval_splits)
     if encoders.supervised:
-        raise ValueError("a supervised reference has no trained text tower to retrieve with")
+        raise NotApplicable("a supervised reference has no trained text tower to retrieve with")
     out = {}
     for split_name in data.eval_splits:
         split = data.split(split_name)

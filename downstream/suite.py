@@ -25,7 +25,7 @@ from chexficient.findings import FINDINGS
 from chexficient.io import write_atomic
 from downstream import plots, report
 from downstream.data import BenchData
-from downstream.encoders import Encoders
+from downstream.encoders import Encoders, NotApplicable
 
 REFERENCE = "random_init"
 
@@ -60,6 +60,7 @@ class Bench:
         self.modules = {name: adapter_module(name) for name in config.adapters}
         self.results: report.Results = {}
         self.errors: dict[str, dict[str, str]] = {}
+        self.not_applicable: dict[str, dict[str, str]] = {}
         self.seconds: dict[str, dict[str, float]] = {}  # column -> adapter -> wall time
         self._data: dict[tuple, BenchData] = {}
 
@@ -106,6 +107,9 @@ class Bench:
                 self.results[column][name] = module.run(encoders, data, cfg)
                 self.seconds.setdefault(column, {})[name] = time.perf_counter() - start
                 logging.info("%s on %s: %.1f s", name, column, self.seconds[column][name])
+            except NotApplicable as e:
+                logging.info("%s does not apply to %s: %s", name, column, e)
+                self.not_applicable.setdefault(column, {})[name] = str(e)
             except Exception as e:  # noqa: BLE001  (one adapter's failure must not stop the rest)
                 message = (f"adapter {name!r} failed on {source} with dataset {data.name!r}: "
                            f"{type(e).__name__}: {e}")
@@ -117,12 +121,12 @@ class Bench:
         adapter, apart so that equal runs give equal results files) and the zero-shot figures."""
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
-                     report.to_json(self.results, self.errors, meta))
+                     report.to_json(self.results, self.errors, meta, self.not_applicable))
         sources = {**meta["checkpoints"],
                    meta.get("reference", REFERENCE): "random initialisation (same architecture)"}
         write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
             self.results, self.errors, columns, adapters,
-            f"Downstream benchmark ({meta['preset']})", sources))
+            f"Downstream benchmark ({meta['preset']})", sources, self.not_applicable))
         write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
         write_atomic(os.path.join(self.out_dir, "timing.json"), json.dumps(self.seconds, indent=2))
         if self.config.plots and "zero_shot" in adapters:
@@ -167,4 +171,4 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
             "preset": config.get("preset", ""), "reference": reference_name}
     bench.write(columns, meta)
-    return json.loads(report.to_json(bench.results, bench.errors, meta))
+    return json.loads(report.to_json(bench.results, bench.errors, meta, bench.not_applicable))

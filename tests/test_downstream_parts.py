@@ -198,7 +198,18 @@ def test_results_table_for_two_checkpoints():
     assert "ci_low" not in md and "/sd" not in md and "boom" in md
     data = json.loads(report.to_json(results, errors, {"columns": ["run_a", "run_b"]}))
     assert data["results"]["run_a"]["zero_shot"]["test/n"] is None
-    assert data["errors"] == errors
+    assert data["errors"] == errors and data["not_applicable"] == {}
+
+
+def test_results_list_adapters_that_do_not_apply_apart_from_errors():
+    results = {"sup": {"zero_shot": {"test/auroc/mean": 0.8}}}
+    skipped = {"sup": {"retrieval": "a supervised reference has no trained text tower"}}
+    md = report.to_markdown(results, {}, ["sup"], ["zero_shot", "retrieval"], "T",
+                            not_applicable=skipped)
+    assert "## Not applicable\n\n- **sup** / retrieval: a supervised reference" in md
+    assert "## Errors" not in md
+    data = json.loads(report.to_json(results, {}, {"columns": ["sup"]}, skipped))
+    assert data["not_applicable"] == skipped and data["errors"] == {}
 
 
 def test_bench_config_presets_and_typed_overrides():

@@ -10,8 +10,10 @@ import pytest
 
 from chexficient.quickstart import load_config
 from downstream import zero_shot
+from downstream.config import bench_config
 from downstream.data import BenchData, finding_names
 from downstream.encoders import Encoders
+from downstream.suite import run_bench
 from pretrain.train import train
 from tests.conftest import micro_config
 
@@ -43,6 +45,12 @@ def test_supervised_run_spends_its_budget_learns_and_answers_with_its_head(micro
     assert head.shape == (40, 14) and np.all((head > 0) & (head < 1))
     scores = zero_shot.scores(encoders, images, names)  # the bench reads the head, not prompts
     np.testing.assert_array_equal(scores, head[:, 1:])
+    # Retrieval needs a text tower: the bench says it does not apply, and counts no error.
+    config = bench_config("quick,max_train=40,max_eval=40,reference=false")
+    config.adapters = ("retrieval",)
+    summary = run_bench([workdir], config, str(tmp_path / "bench"), names=["supervised"])
+    assert "text tower" in summary["not_applicable"]["supervised"]["retrieval"]
+    assert not any(summary["errors"].values())
 
 
 def test_supervised_loss_needs_the_head_and_no_curator(micro, tmp_path):
