@@ -83,16 +83,17 @@ def seconds_alone(dot: Dot, min_seconds: float = 0.1, repeats: int = 5) -> float
     a = jax.random.normal(jax.random.key(0), dot.lhs, jnp.float32)
     b = jax.random.normal(jax.random.key(1), dot.rhs, jnp.float32)
     fn(a, b).block_until_ready()
-    reps = max(1, int(min_seconds / max(_time(fn, a, b, 1), 1e-6)))
-    return min(_time(fn, a, b, reps) for _ in range(repeats))
+    reps = max(1, int(min_seconds / max(mean_seconds(fn, (a, b), 1), 1e-6)))
+    return min(mean_seconds(fn, (a, b), reps) for _ in range(repeats))
 
 
-def _time(fn, a, b, reps: int) -> float:
+def mean_seconds(fn, args: tuple, calls: int) -> float:
+    """Mean seconds of `calls` calls of `fn(*args)`, waiting for the last result."""
     start = time.perf_counter()
-    for _ in range(reps):
-        out = fn(a, b)
-    out.block_until_ready()
-    return (time.perf_counter() - start) / reps
+    for _ in range(calls):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls
 
 
 def main() -> None:

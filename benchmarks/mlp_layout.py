@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 from chexficient import allocator
+from matmul_ceiling import mean_seconds
 
 
 def standardize(x: jax.Array, axis: int) -> jax.Array:
@@ -73,12 +73,9 @@ def eigen_dots(compiled) -> int:
 
 
 def milliseconds(fn, args, calls: int = 20) -> float:
+    """Mean milliseconds of `calls` calls after one warm-up call."""
     jax.block_until_ready(fn(*args))
-    start = time.perf_counter()
-    for _ in range(calls):
-        out = fn(*args)
-    jax.block_until_ready(out)
-    return 1e3 * (time.perf_counter() - start) / calls
+    return 1e3 * mean_seconds(fn, args, calls)
 
 
 def main() -> None:

@@ -59,8 +59,8 @@ class Bench:
         self.config, self.out_dir = config, out_dir
         self.modules = {name: adapter_module(name) for name in config.adapters}
         self.results: report.Results = {}
-        self.errors: dict[str, dict[str, str]] = {}
-        self.not_applicable: dict[str, dict[str, str]] = {}
+        self.errors: report.Notes = {}
+        self.not_applicable: report.Notes = {}
         self.seconds: dict[str, dict[str, float]] = {}  # column -> adapter -> wall time
         self._data: dict[tuple, BenchData] = {}
 
