@@ -145,6 +145,25 @@ def test_resume_sees_the_same_next_batches(micro, workers):
         it.close()
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_batches_read_whole_are_the_batches_read_record_by_record(micro, train):
+    """A clean dataset gives the same batches, and the same data positions, whether whole
+    batches are read by their place (the default) or records one at a time (on_error=skip)."""
+    load = lambda on_error: make_loader(  # noqa: E731
+        micro.data_config(on_error=on_error, text_augment=dict(enabled=True)), "train",
+        train=train, batch_size=6, seed=3, with_mask=True, num_epochs=None if train else 1)
+    whole, by_record = load("raise"), load("skip")
+    if train:
+        for _ in range(4):
+            _assert_same_batches([next(whole)], [next(by_record)])
+            assert whole.get_state() == by_record.get_state()
+        assert whole.get_state() == {"next_index": 4 * 6}
+    else:  # evaluation keeps the last, partial batch either way
+        _assert_same_batches(list(whole), list(by_record))
+    with pytest.raises(ValueError, match="whole number of batches"):
+        load("raise").set_state({"next_index": 7})
+
+
 def test_process_batches_side_by_side_are_the_one_process_batch(micro):
     """Two processes' batches, side by side, are one process's batch (records, order and
     augmentation), and the data position moves between one and two processes."""
