@@ -74,10 +74,13 @@ def kmeans(x: jax.Array, k: int, iterations: int, key: jax.Array) -> jax.Array:
     first = x[jax.random.randint(keys[0], (), 0, x.shape[0])]
     centers = jnp.zeros((k, x.shape[1]), jnp.float32).at[0].set(first)
     nearest = squared_distances(x, first[None])[:, 0]
-    for j in range(1, k):
+
+    def seed(j, carry):  # a loop, not k unrolled draws: the curate step compiles faster
+        centers, nearest = carry
         pick = x[jax.random.categorical(keys[j], jnp.log(nearest + 1e-12))]
-        centers = centers.at[j].set(pick)
-        nearest = jnp.minimum(nearest, squared_distances(x, pick[None])[:, 0])
+        return centers.at[j].set(pick), jnp.minimum(nearest, squared_distances(x, pick[None])[:, 0])
+
+    centers, nearest = jax.lax.fori_loop(1, k, seed, (centers, nearest))
 
     def lloyd(_, centers):
         onehot = jax.nn.one_hot(jnp.argmin(squared_distances(x, centers), -1), k)
