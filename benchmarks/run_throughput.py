@@ -69,11 +69,6 @@ def whole_run(config: ml_collections.ConfigDict) -> dict[str, float]:
                 run_median_pairs_per_s=statistics.median(metrics["perf/pairs_per_s"][1]))
 
 
-def seconds_per_step(step, state: dict, batch: dict, steps: int) -> tuple[float, dict]:
-    """Mean seconds of `steps` calls of the compiled `step` after 3 warm-up calls; the state."""
-    return standalone.seconds_per_call(step.lower(state, batch).compile(), state, batch, steps)
-
-
 def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -> dict[str, float]:
     """Pairs/s of the run's steps on one batch in memory: each phase's step timed for `bare`
     calls, weighted by the phase's steps in a run of `total_steps`."""
@@ -87,7 +82,8 @@ def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -
                   "subset": total_steps - min(first.end_step, total_steps)}
     batch, state, seconds, out = standalone.random_batch(config), built.state, 0.0, {}
     for name, count in counts.items():
-        per_step, state = seconds_per_step(built.steps[name], state, batch, bare)
+        compiled = built.steps[name].lower(state, batch).compile()
+        per_step, state = standalone.seconds_per_call(compiled, state, batch, bare)
         seconds += count * per_step
         out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
     return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)

@@ -202,7 +202,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     if config.get("on_error", "raise") != "skip":
         # Whole batches read by their place in the stream: grain's per-element bookkeeping
         # (futures, statistics) is paid once a batch, not once a record; the same batches.
-        ds = grain.MapDataset.batch(ds, batch_size, drop_remainder=train)
+        ds = ds.batch(batch_size, drop_remainder=train)
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=2))
         it = _StateInRecords(it, batch_size)
     else:  # a skipped record's place goes to the next one, so batching follows the reading
