@@ -6,6 +6,7 @@ epochs", counting every forward and backward, scoring passes included.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import jax
@@ -23,7 +24,8 @@ class FlopLedger:
     """Compiles each step function once, remembers each named step's FLOPs, and counts its calls.
 
     Names that share a jitted function (the `subset` phase trains with the `full` step) share
-    its executable: one trace, one compilation.
+    its executable: one trace, one compilation. `compile_seconds` is the wall time this process
+    spent tracing, lowering and compiling them (or reading them from the compilation cache).
     """
 
     def __init__(self):
@@ -32,6 +34,7 @@ class FlopLedger:
         self._by_name: dict[str, Any] = {}
         self.flops_per_call: dict[str, float] = {}
         self.calls: dict[str, int] = {}
+        self.compile_seconds = 0.0
 
     def compiled(self, name: str, jitted: Callable, *args) -> Callable:
         """The executable of `jitted` for `name`'s arguments (lowered and compiled on first use;
@@ -52,7 +55,9 @@ class FlopLedger:
         leaves, treedef = jax.tree.flatten(args)
         key = (id(jitted), treedef, tuple((x.shape, x.dtype) for x in leaves))
         if key not in self._executables:
+            start = time.perf_counter()
             self._executables[key] = (jitted, jitted.lower(*args).compile())
+            self.compile_seconds += time.perf_counter() - start
         return self._executables[key][1]
 
     def spent(self) -> float:

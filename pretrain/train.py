@@ -378,7 +378,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     ledger = parallel.to_host(state["ledger"])
     summary = dict(
         step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
-        data_fraction=plan.data_fraction(ledger),
+        step_compile_s=flops.compile_seconds, data_fraction=plan.data_fraction(ledger),
         **flops.summary(full_step_fn=step_fns["full"], state=state, batch=abstract_batch,
                         full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})

@@ -27,6 +27,21 @@ def test_names_sharing_a_function_share_its_executable_and_count_apart():
     np.testing.assert_allclose(full(w, x)[1], jitted(w, x)[1])
 
 
+def test_compile_seconds_count_each_compilation_once():
+    jitted = jax.jit(_step)
+    w, x = jnp.ones((32, 32)), jnp.ones((8, 32))
+    ledger = FlopLedger()
+    assert ledger.compile_seconds == 0.0
+    ledger.compiled("full", jitted, w, x)
+    once = ledger.compile_seconds
+    assert once > 0.0
+    ledger.compiled("full", jitted, w, x)
+    ledger.compiled("subset", jitted, w, x)  # the same executable: nothing compiled
+    assert ledger.compile_seconds == once
+    ledger.compiled("wide", jitted, jnp.ones((64, 64)), jnp.ones((8, 64)))
+    assert ledger.compile_seconds > once
+
+
 def test_other_shapes_compile_their_own_executable():
     jitted = jax.jit(_step)
     ledger = FlopLedger()

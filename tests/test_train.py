@@ -46,6 +46,8 @@ def test_curated_run_leaves_everything_a_user_expects(curated_run):
     assert all(r["perf/pairs_per_s"] > 0 for r in rows if "loss" in r)
     train_s = [r["perf/train_s"] for r in rows if "loss" in r]
     assert train_s == sorted(train_s) and train_s[-1] <= summary["wall_time_s"]
+    # Tracing and compiling (or reading back) its two step programs, within its wall time.
+    assert 0 < summary["step_compile_s"] < summary["wall_time_s"]
     # The audit stream: cluster occupancy and prototype drift once k-means has run.
     late = curated[-1]
     assert sum(late[f"cluster_size/{k}"] for k in range(6)) == 32
