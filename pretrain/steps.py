@@ -80,6 +80,13 @@ def initial_state(params, *, tx: optax.GradientTransformation, plan: schedule.Pl
                 curator=plan.curator_state, ledger=plan.empty_ledger())
 
 
+def without_curator(state: dict) -> dict:
+    """The train state as the full-data step takes it: with an empty curator state. That step
+    never reads the curator's state, and without it its program is the same in every arm, so a
+    curated run's subset phase and the full-data run share one compilation (the cache)."""
+    return dict(state, curator={})
+
+
 def curation_metrics(info: dict, curator_state: Any) -> dict[str, jax.Array]:
     """What the metrics stream shows of a curation step: the curator's scalar info, the
     occupancy of each cluster, and prototype drift (from the state of prototype rules)."""

@@ -242,23 +242,24 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     batch_sharding = parallel.batch_sharding(mesh)
     abstract_batch = steps_lib.abstract_batch(batch, config.data.image_size, config.data.text_len,
                                               batch_sharding)
-    jit_step = lambda fn: jax.jit(fn, donate_argnums=0, out_shardings=(shardings, None))
-    full_step = jit_step(steps.full)
-    step_fns = {"full": full_step, "subset": full_step, "curate": jit_step(steps.curate)}
+    jit_step = lambda fn, out: jax.jit(fn, donate_argnums=0, out_shardings=(out, None))
+    full_step = jit_step(steps.full, steps_lib.without_curator(shardings))
+    step_fns = {"full": full_step, "subset": full_step, "curate": jit_step(steps.curate, shardings)}
     eval_fn = jax.jit(steps.eval)
     params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])))
     flops = FlopLedger()
     if config.total_flops:  # a compute budget: the run's length in steps follows from it
         state["total_steps"] = jax.device_put(jnp.asarray(
-            budget_steps(config, flops.per_call("full", step_fns["full"], state, abstract_batch)),
+            budget_steps(config, flops.per_call("full", full_step, steps_lib.without_curator(state),
+                                                abstract_batch)),
             jnp.int32), shardings["total_steps"])
     milestones = None
     if config.checkpoint.get("milestones"):
         milestones = ckpt_lib.Milestones(
             os.path.join(workdir, ckpt_lib.MILESTONES), spacing=config.checkpoint.milestones,
-            full_flops=flops.per_call("full", step_fns["full"], state, abstract_batch)
-            * full_data_steps(config, steps_per_epoch))
+            full_flops=flops.per_call("full", full_step, steps_lib.without_curator(state),
+                                      abstract_batch) * full_data_steps(config, steps_per_epoch))
 
     # ----------------------------------------------------------------- restore
     checkpointer = ckpt_lib.Checkpointer(
@@ -324,8 +325,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         while step < end_step:
             b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
             spent_before = flops.spent()
-            step_fn = flops.compiled(phase.name, step_fns[phase.name], state, b)
-            state, metrics = step_fn(state, b)
+            given = state if phase.name == "curate" else steps_lib.without_curator(state)
+            step_fn = flops.compiled(phase.name, step_fns[phase.name], given, b)
+            given, metrics = step_fn(given, b)
+            state = given if phase.name == "curate" else dict(given, curator=state["curator"])
             step += 1
             if milestones is not None:
                 milestones.maybe_save(step, spent_before, flops.spent(), state["params"])
@@ -379,7 +382,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     summary = dict(
         step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
         step_compile_s=flops.compile_seconds, data_fraction=plan.data_fraction(ledger),
-        **flops.summary(full_step_fn=step_fns["full"], state=state, batch=abstract_batch,
+        **flops.summary(full_step_fn=full_step, state=steps_lib.without_curator(state), batch=abstract_batch,
                         full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})
     if writer:
