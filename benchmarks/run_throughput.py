@@ -43,6 +43,7 @@ from chexficient.data import registry
 from chexficient.quickstart import load_config
 from chexficient.run_log import read_metrics
 from pretrain import standalone
+from pretrain.steps import without_curator
 from pretrain.train import resolve, train
 
 ARMS = {"full": "pretrain", "chexficient": "chexficient"}
@@ -84,8 +85,11 @@ def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -
                   "subset": total_steps - min(first.end_step, total_steps)}
     batch, state, seconds, out = standalone.random_batch(config), built.state, 0.0, {}
     for name, count in counts.items():
-        compiled = built.steps[name].lower(state, batch).compile()
-        per_step, state = standalone.seconds_per_call(compiled, state, batch, bare)
+        # As the trainer calls them: the full step (`full`, `subset`) without the curator's state.
+        given = state if name == "curate" else without_curator(state)
+        compiled = built.steps[name].lower(given, batch).compile()
+        per_step, given = standalone.seconds_per_call(compiled, given, batch, bare)
+        state = given if name == "curate" else dict(given, curator=state["curator"])
         seconds += count * per_step
         out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
     return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)

@@ -29,7 +29,8 @@ from pretrain.flops import compiled_flops
 @dataclasses.dataclass
 class Standalone:
     """Jitted steps by phase name (`full`, `subset` and, when curating, `curate`), the train
-    state at step 0 (shapes only when abstract) and the schedule's plan."""
+    state at step 0 (shapes only when abstract) and the schedule's plan. The trainer gives the
+    full step (`full`, `subset`) `steps.without_curator(state)`."""
 
     steps: dict[str, Callable]
     state: dict
