@@ -43,7 +43,7 @@ from chexficient.data import registry
 from chexficient.quickstart import load_config
 from chexficient.run_log import read_metrics
 from pretrain import standalone
-from pretrain.steps import without_curator
+from pretrain.steps import step_input, step_output
 from pretrain.train import resolve, train
 
 ARMS = {"full": "pretrain", "chexficient": "chexficient"}
@@ -85,11 +85,10 @@ def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -
                   "subset": total_steps - min(first.end_step, total_steps)}
     batch, state, seconds, out = standalone.random_batch(config), built.state, 0.0, {}
     for name, count in counts.items():
-        # As the trainer calls them: the full step (`full`, `subset`) without the curator's state.
-        given = state if name == "curate" else without_curator(state)
+        given = step_input(name, state)  # as the trainer gives it
         compiled = built.steps[name].lower(given, batch).compile()
-        per_step, given = standalone.seconds_per_call(compiled, given, batch, bare)
-        state = given if name == "curate" else dict(given, curator=state["curator"])
+        per_step, out = standalone.seconds_per_call(compiled, given, batch, bare)
+        state = step_output(name, state, out)
         seconds += count * per_step
         out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
     return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)
@@ -125,8 +124,8 @@ def main() -> None:
         compilation_cache.enable(cache)
         results = {arm: measure(arm, args, data_dir) for arm in ARMS}
     keys = ("step", "bare_pairs_per_s", "run_pairs_per_s", "run_median_pairs_per_s", "ratio",
-            "wall_time_s", "step_compile_s", "train_s", "full_step_ms", "curate_steps", "curate_step_ms",
-            "subset_steps", "subset_step_ms",
+            "wall_time_s", "step_compile_s", "train_s", "full_step_ms", "curate_steps",
+            "curate_step_ms", "subset_steps", "subset_step_ms",
             "compute_fraction", "wall_fraction", "train_fraction")
     for cache in ("cold", "warm"):
         full, curated = results["full"][cache], results["chexficient"][cache]

@@ -29,8 +29,8 @@ from pretrain.flops import compiled_flops
 @dataclasses.dataclass
 class Standalone:
     """Jitted steps by phase name (`full`, `subset` and, when curating, `curate`), the train
-    state at step 0 (shapes only when abstract) and the schedule's plan. The trainer gives the
-    full step (`full`, `subset`) `steps.without_curator(state)`."""
+    state at step 0 (shapes only when abstract) and the schedule's plan. Each step is given
+    `steps.step_input(phase, state)`, as the trainer gives it."""
 
     steps: dict[str, Callable]
     state: dict

@@ -80,11 +80,18 @@ def initial_state(params, *, tx: optax.GradientTransformation, plan: schedule.Pl
                 curator=plan.curator_state, ledger=plan.empty_ledger())
 
 
-def without_curator(state: dict) -> dict:
-    """The train state as the full-data step takes it: with an empty curator state. That step
-    never reads the curator's state, and without it its program is the same in every arm, so a
-    curated run's subset phase and the full-data run share one compilation (the cache)."""
-    return dict(state, curator={})
+def step_input(phase: str, state: dict) -> dict:
+    """The train state as `phase`'s step takes it: whole for `curate`; for the full-data step
+    (`full`, `subset`) with an empty curator state. That step never reads it, and without it its
+    program is the same in every arm, so a curated run's subset phase and the full-data run share
+    one compilation (the cache). Also maps the state's shardings the same way."""
+    return state if phase == "curate" else dict(state, curator={})
+
+
+def step_output(phase: str, state: dict, out: dict) -> dict:
+    """The train state after `phase`'s step: its output `out`, with `state`'s curator state put
+    back where `step_input` left it out."""
+    return out if phase == "curate" else dict(out, curator=state["curator"])
 
 
 def curation_metrics(info: dict, curator_state: Any) -> dict[str, jax.Array]:

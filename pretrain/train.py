@@ -243,7 +243,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     abstract_batch = steps_lib.abstract_batch(batch, config.data.image_size, config.data.text_len,
                                               batch_sharding)
     jit_step = lambda fn, out: jax.jit(fn, donate_argnums=0, out_shardings=(out, None))
-    full_step = jit_step(steps.full, steps_lib.without_curator(shardings))
+    full_step = jit_step(steps.full, steps_lib.step_input("full", shardings))
     step_fns = {"full": full_step, "subset": full_step, "curate": jit_step(steps.curate, shardings)}
     eval_fn = jax.jit(steps.eval)
     params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
@@ -251,14 +251,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     flops = FlopLedger()
     if config.total_flops:  # a compute budget: the run's length in steps follows from it
         state["total_steps"] = jax.device_put(jnp.asarray(
-            budget_steps(config, flops.per_call("full", full_step, steps_lib.without_curator(state),
-                                                abstract_batch)),
+            budget_steps(config, flops.per_call("full", full_step,
+                                                steps_lib.step_input("full", state), abstract_batch)),
             jnp.int32), shardings["total_steps"])
     milestones = None
     if config.checkpoint.get("milestones"):
         milestones = ckpt_lib.Milestones(
             os.path.join(workdir, ckpt_lib.MILESTONES), spacing=config.checkpoint.milestones,
-            full_flops=flops.per_call("full", full_step, steps_lib.without_curator(state),
+            full_flops=flops.per_call("full", full_step, steps_lib.step_input("full", state),
                                       abstract_batch) * full_data_steps(config, steps_per_epoch))
 
     # ----------------------------------------------------------------- restore
@@ -325,10 +325,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         while step < end_step:
             b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
             spent_before = flops.spent()
-            given = state if phase.name == "curate" else steps_lib.without_curator(state)
+            given = steps_lib.step_input(phase.name, state)
             step_fn = flops.compiled(phase.name, step_fns[phase.name], given, b)
-            given, metrics = step_fn(given, b)
-            state = given if phase.name == "curate" else dict(given, curator=state["curator"])
+            out, metrics = step_fn(given, b)
+            state = steps_lib.step_output(phase.name, state, out)
             step += 1
             if milestones is not None:
                 milestones.maybe_save(step, spent_before, flops.spent(), state["params"])
@@ -382,8 +382,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     summary = dict(
         step=step, stopped_early=stopped_early, pool_size=pool_size, wall_time_s=time.time() - t_start,
         step_compile_s=flops.compile_seconds, data_fraction=plan.data_fraction(ledger),
-        **flops.summary(full_step_fn=full_step, state=steps_lib.without_curator(state), batch=abstract_batch,
-                        full_steps=full_data_steps(config, steps_per_epoch)),
+        **flops.summary(full_step_fn=full_step, state=steps_lib.step_input("full", state),
+                        batch=abstract_batch, full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})
     if writer:
         writer.close()
