@@ -87,8 +87,8 @@ def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -
     for name, count in counts.items():
         given = step_input(name, state)  # as the trainer gives it
         compiled = built.steps[name].lower(given, batch).compile()
-        per_step, out = standalone.seconds_per_call(compiled, given, batch, bare)
-        state = step_output(name, state, out)
+        per_step, after = standalone.seconds_per_call(compiled, given, batch, bare)
+        state = step_output(name, state, after)
         seconds += count * per_step
         out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
     return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)
