@@ -7,7 +7,7 @@ the step's floor on this CPU with these kernels, so the step's FLOPs over it, ov
 peak measured in the same process, is the highest MFU the step can show: the ceiling against
 which `train_throughput.py`'s MFU reads. Prints the step's measured MFU, the ceiling, the
 dots' share of the step's FLOPs, and the --top shapes by time with their own fraction of the
-peak. Like `train_throughput.py`, the script restarts itself with its malloc settings.
+peak. Like `train_throughput.py`, the script restarts itself with huge pages for malloc.
 
     python benchmarks/matmul_ceiling.py [--preset tiny] [--batch 64] [--stem conv] [--pool map]
 """
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--top", type=int, default=8)
     args = parser.parse_args()
-    allocator.reexec_with_tunables()
+    allocator.reexec_with_huge_pages()
     step, state, config = build_step(args.preset, args.batch, "float32", args.stem, args.pool)
     batch = standalone.random_batch(config)
     compiled = step.lower(state, batch).compile()

@@ -11,7 +11,7 @@ fc2, residual), forward and backward, both ways on the same values (the
 script checks the gradients agree), alternating the two --repeats times, and prints the dots
 left on Eigen and the milliseconds of each. The sub-block's gain did not carry over to whole
 train steps written that way (docs/performance.md, "Why the steps stop short of MFU 0.8").
-Like the `chexficient` command, it restarts itself with its malloc settings.
+Like the `chexficient` command, it restarts itself with huge pages for malloc.
 
     python benchmarks/mlp_layout.py [--tokens 4096] [--width 128] [--repeats 8]
 """
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=8)
     args = parser.parse_args()
-    allocator.reexec_with_tunables()
+    allocator.reexec_with_huge_pages()
     keys = jax.random.split(jax.random.key(0), 4)
     width, hidden = args.width, 4 * args.width
     params = {"w1": 0.05 * jax.random.normal(keys[0], (width, hidden)), "b1": jnp.zeros(hidden),

@@ -14,8 +14,8 @@ Per step it prints milliseconds and CPU milliseconds (all threads of the process
 each way's median over the repeats, and `live / prefetched`: the steady-state cost of reading,
 augmenting and tokenising beside the step (the run's `perf/pairs_per_s` between metric writes
 against the bare step). `prefetched / memory` near 1 says the batches' content does not change
-the step's time. Like the `chexficient` command, the script restarts itself with its malloc
-settings (chexficient/allocator.py).
+the step's time. Like the `chexficient` command, the script restarts itself with huge pages
+for malloc (chexficient/allocator.py).
 
     python benchmarks/pipeline_contention.py [--preset tiny] [--batch 64] [--steps 30]
         [--repeats 4] [--dataset synthetic_cxr/tiny] [--data_dir DIR]
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="synthetic_cxr/tiny")
     parser.add_argument("--data_dir", default="", help="default: $CHEXFICIENT_DATA_DIR or the cache")
     args = parser.parse_args()
-    allocator.reexec_with_tunables()
+    allocator.reexec_with_huge_pages()
     data_dir = registry.resolve_data_dir(args.data_dir or None)
     registry.prepare(args.dataset, data_dir)
     results = {name: measure(name, args, data_dir) for name in STEPS}

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--experiment", default="quickstart")
     parser.add_argument("--data_dir", default="")
     args = parser.parse_args()
-    allocator.reexec_with_tunables()
+    allocator.reexec_with_huge_pages()
     compilation_cache.enable()
     spec = load_experiment(args.experiment)
     if len(spec.seeds) != 1:

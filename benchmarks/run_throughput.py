@@ -26,7 +26,7 @@ mean of the two (the machine's speed drifts by several percent). Per arm and run
 and for the CheXficient arm its compute fraction (summary.json) against the fraction of the
 full arm's wall time (summary.json `wall_time_s`: from setup to the last step; the plots and
 the curation report written after it are not counted) and of its training time that it took (goal: within 0.05). Like the `chexficient`
-command, the script restarts itself with its malloc settings (chexficient/allocator.py).
+command, the script restarts itself with huge pages for malloc (chexficient/allocator.py).
 
     python benchmarks/run_throughput.py [--preset tiny] [--batch 64] [--steps 0]
         [--dataset synthetic_cxr/tiny] [--data_dir DIR] [--bare_steps 20] [--checkpoint_every N]
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--checkpoint_every", type=int, default=-1,
                         help="periodic checkpoint interval in steps; -1: the preset's, 0: none")
     args = parser.parse_args()
-    allocator.reexec_with_tunables()
+    allocator.reexec_with_huge_pages()
     data_dir = registry.resolve_data_dir(args.data_dir or None)
     registry.prepare(args.dataset, data_dir)
     with tempfile.TemporaryDirectory() as cache:

@@ -14,7 +14,7 @@ compares the same architecture; `--stem conv --pool map` is our training default
 The last line is `pairs_per_s=<float> mfu=<float>`, comparable across implementations.
 `--token_alignment W` times the step with that loss term, and the plain step before it in the
 same process: the term's cost as a ratio.
-Like the `chexficient` command, the script restarts itself with its malloc settings
+Like the `chexficient` command, the script restarts itself with huge pages for malloc
 (chexficient/allocator.py) and the open_clip child inherits them, so both sides run with the
 same allocator; `--glibc_defaults` measures both with glibc's defaults instead.
 """
@@ -89,10 +89,10 @@ def main() -> None:
     parser.add_argument("--token_alignment", type=float, default=0.0,
                         help="> 0: time the step with the token alignment term at this weight")
     parser.add_argument("--glibc_defaults", action="store_true",
-                        help="both sides with glibc's malloc defaults (chexficient/allocator.py)")
+                        help="both sides without huge pages for malloc (chexficient/allocator.py)")
     args = parser.parse_args()
     if not args.glibc_defaults:
-        allocator.reexec_with_tunables()
+        allocator.reexec_with_huge_pages()
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     print(f"devices: {jax.devices()}, GLIBC_TUNABLES={tunables!r}", file=sys.stderr)
     if args.token_alignment:

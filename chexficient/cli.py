@@ -49,14 +49,14 @@ def quiet_by_default(command_main: Callable[[list[str]], int | None]
 def main(argv: list[str] | None = None) -> None:
     """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl.
 
-    Run as a command (no `argv`), it first restarts itself with its malloc settings
+    Run as a command (no `argv`), it first restarts itself with huge pages for malloc
     (chexficient/allocator.py); called with `argv` it runs in the calling process as it is.
     Compiled steps are kept in JAX's persistent cache (chexficient/compilation_cache.py).
     """
     from absl import app
 
     if argv is None:
-        allocator.reexec_with_tunables()
+        allocator.reexec_with_huge_pages()
     argv = list(sys.argv if argv is None else argv)
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         print(_usage())
