@@ -249,17 +249,16 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     params_finite = jax.jit(lambda p: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(p)])))
     flops = FlopLedger()
+    full_step_flops = lambda: flops.per_call(  # noqa: E731  (compiled once, on first use)
+        "full", full_step, steps_lib.step_input("full", state), abstract_batch)
     if config.total_flops:  # a compute budget: the run's length in steps follows from it
         state["total_steps"] = jax.device_put(jnp.asarray(
-            budget_steps(config, flops.per_call("full", full_step,
-                                                steps_lib.step_input("full", state), abstract_batch)),
-            jnp.int32), shardings["total_steps"])
+            budget_steps(config, full_step_flops()), jnp.int32), shardings["total_steps"])
     milestones = None
     if config.checkpoint.get("milestones"):
         milestones = ckpt_lib.Milestones(
             os.path.join(workdir, ckpt_lib.MILESTONES), spacing=config.checkpoint.milestones,
-            full_flops=flops.per_call("full", full_step, steps_lib.step_input("full", state),
-                                      abstract_batch) * full_data_steps(config, steps_per_epoch))
+            full_flops=full_step_flops() * full_data_steps(config, steps_per_epoch))
 
     # ----------------------------------------------------------------- restore
     checkpointer = ckpt_lib.Checkpointer(
