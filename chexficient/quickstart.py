@@ -137,13 +137,26 @@ def equal_compute(full_dir: str, full_summary: dict, target: float) -> tuple[str
 
 
 def build_table(summaries: dict[str, dict], bench: dict[str, dict]) -> dict[str, dict]:
-    """{row: {column: value}} from the train summaries and the bench results (NaN if absent)."""
+    """{row: {column: value}} from the train summaries and the bench results (NaN if absent),
+    plus `collapsed`: 1 where the run ended in the collapsed state (pretrain/collapse.py)."""
     table = {}
     for row, summary in summaries.items():
         sections = dict(bench.get(row, {}), summary=summary)
         table[row] = {column: float(sections.get(where, {}).get(key, math.nan))
                       for column, where, key in TABLE}
+        table[row]["collapsed"] = float(summary.get("collapsed", False))
     return table
+
+
+def collapsed_note(table: dict[str, dict], seeds: int) -> str:
+    """A line naming the rows whose runs ended collapsed (empty if none): their metrics
+    measure that state, not what their data taught."""
+    rows = [f"{row} ({round(values['collapsed'] * seeds)} of {seeds} seeds)" if seeds > 1 else row
+            for row, values in table.items() if values.get("collapsed", 0.0) > 0]
+    if not rows:
+        return ""
+    return ("\nEnded in the collapsed state (training loss at log(rows), gradients near zero; "
+            "docs/pretraining.md#warm-up-and-the-collapsed-state): " + ", ".join(rows) + ".\n")
 
 
 def _cell(column: str, value: float, mark: str = "") -> str:
@@ -388,7 +401,7 @@ def _write(out: str, table: dict[str, dict], spread: dict[str, dict], tests: dic
            curves: dict[str, list[dict]], seconds: float, seeds: int) -> None:
     from chexficient.io import write_atomic, write_json_atomic
 
-    markdown = to_markdown(table, significance_marks(tests))
+    markdown = to_markdown(table, significance_marks(tests)) + collapsed_note(table, seeds)
     if seeds > 1:
         markdown += f"\nMean over {seeds} seeds; standard deviation:\n\n" + to_markdown(spread)
     markdown += ("\n† differs from the random subset, ‡ from full data at equal compute "

@@ -73,7 +73,8 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.total_flops = 0.0  # > 0 (full schedule only): train for this many FLOPs, overriding both
 
     c.optim = dict(
-        lr=a.lr, end_lr_factor=0.1, warmup_frac=a.warmup, b1=0.9, b2=0.98, eps=1e-8,
+        lr=a.lr, end_lr_factor=0.1, warmup_frac=a.warmup, min_warmup_steps=8,
+        b1=0.9, b2=0.98, eps=1e-8,
         weight_decay=0.2, clip_norm=1.0, lr_mult=dict(image=1.0, text=1.0), freeze="")
 
     c.mesh = dict(data=-1, fsdp=1)

@@ -55,11 +55,24 @@ def make_optimizer(cfg: ml_collections.ConfigDict, params) -> optax.GradientTran
                        optax.multi_transform(transforms, labels))
 
 
+def warmup_steps(cfg: ml_collections.ConfigDict, total_steps: jax.Array) -> jax.Array:
+    """`warmup_frac` of the run, but at least `min_warmup_steps` (at most half the run) and 1.
+
+    A share of a short run is a step or two: Adam then takes full-size steps on moment
+    estimates of one or two gradients, and a fresh CLIP model falls into the collapsed state
+    (every embedding alike, the loss at log(batch), gradients near zero) that it does not
+    leave (docs/pretraining.md#warm-up-and-the-collapsed-state).
+    """
+    total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
+    floor = jnp.minimum(float(cfg.get("min_warmup_steps", 0)), jnp.floor(total / 2))
+    return jnp.maximum(jnp.maximum(jnp.round(cfg.warmup_frac * total), floor), 1.0)
+
+
 def learning_rate(cfg: ml_collections.ConfigDict, step: jax.Array, total_steps: jax.Array) -> jax.Array:
-    """Linear warmup over `warmup_frac` of the run, then cosine decay to `end_lr_factor * lr`."""
+    """Linear warmup over `warmup_steps`, then cosine decay to `end_lr_factor * lr`."""
     step = jnp.asarray(step, jnp.float32)
     total = jnp.maximum(jnp.asarray(total_steps, jnp.float32), 1.0)
-    warmup = jnp.maximum(jnp.round(cfg.warmup_frac * total), 1.0)
+    warmup = warmup_steps(cfg, total)
     warm = cfg.lr * (step + 1.0) / warmup
     progress = jnp.clip((step - warmup) / jnp.maximum(total - warmup, 1.0), 0.0, 1.0)
     end = cfg.lr * cfg.end_lr_factor

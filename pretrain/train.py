@@ -28,6 +28,7 @@ from chexficient.data import mixture, pipeline, registry
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import build_model, pretrained
 from pretrain import optimizer, schedule
+from pretrain.collapse import CollapseWatch
 from pretrain import steps as steps_lib
 from pretrain.steps import BATCH_KEYS
 from pretrain.flops import FlopLedger
@@ -300,6 +301,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
 
     # ----------------------------------------------------------------- loop
     step = int(state["step"])
+    watch = CollapseWatch(batch) if writer and config.loss == "softmax" else None
+    if watch:
+        watch.replay(writer.path, step)
     last_metrics: dict[str, float] = {}
     progress = run_log.Progress(total=int(state["total_steps"]), initial=step,
                                 batch_size=batch, enabled=config.progress and jax.process_index() == 0)
@@ -340,6 +344,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                 if writer:
                     writer.write(step, {**last_metrics, **flops.metrics(step),
                                         **throughput.measure(step)})
+                if watch and (message := watch.update(step, last_metrics)):
+                    note(message)
             if config.eval.every_steps and (step % config.eval.every_steps == 0 or is_last):
                 with throughput.paused():
                     val = evaluate()
@@ -384,6 +390,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         **flops.summary(full_step_fn=full_step, state=steps_lib.step_input("full", state),
                         batch=abstract_batch, full_steps=full_data_steps(config, steps_per_epoch)),
         **{k: float(v) for k, v in last_metrics.items()})
+    if watch:
+        summary["collapsed"] = watch.collapsed
     if writer:
         writer.close()
         write_json_atomic(os.path.join(workdir, "summary.json"), summary)

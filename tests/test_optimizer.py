@@ -81,3 +81,17 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert all(a >= b for a, b in zip(lr[10:], lr[11:]))  # monotone cosine decay
     assert lr[-1] == pytest.approx(1e-4, rel=1e-2)
     assert float(optimizer.learning_rate(cfg, 55, 100)) == pytest.approx(1e-4 + 0.5 * 9e-4, rel=1e-2)
+
+
+def test_short_runs_warm_up_over_at_least_min_warmup_steps():
+    cfg = ml_collections.ConfigDict(dict(lr=1e-3, warmup_frac=0.05, min_warmup_steps=8,
+                                         end_lr_factor=0.1))
+    # 5% of a 32-step run is 2 steps; the floor makes it 8, the peak reached at step 7.
+    assert float(optimizer.warmup_steps(cfg, 32)) == 8
+    lr = [float(optimizer.learning_rate(cfg, s, 32)) for s in range(32)]
+    assert lr[0] == pytest.approx(1e-3 / 8)
+    assert lr[7] == pytest.approx(1e-3) and max(lr) == pytest.approx(1e-3)
+    # Long runs keep their share; the floor never takes more than half a run.
+    assert float(optimizer.warmup_steps(cfg, 800)) == 40
+    assert float(optimizer.warmup_steps(cfg, 6)) == 3
+    assert float(optimizer.warmup_steps(cfg, 1)) == 1

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from chexficient.quickstart import EQUAL, FLOOR, ROWS, TABLE, run_quickstart
+from chexficient.quickstart import EQUAL, FLOOR, ROWS, TABLE, collapsed_note, run_quickstart
 from downstream.compare import METRICS
 
 
@@ -46,7 +46,21 @@ def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
     assert [p["compute_fraction"] for p in curves["full"]] == pytest.approx([0.25, 0.5, 0.75, 1.0])
     assert all(0 < p["compute_fraction"] <= 1.0001 for arm in curves.values() for p in arm)
     assert os.path.exists(os.path.join(out, "auroc_vs_compute.png"))
-    assert "paired bootstrap" in open(os.path.join(out, "quickstart.md")).read()
+    markdown = open(os.path.join(out, "quickstart.md")).read()
+    assert "paired bootstrap" in markdown
+    # Each contrastive arm's summary says whether it ended collapsed; the table carries it and
+    # the markdown names exactly those arms.
+    for arm in ("full", "chexficient", "random", "learnability", "combined"):
+        summary = json.load(open(os.path.join(out, "arms", arm, "summary.json")))
+        assert table[arm]["collapsed"] == float(summary["collapsed"]), arm
+    assert collapsed_note(table, 1) in markdown
+
+
+def test_collapsed_note_names_the_collapsed_rows_and_their_seeds():
+    table = {"full": {"collapsed": 0.0}, "chexficient": {"collapsed": 2 / 3},
+             "supervised": {"collapsed": 0.0}}
+    assert collapsed_note(table, 3).endswith(": chexficient (2 of 3 seeds).\n")
+    assert collapsed_note({"full": {"collapsed": 0.0}}, 1) == ""
 
 
 def test_a_finished_run_is_reused_only_for_the_same_config(micro, curated_run, tmp_path):
