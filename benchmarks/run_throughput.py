@@ -66,14 +66,12 @@ def arm_config(arm: str, args: argparse.Namespace, data_dir: str) -> ml_collecti
 
 
 def whole_run(config: ml_collections.ConfigDict) -> dict[str, float]:
-    """Trains `config` in a temporary workdir: its summary plus the pairs/s of its metrics."""
+    """Trains `config` in a temporary workdir: its summary, its training seconds and the
+    median pairs/s of its metrics."""
     with tempfile.TemporaryDirectory() as workdir:
         summary = train(config, workdir)
         metrics = read_metrics(os.path.join(workdir, "metrics.jsonl"))
-    train_s = float(metrics["perf/train_s"][1][-1])
-    pairs = summary["step"] * config.batch_size
-    return dict(summary, train_s=train_s, run_pairs_per_s=pairs / train_s,
-                wall_pairs_per_s=pairs / summary["wall_time_s"],
+    return dict(summary, train_s=float(metrics["perf/train_s"][1][-1]),
                 run_median_pairs_per_s=statistics.median(metrics["perf/pairs_per_s"][1]))
 
 
@@ -83,20 +81,23 @@ def bare_steps(config: ml_collections.ConfigDict, total_steps: int, bare: int) -
     config, _, parts, _ = resolve(config)
     pool = sum(part.size for part in parts)
     built = standalone.build(config, pool)
-    first = built.plan.phases(pool // config.batch_size)[0]
+    first = built.plan.phases()[0]
     counts = {first.name: total_steps}
     if first.name == "curate":  # then the subset phase, on the full step
         counts = {"curate": min(first.end_step, total_steps),
                   "subset": total_steps - min(first.end_step, total_steps)}
-    batch, state, seconds, out = standalone.random_batch(config), built.state, 0.0, {}
+    state, seconds, pairs, out = built.state, 0.0, 0, {}
     for name, count in counts.items():
+        rows = built.plan.phase_batch(name)
+        batch = standalone.random_batch(config, rows=rows)
         given = step_input(name, state)  # as the trainer gives it
         compiled = built.steps[name].lower(given, batch).compile()
         per_step, after = standalone.seconds_per_call(compiled, given, batch, bare)
         state = step_output(name, state, after)
         seconds += count * per_step
+        pairs += count * rows
         out.update({f"{name}_steps": count, f"{name}_step_ms": 1e3 * per_step})
-    return dict(out, bare_pairs_per_s=total_steps * config.batch_size / seconds)
+    return dict(out, pairs=pairs, bare_pairs_per_s=pairs / seconds)
 
 
 def measure(arm: str, args: argparse.Namespace, data_dir: str) -> dict[str, dict[str, float]]:
@@ -111,9 +112,14 @@ def measure(arm: str, args: argparse.Namespace, data_dir: str) -> dict[str, dict
     runs["warm"] = whole_run(config)
     after = bare_steps(config, runs["warm"]["step"], args.bare_steps)
     bare = {k: (before[k] + after[k]) / 2 for k in before}
-    return {cache: dict(run, **bare, ratio=run["run_pairs_per_s"] / bare["bare_pairs_per_s"],
-                        wall_ratio=run["wall_pairs_per_s"] / bare["bare_pairs_per_s"])
-            for cache, run in runs.items()}
+    out = {}
+    for cache, run in runs.items():
+        rates = dict(run_pairs_per_s=bare["pairs"] / run["train_s"],
+                     wall_pairs_per_s=bare["pairs"] / run["wall_time_s"])
+        out[cache] = dict(run, **bare, **rates,
+                          ratio=rates["run_pairs_per_s"] / bare["bare_pairs_per_s"],
+                          wall_ratio=rates["wall_pairs_per_s"] / bare["bare_pairs_per_s"])
+    return out
 
 
 def main() -> None:

@@ -98,7 +98,12 @@ class Throughput:
     def __init__(self, *, step: int, batch_size: int):
         self.batch_size, self._step = batch_size, step
         self._mark = time.perf_counter()
-        self._train_s, self._interval_s = 0.0, 0.0
+        self._train_s, self._interval_s, self._pairs = 0.0, 0.0, 0
+
+    def set_batch_size(self, step: int, batch_size: int) -> None:
+        """Steps from `step` on read `batch_size` pairs (a curate phase scores more than a batch)."""
+        self._pairs += (step - self._step) * self.batch_size
+        self.batch_size, self._step = batch_size, step
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
@@ -113,8 +118,8 @@ class Throughput:
         now = time.perf_counter()
         seconds, self._mark = self._interval_s + now - self._mark, now
         self._train_s += seconds
-        pairs = (step - self._step) * self.batch_size
-        self._step, self._interval_s = step, 0.0
+        pairs = self._pairs + (step - self._step) * self.batch_size
+        self._step, self._interval_s, self._pairs = step, 0.0, 0
         return {"perf/pairs_per_s": pairs / seconds if seconds > 0 else 0.0,
                 "perf/train_s": self._train_s}
 

@@ -8,8 +8,11 @@ the remaining epochs train on (docs/curation.md).
 
 The paper caps the central pairs at 10 per cluster for its global batch of 480 (about 22.5%
 kept). The kept share falls with the batch (docs/curation.md), so the cap here scales with
-the batch, `round(10 * batch_size / 480)` (at least 1), to keep the paper's share at our
+the scored batch, `round(10 * rows / 480)` (at least 1), to keep the paper's share at our
 batch sizes; `--config.curator.chexficient.max_per_cluster=10` restores the literal rule.
+The rule scores `batch_size` rows a step unless the preset argument `curate_batch_size=N`
+gives more: at small batches (64) too few rows train per curate step for CLIP to learn,
+and scoring 4x the batch trains about a batch (docs/curation.md).
 """
 
 from pretrain.config import base_config
@@ -18,7 +21,8 @@ from pretrain.config import base_config
 def get_config(arg: str | None = None):
     c = base_config(arg)
     c.curator.name = "chexficient"
-    c.curator.chexficient.max_per_cluster = max(1, round(10 * c.batch_size / 480))
+    scored = c.schedule.curate_batch_size or c.batch_size
+    c.curator.chexficient.max_per_cluster = max(1, round(10 * scored / 480))
     c.schedule.name = "chexficient"
     c.schedule.curation_epochs = 1.0
     return c

@@ -30,9 +30,11 @@ PRESETS: dict[str, dict] = {
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     """Parses "tiny" or "tiny,batch_size=64,epochs=2" into preset values plus typed overrides.
 
-    Every preset also takes `token_alignment=W`: the weight of the token-level loss (0 = off).
+    Every preset also takes `token_alignment=W`: the weight of the token-level loss (0 = off),
+    and `curate_batch_size=N`: the rows a curator scores per step (0 = the batch).
     """
-    return parse_preset_arg(arg, PRESETS, "tiny", token_alignment=0.0, **defaults)
+    return parse_preset_arg(arg, PRESETS, "tiny", token_alignment=0.0, curate_batch_size=0,
+                            **defaults)
 
 
 def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -68,6 +70,7 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.token_alignment = dict(weight=a.token_alignment, temperature=0.1)
 
     c.batch_size = a.batch_size  # global batch; when curating, the super-batch scored per step
+    # unless schedule.curate_batch_size sets that
     c.total_epochs = a.epochs
     c.total_steps = 0  # > 0 overrides total_epochs
     c.total_flops = 0.0  # > 0 (full schedule only): train for this many FLOPs, overriding both
@@ -81,7 +84,10 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.distributed = False
 
     c.curator = curation.default_config()  # name "none": no online curation
-    c.schedule = dict(name="full", curation_epochs=1.0, budget=0.0, offline="")
+    # curate_batch_size > 0: a curate step scores this many rows (its super-batch) instead of
+    # batch_size; the subset phase still trains at batch_size (docs/curation.md).
+    c.schedule = dict(name="full", curation_epochs=1.0, budget=0.0, offline="",
+                      curate_batch_size=a.curate_batch_size)
     c.reference = dict(path="")  # a frozen checkpoint for reference losses / offline selection
     c.init_from = dict(path="", towers="both")  # "both" | "image" | "text"
 

@@ -53,6 +53,7 @@ class Plan:
     config: ml_collections.ConfigDict
     pool_size: int
     batch_size: int
+    curate_batch_size: int = 0  # rows scored per curate step; 0: batch_size
     curator: Any = None
     curator_state: Any = dataclasses.field(default_factory=dict)
     reference: tuple | None = None
@@ -68,6 +69,15 @@ class Plan:
         """The online curator's name (`none` when not curating)."""
         return self.config.curator.name
 
+    @property
+    def scored_batch(self) -> int:
+        """Rows the curator scores per curate step: `curate_batch_size`, else the batch."""
+        return self.curate_batch_size or self.batch_size
+
+    def phase_batch(self, phase: str) -> int:
+        """Rows a phase reads per step: the scored batch when curating, else the batch."""
+        return self.scored_batch if phase == "curate" else self.batch_size
+
     def epochs(self) -> float:
         """The run length in epochs of the pool (from `total_steps` when that is set)."""
         c = self.config
@@ -75,40 +85,51 @@ class Plan:
             return c.total_steps * self.batch_size / self.pool_size
         return c.total_epochs
 
-    def phases(self, steps_per_epoch: int) -> list[Phase]:
-        """The phases of the run with their end steps (-1 for a subset phase not yet sized)."""
-        total = self.config.total_steps or int(round(self.epochs() * steps_per_epoch))
+    def steps_per_epoch(self, phase: str = "full") -> int:
+        """Steps of `phase` that read the pool once."""
+        return self.pool_size // self.phase_batch(phase)
+
+    def phases(self) -> list[Phase]:
+        """The phases of the run with their end steps (-1 for a subset phase not yet sized).
+
+        A curate phase reads `scored_batch` rows a step, so its epoch has its own step count;
+        `total_steps`, when set, counts the steps of the run whatever their batch."""
+        c = self.config
         if self.name == "full":
-            return [Phase("full", total)]
+            return [Phase("full", c.total_steps or
+                          int(round(self.epochs() * self.steps_per_epoch())))]
         if self.name == "continuous":
-            return [Phase("curate", total)]
+            return [Phase("curate", c.total_steps or
+                          int(round(self.epochs() * self.steps_per_epoch("curate"))))]
         if self.name == "chexficient":
-            curate = int(round(self.config.schedule.curation_epochs * steps_per_epoch))
-            return [Phase("curate", min(curate, total)), Phase("subset", -1)]
+            epochs = min(c.schedule.curation_epochs, self.epochs())
+            curate = int(round(epochs * self.steps_per_epoch("curate")))
+            return [Phase("curate", min(curate, c.total_steps) if c.total_steps else curate),
+                    Phase("subset", -1)]
         return [Phase("subset", -1)]  # offline
 
-    def initial_total_steps(self, steps_per_epoch: int) -> int:
+    def initial_total_steps(self) -> int:
         """The run length the LR schedule starts from; a subset phase corrects it when it starts."""
-        phases = self.phases(steps_per_epoch)
+        phases = self.phases()
         known = [p.end_step for p in phases if p.end_step >= 0]
         if phases[-1].end_step >= 0:
             return phases[-1].end_step
         start = known[-1] if known else 0
         expected = (self.offline_subset.size if self.offline_subset is not None else
-                    self.curator.capacity(self.batch_size) / self.batch_size * self.pool_size)
-        return start + self._subset_steps(int(expected), steps_per_epoch)
+                    self.curator.capacity(self.scored_batch) / self.scored_batch * self.pool_size)
+        return start + self._subset_steps(int(expected))
 
-    def _subset_steps(self, subset_size: int, steps_per_epoch: int) -> int:
+    def _subset_steps(self, subset_size: int) -> int:
         remaining = self.epochs() - (self.config.schedule.curation_epochs
                                      if self.name == "chexficient" else 0.0)
         if self.config.total_steps and self.name == "offline":
             return self.config.total_steps
         return max(1, int(round(max(remaining, 0.0) * subset_size / self.batch_size)))
 
-    def subset_end_step(self, indices: np.ndarray, steps_per_epoch: int) -> int:
+    def subset_end_step(self, indices: np.ndarray) -> int:
         """The step the subset phase ends at, once its records (`indices`) are known."""
-        start = self.phases(steps_per_epoch)[0].end_step if self.name == "chexficient" else 0
-        return start + self._subset_steps(len(indices), steps_per_epoch)
+        start = self.phases()[0].end_step if self.name == "chexficient" else 0
+        return start + self._subset_steps(len(indices))
 
     def phase_indices(self, phase: str, ledger: dict) -> np.ndarray | None:
         """Record positions a phase reads: None (all) except for `subset`, where the ledger decides."""
@@ -191,18 +212,50 @@ def make(config: ml_collections.ConfigDict, *, pool_size: int, batch_size: int, 
     if curating == (config.curator.name == "none"):
         raise ValueError(f"schedule {name!r} {'needs a curator' if curating else 'takes no online curator'}"
                          f" (curator.name={config.curator.name!r})")
-    plan = Plan(config=config, pool_size=pool_size, batch_size=batch_size)
+    scored = config.schedule.curate_batch_size
+    if scored and not curating:
+        raise ValueError(f"schedule.curate_batch_size={scored} needs a curating schedule "
+                         f"(continuous or chexficient), got {name!r}")
+    if scored < 0 or scored > pool_size:
+        raise ValueError(f"schedule.curate_batch_size={scored}: need 0 (the batch) up to the "
+                         f"{pool_size} records of the pool")
+    plan = Plan(config=config, pool_size=pool_size, batch_size=batch_size,
+                curate_batch_size=scored)
     if curating:
         from curation import make_curator
 
         plan.curator = make_curator(config)
-        example = {k: jnp.zeros((batch_size, embed_dim), jnp.float32) for k in ("image", "text")}
+        example = {k: jnp.zeros((plan.scored_batch, embed_dim), jnp.float32)
+                   for k in ("image", "text")}
         plan.curator_state = plan.curator.init(jax.random.key(config.seed + 2), example)
+        check_warmup(config, plan.phases()[0].end_step)
     if name == "offline":
         plan.offline_subset = offline_subset(config, pool_size, reference_embed)
         logging.info("offline %s subset: %d of %d records", config.schedule.offline,
                      plan.offline_subset.size, pool_size)
     return plan
+
+
+PROTOTYPE_RULES = ("chexficient", "combined")
+"""Curators that pick at random until their k-means warm-up has filled its buffer."""
+
+
+def check_warmup(config: ml_collections.ConfigDict, curate_steps: int) -> None:
+    """A prototype rule must select for most of its curate phase: a warm-up as long as the
+    phase is an error (the run would be a random pick under the rule's name), over half of it
+    a warning."""
+    c = config.curator
+    if not set(c.chain if c.name == "chain" else (c.name,)) & set(PROTOTYPE_RULES):
+        return
+    warmup = c.prototypes.warmup_batches
+    fix = ("lower curator.prototypes.warmup_batches, or score fewer rows a step "
+           "(schedule.curate_batch_size)")
+    if warmup >= curate_steps:
+        raise ValueError(f"curator.prototypes.warmup_batches={warmup} but the curate phase has "
+                         f"{curate_steps} steps: the prototype rule would never select; {fix}")
+    if 2 * warmup > curate_steps:
+        logging.warning("the prototype warm-up takes %d of the curate phase's %d steps, which "
+                        "pick at random until it ends; %s", warmup, curate_steps, fix)
 
 
 def budget_count(budget: float, pool_size: int) -> int:

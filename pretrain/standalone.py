@@ -48,7 +48,7 @@ def build(config: ml_collections.ConfigDict, pool_size: int, *, abstract: bool =
     plan = schedule.make(config, pool_size=pool_size, batch_size=config.batch_size,
                          embed_dim=config.model.embed_dim)
     init = functools.partial(steps.initial_state, tx=tx, plan=plan, seed=config.seed,
-                             total_steps=plan.initial_total_steps(pool_size // config.batch_size))
+                             total_steps=plan.initial_total_steps())
     state = jax.eval_shape(init, params) if abstract else jax.jit(init)(params)
     fns = steps.build_steps(config, graphdef, tx, plan.curator)
     full = jax.jit(fns.full, donate_argnums=0)
@@ -58,16 +58,19 @@ def build(config: ml_collections.ConfigDict, pool_size: int, *, abstract: bool =
     return Standalone(jitted, state, plan)
 
 
-def abstract_batch(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
-    """Shapes of one training batch of `config`."""
-    return steps.abstract_batch(config.batch_size, config.data.image_size, config.data.text_len)
+def abstract_batch(config: ml_collections.ConfigDict, rows: int = 0
+                   ) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes of one training batch of `config` (of `rows` rows; 0: `batch_size`)."""
+    return steps.abstract_batch(rows or config.batch_size, config.data.image_size,
+                                config.data.text_len)
 
 
-def random_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[str, jax.Array]:
-    """One batch of `config` in memory: random images, token ids of random lengths (padded),
-    their masks, record indices and labels."""
+def random_batch(config: ml_collections.ConfigDict, seed: int = 0, rows: int = 0
+                 ) -> dict[str, jax.Array]:
+    """One batch of `config` in memory (of `rows` rows; 0: `batch_size`): random images, token
+    ids of random lengths (padded), their masks, record indices and labels."""
     rng = np.random.default_rng(seed)
-    batch, size, length = config.batch_size, config.data.image_size, config.data.text_len
+    batch, size, length = rows or config.batch_size, config.data.image_size, config.data.text_len
     lengths = rng.integers(length // 2, length, size=batch)
     mask = np.arange(length)[None, :] < lengths[:, None]
     tokens = rng.integers(3, config.model.text.vocab_size, (batch, length)) * mask
@@ -80,7 +83,8 @@ def random_batch(config: ml_collections.ConfigDict, seed: int = 0) -> dict[str, 
 def step_flops(config: ml_collections.ConfigDict, pool_size: int, phase: str = "full") -> float:
     """XLA's FLOP count of one call of the `phase` step, compiled on abstract inputs."""
     built = build(config, pool_size, abstract=True)
-    lowered = built.steps[phase].lower(built.state, abstract_batch(config))
+    lowered = built.steps[phase].lower(built.state,
+                                       abstract_batch(config, built.plan.phase_batch(phase)))
     return compiled_flops(lowered.compile())
 
 

@@ -133,20 +133,20 @@ def resolve(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDic
 
 
 def planned_end(plan: schedule.Plan, phases: list[schedule.Phase], phase_index: int,
-                ledger: dict, steps_per_epoch: int) -> int:
+                ledger: dict) -> int:
     """The step the run ends at under its config, as far as known at `phase_index`: exact once
     the subset is fixed, else the estimate a fresh run starts its learning-rate schedule from."""
     if phases[-1].end_step < 0 and phase_index >= len(phases) - 1:
-        return plan.subset_end_step(plan.phase_indices("subset", ledger), steps_per_epoch)
-    return plan.initial_total_steps(steps_per_epoch)
+        return plan.subset_end_step(plan.phase_indices("subset", ledger))
+    return plan.initial_total_steps()
 
 
 def continue_at(plan: schedule.Plan, phases: list[schedule.Phase], phase_index: int, step: int,
-                old_end: int, ledger: dict, steps_per_epoch: int) -> tuple[int, int]:
+                old_end: int, ledger: dict) -> tuple[int, int]:
     """(phase index, end step) of a restored run under the current config: a changed
     `total_steps` / `total_epochs` moves the end (reopening the last phase of a finished run,
     where the chexficient schedule adds subset epochs); an end before `step` is an error."""
-    new_end = planned_end(plan, phases, min(phase_index, len(phases) - 1), ledger, steps_per_epoch)
+    new_end = planned_end(plan, phases, min(phase_index, len(phases) - 1), ledger)
     if new_end < step:
         raise ValueError(
             f"total_steps / total_epochs now end the run at step {new_end}, before step {step} "
@@ -186,13 +186,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
                          f"{config.data.get('mixture') or config.data.name}")
 
-    local_batch = batch // jax.process_count()
     shard = (jax.process_index(), jax.process_count())
+    scored = config.schedule.curate_batch_size
+    if scored % jax.process_count():
+        raise ValueError(f"schedule.curate_batch_size={scored} is not divisible by the "
+                         f"{jax.process_count()} processes")
 
-    def loader(indices: np.ndarray | None, phase_index: int, train_mode: bool = True):
+    def loader(indices: np.ndarray | None, phase_index: int, rows: int):
         return pipeline.make_loader(
-            config.data, config.data.train_split, train=train_mode, batch_size=local_batch,
-            seed=config.seed + 1000 * phase_index, indices=indices)
+            config.data, config.data.train_split, train=True,
+            batch_size=rows // jax.process_count(), seed=config.seed + 1000 * phase_index,
+            indices=indices)
 
     # ----------------------------------------------------------------- mesh & model
     mesh = parallel.make_mesh(config.mesh)
@@ -229,7 +233,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
 
     # ----------------------------------------------------------------- state
     init_state = functools.partial(steps_lib.initial_state, tx=tx, plan=plan, seed=config.seed,
-                                   total_steps=plan.initial_total_steps(steps_per_epoch))
+                                   total_steps=plan.initial_total_steps())
 
     abstract = jax.eval_shape(init_state, params)
     shardings = parallel.param_sharding(abstract, mesh)
@@ -265,7 +269,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     checkpointer = ckpt_lib.Checkpointer(
         os.path.join(workdir, "checkpoints"), every_steps=config.checkpoint.every_steps,
         max_to_keep=config.checkpoint.max_to_keep)
-    phases = plan.phases(steps_per_epoch)
+    phases = plan.phases()
     phase_index, data_state = 0, None
     if checkpointer.latest_step() is not None:
         model_state, train_state, data, meta = checkpointer.restore(
@@ -275,11 +279,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         restored_step = int(state["step"])
         note(f"resuming {workdir} at step {restored_step}")
         phase_index, end = continue_at(plan, phases, meta["phase_index"], restored_step,
-                                       int(state["total_steps"]), parallel.to_host(state["ledger"]),
-                                       steps_per_epoch)
+                                       int(state["total_steps"]), parallel.to_host(state["ledger"]))
         state["total_steps"] = jax.device_put(np.asarray(end, np.int32), shardings["total_steps"])
         if meta["data_phase"] == phase_index:
-            data_state = pipeline.resume_state(data["states"], shard, local_batch)
+            data_state = pipeline.resume_state(
+                data["states"], shard,
+                plan.phase_batch(phases[phase_index].name) // jax.process_count())
 
     # ----------------------------------------------------------------- evaluator
     def evaluate() -> dict[str, float]:
@@ -312,15 +317,18 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     while phase_index < len(phases):
         phase = phases[phase_index]
         indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
-        end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(
-            indices, steps_per_epoch)
+        end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(indices)
         if phase.name == "subset" and indices is not None:
             state["total_steps"] = jax.device_put(np.asarray(end_step, np.int32),
                                                   shardings["total_steps"])
             progress.set_total(end_step)
+        rows = plan.phase_batch(phase.name)
         note(f"phase {phase_index + 1}/{len(phases)} {phase.name}: steps {step} -> {end_step}"
-             + (f", on the {len(indices)} records kept" if indices is not None else ""))
-        it = iter(loader(indices, phase_index))
+             + (f", on the {len(indices)} records kept" if indices is not None else "")
+             + (f", scoring {rows} rows a step" if rows != batch else ""))
+        throughput.set_batch_size(step, rows)
+        progress.batch_size = rows
+        it = iter(loader(indices, phase_index, rows))
         if data_state:
             it.set_state(data_state)
         data_state = None

@@ -20,3 +20,16 @@ def test_throughput_counts_pairs_since_last_call_and_excludes_paused_time():
     interval = second["perf/train_s"] - first["perf/train_s"]
     assert interval >= 0.05
     assert second["perf/pairs_per_s"] == pytest.approx(64 / interval)
+
+
+def test_throughput_counts_each_phase_at_its_own_batch():
+    """A curate phase scoring 128 rows a step, then a subset phase at 32, within one interval."""
+    meter = Throughput(step=0, batch_size=128)
+    time.sleep(0.05)
+    meter.set_batch_size(3, 32)  # steps 1-3 read 128 rows each, steps 4-5 read 32
+    out = meter.measure(5)
+    assert out["perf/pairs_per_s"] == pytest.approx((3 * 128 + 2 * 32) / out["perf/train_s"])
+    time.sleep(0.05)
+    second = meter.measure(6)
+    assert second["perf/pairs_per_s"] == pytest.approx(
+        32 / (second["perf/train_s"] - out["perf/train_s"]))

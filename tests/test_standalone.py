@@ -13,7 +13,7 @@ def test_curate_and_subset_steps_train_on_a_batch_in_memory(micro):
     config = resolve(micro_config(micro, "chexficient"))[0]
     built = standalone.build(config, pool_size=256)
     assert set(built.steps) == {"full", "subset", "curate"}
-    assert [p.name for p in built.plan.phases(256 // config.batch_size)] == ["curate", "subset"]
+    assert [p.name for p in built.plan.phases()] == ["curate", "subset"]
     abstract = standalone.build(config, pool_size=256, abstract=True).state
     shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)  # noqa: E731
     assert shapes(abstract) == shapes(built.state)

@@ -83,6 +83,37 @@ def test_kill_and_resume_is_bitwise(micro, curated_run, tmp_path):
                                       np.load(f"{workdir}/ledger.npz")[key])
 
 
+def test_curate_phase_scores_its_own_batch_and_resumes_bitwise(micro, tmp_path, capsys):
+    """`curate_batch_size`: the curate phase reads 64 rows a step (its epoch has half the
+    steps), the subset phase trains at the batch of 32, and kill/resume in either phase
+    gives the uninterrupted run's parameters and ledger."""
+    config = micro_config(micro, "chexficient", **{"schedule.curate_batch_size": 64,
+                                                   "checkpoint.every_steps": 1})
+    whole = str(tmp_path / "whole")
+    summary = train(config, whole)
+    curate_steps = summary["pool_size"] // 64
+    assert f"phase 1/2 curate: steps 0 -> {curate_steps}, scoring 64 rows a step" in \
+        capsys.readouterr().err
+    ledger = np.load(f"{whole}/ledger.npz")
+    kept = ledger["first_kept"] >= 0
+    assert ledger["first_kept"][kept].max() < curate_steps
+    assert (ledger["seen"] > 0).mean() > 0.95  # the curation epoch scored (nearly) every record
+    rows = [json.loads(line) for line in open(f"{whole}/metrics.jsonl")]
+    curated = [r for r in rows if r["step"] <= curate_steps and "loss" in r]
+    assert sum(curated[-1][f"cluster_size/{k}"] for k in range(6)) == 64  # after warm-up
+    assert summary["step"] == curate_steps + round(kept.sum() / 32)  # one subset epoch at 32
+    workdir = str(tmp_path / "resumed")
+    assert train(config, workdir, stop_at_step=curate_steps - 1)["stopped_early"]
+    assert data_states(workdir, curate_steps - 1) == [{"next_index": (curate_steps - 1) * 64}]
+    assert train(config, workdir, stop_at_step=curate_steps + 1)["stopped_early"]
+    assert data_states(workdir, curate_steps + 1) == [{"next_index": 32}]  # the subset's stream
+    train(config, workdir)
+    for a, b in zip(params_of(whole), params_of(workdir), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.load(f"{workdir}/ledger.npz")["first_kept"],
+                                  ledger["first_kept"])
+
+
 def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path):
     workdir = str(tmp_path / "copy")
     shutil.copytree(curated_run[0], workdir)
