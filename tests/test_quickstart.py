@@ -90,3 +90,27 @@ def test_experiment_arguments_select_pool_and_scale():
         load_config("experiments/small", "bogus")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         run_quickstart("unused", experiment="nope:clean")
+
+
+@pytest.mark.parametrize("experiment", ["ci", "quickstart", "small", "small:clean,accel", "large"])
+def test_every_curated_arm_of_every_experiment_selects_with_its_rule(experiment, monkeypatch):
+    """Each curated arm's plan on its dataset's pool passes the schedule's checks without a
+    warning: no prototype warm-up that takes most of a curate phase (a random pick under the
+    rule's name)."""
+    from absl import logging
+
+    from chexficient.data.builders.synthetic_cxr import SyntheticCxr
+    from chexficient.quickstart import arm_config, experiment_arms, load_experiment
+    from pretrain import schedule
+
+    pools = {f"synthetic_cxr/{c.name}": c.train for c in SyntheticCxr.BUILDER_CONFIGS}
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *args: warnings.append(msg % args))
+    spec = load_experiment(experiment)
+    for arm in experiment_arms(spec):
+        config = arm_config(arm, spec, data_dir="unused", seed=0, reference="unused")
+        if config.schedule.name not in ("chexficient", "continuous"):
+            continue
+        schedule.make(config, pool_size=pools[spec.dataset], batch_size=config.batch_size,
+                      embed_dim=config.model.embed_dim)  # raises where the rule never selects
+    assert not warnings
