@@ -12,11 +12,11 @@ import dataclasses
 
 import ml_collections
 
-ARM_FRACTIONS = {"full": 1.0, "chexficient": 0.25, "random": 0.17, "learnability": 0.92,
+ARM_FRACTIONS = {"full": 1.0, "chexficient": 0.27, "random": 0.21, "learnability": 0.92,
                  "combined": 0.92, "supervised": 1.0}
 """Each arm's training FLOPs as a fraction of the full-data run's, as the quickstart measured
 them (docs/experiments.md): CheXficient scores every pair of its first epoch and trains on the
-~17% it keeps, the random subset trains on as many pairs without scoring, learnability and
+~21% it keeps, the random subset trains on as many pairs without scoring, learnability and
 the combined score run the reference model on every super-batch, the supervised reference
 trains for the full run's FLOPs."""
 
