@@ -52,8 +52,9 @@ class CollapseWatch:
             return (f"step {step}: collapsed since step {self.since}: the loss sits at "
                     f"log({rows:.0f}) = {chance:.3f}, chance, with gradient norm "
                     f"{metrics['grad_norm']:.3f}; every embedding is alike. A longer warm-up "
-                    "(optim.min_warmup_steps), a lower optim.lr or more rows per step get out of "
-                    "it (docs/pretraining.md#warm-up-and-the-collapsed-state)")
+                    "(optim.min_warmup_steps), a lower optim.lr or more rows per step (a larger "
+                    "batch_size; when curating, schedule.curate_batch_size) get out of it "
+                    "(docs/pretraining.md#warm-up-and-the-collapsed-state)")
         if was and not self.collapsed:
             return f"step {step}: out of the collapsed state (loss {metrics['loss']:.3f})"
         return None
