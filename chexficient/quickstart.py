@@ -73,8 +73,9 @@ def override(config: ml_collections.ConfigDict, values, where: str = "config") -
 def arm_config(arm: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int,
                reference: str, subset_size: int = 0, flops: float = 0.0) -> ml_collections.ConfigDict:
     """The config of one arm: its configs/ file at the experiment's preset and dataset, with
-    the arm's `spec.overrides` (nested config keys), keeping milestones (`spec.milestones` of full-data compute) for the equal-compute arm and the
-    curves; the supervised reference trains for `flops`, the full-data arm's FLOPs."""
+    the arm's `spec.overrides` (nested config keys), keeping milestones (`spec.milestones` of
+    full-data compute) for the equal-compute arm and the curves; the supervised reference
+    trains for `flops`, the full-data arm's FLOPs."""
     arg = spec.preset + (f",budget={subset_size}" if arm == "random" else "")
     config = load_config(ARM_CONFIGS[arm], arg)
     override(config, spec.get("overrides", {}).get(arm, {}))
