@@ -59,17 +59,6 @@ def load_config(name: str, arg: str | None = None) -> ml_collections.ConfigDict:
     return module.get_config(arg)
 
 
-def override(config: ml_collections.ConfigDict, values, where: str = "config") -> None:
-    """Sets nested `values` in `config` as `--config.a.b=...` would; an unknown key is an error."""
-    for key, value in values.items():
-        if key not in config:
-            raise KeyError(f"{where}.{key}: no such key to override")
-        if isinstance(config[key], ml_collections.ConfigDict):
-            override(config[key], value, f"{where}.{key}")
-        else:
-            config[key] = value
-
-
 def arm_config(arm: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: int,
                reference: str, subset_size: int = 0, flops: float = 0.0) -> ml_collections.ConfigDict:
     """The config of one arm: its configs/ file at the experiment's preset and dataset, with
@@ -78,7 +67,9 @@ def arm_config(arm: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed
     trains for `flops`, the full-data arm's FLOPs."""
     arg = spec.preset + (f",budget={subset_size}" if arm == "random" else "")
     config = load_config(ARM_CONFIGS[arm], arg)
-    override(config, spec.get("overrides", {}).get(arm, {}))
+    config.lock()  # a locked ConfigDict's update refuses keys it does not have
+    config.update(spec.get("overrides", {}).get(arm, {}))
+    config.unlock()
     config.data.name, config.data.data_dir, config.seed = spec.dataset, data_dir, seed
     config.checkpoint.milestones = spec.get("milestones", 0.0)
     if arm in ("learnability", "combined"):

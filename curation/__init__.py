@@ -19,7 +19,7 @@ from curation.loss_scores import loss_curator
 from curation.prototypes import PrototypeConfig
 from curation.quantile_rule import chexficient
 
-__all__ = ["CURATORS", "Curator", "default_config", "make_curator"]
+__all__ = ["CURATORS", "PROTOTYPE_RULES", "Curator", "default_config", "make_curator", "rule_names"]
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -53,11 +53,20 @@ CURATORS: dict[str, Callable[[ml_collections.ConfigDict], Curator]] = {
 }
 
 
+PROTOTYPE_RULES = ("chexficient", "combined")
+"""Rules that pick at random until their k-means warm-up (`prototypes.warmup_batches`) ends."""
+
+
+def rule_names(curator: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """The rules `curator` (a `config.curator`) runs: its name, or the names of its chain."""
+    return tuple(curator.chain) if curator.name == "chain" else (curator.name,)
+
+
 def make_curator(config: ml_collections.ConfigDict) -> Curator:
     """The curator `config.curator.name` with `config.curator`'s fields over the defaults."""
     c = default_config()
     c.update(config.curator)
-    names = tuple(c.chain) if c.name == "chain" else (c.name,)
+    names = rule_names(c)
     unknown = [n for n in names if n not in CURATORS]
     if unknown or not names:
         raise ValueError(f"unknown curator {unknown or c.name!r}; valid: {', '.join(CURATORS)}, "

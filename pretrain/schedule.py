@@ -236,16 +236,14 @@ def make(config: ml_collections.ConfigDict, *, pool_size: int, batch_size: int, 
     return plan
 
 
-PROTOTYPE_RULES = ("chexficient", "combined")
-"""Curators that pick at random until their k-means warm-up has filled its buffer."""
-
-
 def check_warmup(config: ml_collections.ConfigDict, curate_steps: int) -> None:
     """A prototype rule must select for most of its curate phase: a warm-up as long as the
     phase is an error (the run would be a random pick under the rule's name), over half of it
     a warning."""
+    from curation import PROTOTYPE_RULES, rule_names
+
     c = config.curator
-    if not set(c.chain if c.name == "chain" else (c.name,)) & set(PROTOTYPE_RULES):
+    if not set(rule_names(c)) & set(PROTOTYPE_RULES):
         return
     warmup = c.prototypes.warmup_batches
     fix = ("lower curator.prototypes.warmup_batches, or score fewer rows a step "
