@@ -19,9 +19,10 @@ import shutil
 
 import numpy as np
 
+from chexficient.data.mixture import SUBSET_SPLIT
+
 MANIFEST_COLUMNS = ("id", "source", "dataset", "version", "position", "score", "cluster",
                     "first_kept_step")
-SUBSET_SPLIT = "train"
 
 
 class ExportError(RuntimeError):
@@ -104,6 +105,7 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
     """Writes OUT (see module doc) atomically; returns the contents of subset.json."""
     from chexficient.checkpoint import find_checkpoint_dir
     from chexficient.data import registry
+    from chexficient.data.records import RecordReader
 
     config, ledger = read_run(workdir)
     if os.path.exists(out) and not force:
@@ -116,11 +118,14 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
     if positions.size == 0:
         raise ExportError(f"run {workdir!r} kept no record: its ledger is empty")
 
+    # Ids (and sources) decoded alone: the records themselves are copied as stored, undecoded.
+    keys = ("id", "source") if "source" in builder.info.features else ("id",)
+    reader = RecordReader(builder.data_dir, data.get("train_split", "train"), keys=keys)
     rows = []
     for position in positions:
-        record = source[int(position)]
+        record = reader(position)
         rows.append(dict(
-            id=_text(record["id"]), source=_text(record.get("source", data["name"])),
+            id=record["id"], source=record.get("source", data["name"]),
             dataset=builder.info.full_name, version=str(builder.info.version),
             position=int(position), score=float(ledger["score"][position]),
             cluster=int(ledger["cluster"][position]),
@@ -147,7 +152,3 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from chexficient import findings
 from chexficient.data import pipeline, registry
+from chexficient.data.records import RecordReader
 
 
 class MissingFieldsError(ValueError):
@@ -152,9 +153,9 @@ class BenchData:
             raise MissingFieldsError(
                 f"split {name!r} of dataset {self.name!r} has no readable records")
         cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-        source = registry.data_source(self.name, name, self.config.get("data_dir") or None)
-        records = [source[int(i)] for i in cat["index"]]
-        text = lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v)  # noqa: E731
+        # Reports and ids of the records the loader read, decoding nothing else (no image twice).
+        reader = RecordReader(self._builder.data_dir, name, keys=("id", "report"))
+        records = [reader(i) for i in cat["index"]]
         return Split(name, cat["image"], cat["labels"].astype(np.int8),
-                     [text(r["report"]) for r in records], [text(r["id"]) for r in records],
+                     [r["report"] for r in records], [r["id"] for r in records],
                      cat["mask"] if with_mask else None)

@@ -20,6 +20,8 @@ import numpy as np
 from absl import logging
 
 SCHEDULES = ("full", "continuous", "chexficient", "offline")
+REPORT_FIELDS = ("labels", "report", "duplicate_of", "mismatched", "quality")
+"""Per-record fields the curation report reads from the pool where its datasets store them."""
 
 
 @dataclasses.dataclass
@@ -165,13 +167,14 @@ class Plan:
 
         split = self.config.data.train_split
         parts = mixture.parts(self.config.data, split, data_dir=data_dir)
-        source = mixture.PoolSource(parts, split)
-        fields = {k: [] for k in ("labels", "report", "duplicate_of", "mismatched", "quality")}
-        for record in source:
-            for key, values in fields.items():
-                if key in record:
-                    values.append(_plain(record[key]))
-        inputs = {k: v for k, v in fields.items() if len(v) == len(source)}
+        source = mixture.PoolSource(parts)
+        fields = mixture.pool_fields(parts, split, REPORT_FIELDS,
+                                     on_error=self.config.data.get("on_error", "raise"))
+        unread = [k for k, v in fields.items() if any(x is None for x in v)]
+        if unread:
+            logging.warning("curation report: %s left out (records skipped as unreadable)",
+                            ", ".join(unread))
+        inputs = {k: v for k, v in fields.items() if k not in unread}
         if "labels" in inputs:
             inputs["labels"] = np.stack(inputs["labels"])
         if "mismatched" in inputs:
@@ -183,10 +186,6 @@ class Plan:
             distances=np.asarray(ledger["score"]), clusters=np.asarray(ledger["cluster"]),
             compute_fraction=compute_fraction,
             sources=mixture.source_names(parts) if len(parts) > 1 else None, **inputs)
-
-
-def _plain(value):
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class _LazyImages:

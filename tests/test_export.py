@@ -73,3 +73,23 @@ def test_export_of_an_uncurated_run_says_why(tmp_path):
                           f"--workdir={tmp_path}", f"--out={tmp_path / 'out'}"],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and "has no ledger" in out.stderr
+
+
+def test_training_on_an_exported_subset_reads_the_subset(curated_run, micro, tmp_path):
+    """A run with data.subset=OUT trains epochs of the exported records, not of the dataset
+    they came from: its pool, ledger and curation report are the subset's."""
+    from pretrain.train import train
+    from tests.conftest import micro_config
+
+    workdir, _ = curated_run
+    out = str(tmp_path / "subset")
+    count = export_subset(workdir, out)["count"]
+    config = micro_config(micro, "chexficient", **{"data.subset": out, "batch_size": 16,
+                                                   "total_epochs": 1})
+    config.eval.every_steps = 1
+    run = str(tmp_path / "run")
+    summary = train(config, run)
+    assert summary["pool_size"] == count < micro.builder.info.splits["train"].num_examples
+    assert np.load(os.path.join(run, "ledger.npz"))["first_kept"].shape == (count,)
+    report = json.load(open(os.path.join(run, "curation_report.json")))
+    assert report["records"] == count

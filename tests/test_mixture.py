@@ -153,6 +153,16 @@ def test_source_retention():
     assert rows[0]["relative"] == pytest.approx(0.5 / (3 / 8))
 
 
+def test_pool_fields_match_the_decoded_records(data_dir):
+    parts = mixture.parts(_config(data_dir), "train")
+    records = list(mixture.PoolSource(parts))
+    fields = mixture.pool_fields(parts, "train", ("labels", "report", "mismatched"))
+    assert sorted(fields) == ["labels", "report"]  # the NIH part stores no `mismatched`
+    assert len(fields["labels"]) == len(records) == 258
+    np.testing.assert_array_equal(np.stack(fields["labels"]), np.stack([r["labels"] for r in records]))
+    assert fields["report"] == [r["report"].decode() for r in records]
+
+
 def test_curation_report_per_source(data_dir, tmp_path):
     config = ml_collections.ConfigDict(dict(data=_config(data_dir)))
     first_kept = np.full(258, -1, np.int32)

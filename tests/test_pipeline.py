@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from chexficient.data import registry
+from chexficient.data import mixture, registry
 from chexficient.data.pipeline import (PIXEL_MEAN, PIXEL_STD, Augment, ImageTransform, TextAugment,
                                        make_loader, preprocess_images, resume_state)
 from chexficient.data.records import RecordError, RecordReader, SkipLog, read_skipped, validate
@@ -366,6 +366,22 @@ def test_skip_counts_logs_and_lists_bad_records(micro, corrupt_dataset, tmp_path
     assert sorted(read_skipped(skip_log)) == sorted(ids[p] for p in BAD)  # threads: any order
     warnings = [r.getMessage() for r in caplog.records if "skipping record" in r.getMessage()]
     assert len(warnings) == 3 and "(3 skipped so far" in warnings[-1]
+
+
+def test_pool_fields_decode_only_their_keys_and_name_or_skip_bad_records(micro, corrupt_dataset):
+    """What a whole-pool report reads: record 3's broken image is never decoded, so only the
+    bad report (7) and labels (12) stop it; skipped, their values are None."""
+    path, ids = corrupt_dataset
+    keys = ("id", "report", "labels", "no_such_field")
+    parts = mixture.parts(micro.data_config(subset=path), "train")
+    with pytest.raises(RecordError, match=ids[7]):
+        mixture.pool_fields(parts, "train", keys)
+    parts = mixture.parts(micro.data_config(subset=path, on_error="skip"), "train")
+    fields = mixture.pool_fields(parts, "train", keys, on_error="skip")
+    assert sorted(fields) == ["id", "labels", "report"]
+    assert [i for i, v in enumerate(fields["id"]) if v is None] == [7, 12]
+    assert fields["id"][3] == ids[3] and isinstance(fields["report"][3], str)
+    assert sorted(read_skipped(os.path.join(path, "skipped_train.tsv"))) == sorted([ids[7], ids[12]])
 
 
 def test_skip_list_defaults_to_the_dataset_folder(micro, corrupt_dataset):

@@ -20,19 +20,29 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from chexficient.data import registry
+from chexficient.data.records import RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.data.wordpiece import WordPieceTokenizer
 
 
+SUBSET_SPLIT = "train"
+"""The one split of an exported subset (`chexficient export`), read as the training split."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """One dataset of the pool: its name, sampling weight, builder and place in the pool."""
+    """One dataset of the pool: its name, sampling weight, builder and place in the pool, and
+    where its records are read from (`records_dir`, `records_split`): the builder's own
+    split, or for the training split of a run on an exported subset (`config.data.subset`)
+    that subset's."""
 
     name: str
     weight: float
     builder: tfds.core.DatasetBuilder
     offset: int
     size: int
+    records_dir: str
+    records_split: str
 
 
 def parse(mixture: Any) -> list[tuple[str, float]]:
@@ -74,16 +84,35 @@ def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = 
     if len(pairs) > 1 and config.get("subset"):
         raise ValueError("config.data.subset reads one exported dataset; it cannot be combined "
                          "with a mixture")
+    subset = config.get("subset") or ""
     out, offset = [], 0
     for name, weight in pairs:
         builder = registry.prepared_builder(name, data_dir)
-        if split not in builder.info.splits:
+        if subset and split == config.get("train_split", "train"):
+            size = _subset_size(subset)
+            records_dir, records_split = subset, SUBSET_SPLIT
+        elif split in builder.info.splits:
+            size = builder.info.splits[split].num_examples
+            records_dir, records_split = builder.data_dir, split
+        else:
             raise ValueError(f"dataset {name!r} of the mixture has no split {split!r}; it has "
                              f"{sorted(builder.info.splits)}")
-        size = builder.info.splits[split].num_examples
-        out.append(Part(name, weight, builder, offset, size))
+        out.append(Part(name, weight, builder, offset, size, records_dir, records_split))
         offset += size
     return out
+
+
+def _subset_size(path: str) -> int:
+    """Records of the exported subset at `path` (its one split), or an error saying what it lacks."""
+    try:
+        splits = tfds.builder_from_directory(path).info.splits
+    except Exception as e:  # noqa: BLE001  (not a dataset directory: say which and why)
+        raise ValueError(f"config.data.subset={path!r} is not an exported subset "
+                         f"(`chexficient export`): {type(e).__name__}: {e}") from e
+    if SUBSET_SPLIT not in splits:
+        raise ValueError(f"config.data.subset={path!r} has no split {SUBSET_SPLIT!r} (it has "
+                         f"{sorted(splits)}): not an export of `chexficient export`")
+    return splits[SUBSET_SPLIT].num_examples
 
 
 def stored_image_size(config: ml_collections.ConfigDict) -> int:
@@ -111,12 +140,36 @@ def source_names(parts_: Sequence[Part]) -> np.ndarray:
     return np.repeat(np.array([p.name for p in parts_], dtype=object), [p.size for p in parts_])
 
 
+def pool_fields(parts_: Sequence[Part], split: str, keys: Sequence[str], *,
+                on_error: str = "raise") -> dict[str, list]:
+    """Every pool record's values of those `keys` that all parts store (the others left out),
+    in pool order, decoding nothing else: a report over the whole pool reads its labels and
+    reports without decoding one image. A record that cannot be read raises a RecordError
+    naming it and its file; with on_error='skip' it is listed in its part's skip log and its
+    values are None."""
+    present = tuple(k for k in keys if all(k in p.builder.info.features for p in parts_))
+    out: dict[str, list] = {k: [] for k in present}
+    if not present:
+        return out
+    for part in parts_:
+        log = (SkipLog(default_skip_log(part.records_dir, part.records_split))
+               if on_error == "skip" else None)
+        reader = RecordReader(part.records_dir, part.records_split, keys=present,
+                              on_error=on_error, skip_log=log)
+        for position in range(part.size):
+            record = reader(position)
+            for k in present:
+                out[k].append(None if record is None else record[k])
+    return out
+
+
 class PoolSource:
     """Random access to decoded records by pool position, across the parts' data sources."""
 
-    def __init__(self, parts_: Sequence[Part], split: str):
+    def __init__(self, parts_: Sequence[Part]):
         self.parts = list(parts_)
-        self._sources = [p.builder.as_data_source(split) for p in self.parts]
+        self._sources = [tfds.builder_from_directory(p.records_dir).as_data_source(p.records_split)
+                         for p in self.parts]
 
     def __len__(self) -> int:
         return sum(p.size for p in self.parts)

@@ -18,7 +18,6 @@ from typing import Any, Sequence
 import grain
 import ml_collections
 import numpy as np
-import tensorflow_datasets as tfds
 from absl import flags
 
 from chexficient.data import mixture
@@ -159,7 +158,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     count * batch_size records (`BatchShard`). Training drops the last partial batch;
     evaluation keeps it. Config fields read: name,
     mixture (several datasets, see `chexficient.data.mixture`), data_dir, subset (an exported
-    TFDS dataset to read instead), image_size (0: as stored), text_len, vocab_size, augment,
+    subset, read in place of the split `train_split`), image_size (0: as stored), text_len, vocab_size, augment,
     text_augment (reports, training only),
     on_error, skip_log (default: beside the dataset), worker_count, read_threads (0: automatic).
 
@@ -170,7 +169,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     the parts one after the other, ignoring the weights.
     """
     parts = mixture.parts(config, split)
-    readers = [_reader(config, part.builder, split, with_mask) for part in parts]
+    readers = [_reader(config, part, with_mask) for part in parts]
     offsets = [part.offset for part in parts]
     positions = _positions(sum(len(r) for r in readers), indices)
     shard_index, shard_count = shard or _jax_process()
@@ -259,14 +258,13 @@ class _Indexed:
         return record
 
 
-def _reader(config: ml_collections.ConfigDict, builder: tfds.core.DatasetBuilder, split: str,
-            with_mask: bool) -> RecordReader:
-    """Reads the exported subset at config.subset when set, else the named dataset."""
-    builder_dir = config.get("subset") or builder.data_dir
+def _reader(config: ml_collections.ConfigDict, part: mixture.Part, with_mask: bool
+            ) -> RecordReader:
+    """Reads the part's records (an exported subset's for a run's training split on one)."""
     on_error = config.get("on_error", "raise")
-    skip_path = config.get("skip_log") or default_skip_log(builder_dir, split)
+    skip_path = config.get("skip_log") or default_skip_log(part.records_dir, part.records_split)
     keys = REQUIRED + (("mask",) if with_mask else ())
-    return RecordReader(builder_dir, split, keys=keys, on_error=on_error,
+    return RecordReader(part.records_dir, part.records_split, keys=keys, on_error=on_error,
                         skip_log=SkipLog(skip_path) if on_error == "skip" else None)
 
 
