@@ -8,6 +8,7 @@ temporary directory and renames it, so a checkpoint appears whole or not at all.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -240,6 +241,24 @@ def latest_step(path: str) -> int:
     return int(_reader(find_checkpoint_dir(path)).latest_step())
 
 
+@functools.lru_cache(maxsize=8)
+def _abstract_model(model_json: str) -> tuple:
+    """(graphdef, parameter shapes on this process's first device, other state) of the model
+    config `model_json`: traced once per architecture, not once per checkpoint (a learning
+    curve loads every milestone of every arm of one architecture)."""
+    from flax import nnx
+
+    from chexficient.models import build_model
+
+    model_config = ml_collections.ConfigDict(json.loads(model_json))
+    abstract = nnx.eval_shape(lambda: build_model(model_config, nnx.Rngs(0)))
+    graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever mesh wrote it
+    abstract_params = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), abstract_params)
+    return graphdef, abstract_params, rest
+
+
 def load_model(path: str, step: int | None = None):
     """Restores a run's model for evaluation or init-from: returns (model, config).
 
@@ -249,8 +268,6 @@ def load_model(path: str, step: int | None = None):
     """
     from flax import nnx
 
-    from chexficient.models import build_model
-
     path, at = split_step(path)
     step = at if step is None else step
     ckpt_dir = find_checkpoint_dir(path)
@@ -259,11 +276,8 @@ def load_model(path: str, step: int | None = None):
         raise CheckpointError(f"{config_path} is missing: cannot rebuild the model of {path!r}")
     with open(config_path) as f:
         config = ml_collections.ConfigDict(json.load(f))
-    abstract = nnx.eval_shape(lambda: build_model(config.model, nnx.Rngs(0)))
-    graphdef, abstract_params, rest = nnx.split(abstract, nnx.Param, ...)
-    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # whatever mesh wrote it
-    abstract_params = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here), abstract_params)
+    graphdef, abstract_params, rest = _abstract_model(json.dumps(config.model.to_dict(),
+                                                                 sort_keys=True))
     manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
     try:
