@@ -103,24 +103,34 @@ def load_subset(path: str, split: str = SUBSET_SPLIT):
 
 def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
     """Writes OUT (see module doc) atomically; returns the contents of subset.json."""
+    import ml_collections
+    import tensorflow_datasets as tfds
+
     from chexficient.checkpoint import find_checkpoint_dir
-    from chexficient.data import registry
+    from chexficient.data import mixture
     from chexficient.data.records import RecordReader
 
     config, ledger = read_run(workdir)
     if os.path.exists(out) and not force:
         raise ExportError(f"{out!r} exists; pass --force to replace it")
     data = config["data"]
-    builder = registry.prepared_builder(data["name"], data.get("data_dir") or None)
-    source = registry.data_source(data["name"], data.get("train_split", "train"),
-                                  data.get("data_dir") or None)
+    parts = mixture.parts(ml_collections.ConfigDict(data), data.get("train_split", "train"))
+    if len(parts) > 1:
+        raise ExportError(f"run {workdir!r} pretrained on a mixture of {len(parts)} datasets; "
+                          "an export holds the records of one dataset")
+    part = parts[0]  # the records the run's pool positions index (an exported subset's too)
+    builder = part.builder
+    source = tfds.builder_from_directory(part.records_dir).as_data_source(part.records_split)
     positions = np.flatnonzero(ledger["first_kept"] >= 0)
     if positions.size == 0:
         raise ExportError(f"run {workdir!r} kept no record: its ledger is empty")
+    if ledger["first_kept"].size != part.size:
+        raise ExportError(f"run {workdir!r} has a ledger of {ledger['first_kept'].size} records "
+                          f"but its pool ({part.records_dir}) holds {part.size}")
 
     # Ids (and sources) decoded alone: the records themselves are copied as stored, undecoded.
     keys = ("id", "source") if "source" in builder.info.features else ("id",)
-    reader = RecordReader(builder.data_dir, data.get("train_split", "train"), keys=keys)
+    reader = RecordReader(part.records_dir, part.records_split, keys=keys)
     rows = []
     for position in positions:
         record = reader(position)

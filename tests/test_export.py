@@ -93,3 +93,9 @@ def test_training_on_an_exported_subset_reads_the_subset(curated_run, micro, tmp
     assert np.load(os.path.join(run, "ledger.npz"))["first_kept"].shape == (count,)
     report = json.load(open(os.path.join(run, "curation_report.json")))
     assert report["records"] == count
+    # Its own export holds the subset's records that it kept (a subset of the subset).
+    kept = np.flatnonzero(np.load(os.path.join(run, "ledger.npz"))["first_kept"] >= 0)
+    export_subset(run, str(tmp_path / "again"))
+    first = load_subset(out)
+    assert [r["id"] for r in load_subset(str(tmp_path / "again"))] == [
+        first[int(p)]["id"] for p in kept]

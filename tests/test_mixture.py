@@ -153,6 +153,16 @@ def test_source_retention():
     assert rows[0]["relative"] == pytest.approx(0.5 / (3 / 8))
 
 
+def test_export_of_a_mixture_run_is_refused(data_dir, tmp_path):
+    from curation.export import ExportError, export_subset
+
+    data = _config(data_dir).to_dict()
+    (tmp_path / "config.json").write_text(json.dumps(dict(data=data)))
+    np.savez(tmp_path / "ledger.npz", first_kept=np.zeros(258, np.int32))
+    with pytest.raises(ExportError, match="mixture of 2 datasets"):
+        export_subset(str(tmp_path), str(tmp_path / "out"))
+
+
 def test_pool_fields_match_the_decoded_records(data_dir):
     parts = mixture.parts(_config(data_dir), "train")
     records = list(mixture.PoolSource(parts))
