@@ -80,13 +80,6 @@ class Plan:
         """Rows a phase reads per step: the scored batch when curating, else the batch."""
         return self.scored_batch if phase == "curate" else self.batch_size
 
-    def epochs(self) -> float:
-        """The run length in epochs of the pool (from `total_steps` when that is set)."""
-        c = self.config
-        if c.total_steps:
-            return c.total_steps * self.batch_size / self.pool_size
-        return c.total_epochs
-
     def steps_per_epoch(self, phase: str = "full") -> int:
         """Steps of `phase` that read the pool once."""
         return self.pool_size // self.phase_batch(phase)
@@ -94,44 +87,49 @@ class Plan:
     def phases(self) -> list[Phase]:
         """The phases of the run with their end steps (-1 for a subset phase not yet sized).
 
-        A curate phase reads `scored_batch` rows a step, so its epoch has its own step count;
-        `total_steps`, when set, counts the steps of the run whatever their batch."""
+        A curate phase reads `scored_batch` rows a step, so its epoch has its own step count.
+        `total_steps`, when set, ends the run at that step whatever the phases' batches: the
+        curation epochs first (cut short there if need be), the subset phase after them."""
         c = self.config
         if self.name == "full":
             return [Phase("full", c.total_steps or
-                          int(round(self.epochs() * self.steps_per_epoch())))]
+                          int(round(c.total_epochs * self.steps_per_epoch())))]
         if self.name == "continuous":
             return [Phase("curate", c.total_steps or
-                          int(round(self.epochs() * self.steps_per_epoch("curate"))))]
-        if self.name == "chexficient":
-            epochs = min(c.schedule.curation_epochs, self.epochs())
-            curate = int(round(epochs * self.steps_per_epoch("curate")))
-            return [Phase("curate", min(curate, c.total_steps) if c.total_steps else curate),
-                    Phase("subset", -1)]
-        return [Phase("subset", -1)]  # offline
+                          int(round(c.total_epochs * self.steps_per_epoch("curate"))))]
+        if self.name == "offline":
+            return [Phase("subset", c.total_steps or -1)]
+        epochs = (c.schedule.curation_epochs if c.total_steps
+                  else min(c.schedule.curation_epochs, c.total_epochs))
+        curate = int(round(epochs * self.steps_per_epoch("curate")))
+        if not c.total_steps:
+            return [Phase("curate", curate), Phase("subset", -1)]
+        if curate >= c.total_steps:
+            return [Phase("curate", c.total_steps)]
+        return [Phase("curate", curate), Phase("subset", c.total_steps)]
 
     def initial_total_steps(self) -> int:
         """The run length the LR schedule starts from; a subset phase corrects it when it starts."""
         phases = self.phases()
-        known = [p.end_step for p in phases if p.end_step >= 0]
         if phases[-1].end_step >= 0:
             return phases[-1].end_step
-        start = known[-1] if known else 0
         expected = (self.offline_subset.size if self.offline_subset is not None else
                     self.curator.capacity(self.scored_batch) / self.scored_batch * self.pool_size)
-        return start + self._subset_steps(int(expected))
+        return self._subset_start() + self._subset_steps(int(expected))
+
+    def _subset_start(self) -> int:
+        return self.phases()[0].end_step if self.name == "chexficient" else 0
 
     def _subset_steps(self, subset_size: int) -> int:
-        remaining = self.epochs() - (self.config.schedule.curation_epochs
-                                     if self.name == "chexficient" else 0.0)
-        if self.config.total_steps and self.name == "offline":
-            return self.config.total_steps
+        """Steps of a subset phase that `total_steps` does not size: the epochs left after
+        curation, over `subset_size` records."""
+        remaining = self.config.total_epochs - (self.config.schedule.curation_epochs
+                                                if self.name == "chexficient" else 0.0)
         return max(1, int(round(max(remaining, 0.0) * subset_size / self.batch_size)))
 
     def subset_end_step(self, indices: np.ndarray) -> int:
         """The step the subset phase ends at, once its records (`indices`) are known."""
-        start = self.phases()[0].end_step if self.name == "chexficient" else 0
-        return start + self._subset_steps(len(indices))
+        return self._subset_start() + self._subset_steps(len(indices))
 
     def phase_indices(self, phase: str, ledger: dict) -> np.ndarray | None:
         """Record positions a phase reads: None (all) except for `subset`, where the ledger decides."""

@@ -41,6 +41,22 @@ def test_scoring_the_batch_keeps_the_batch_epoch():
     assert curate.end_step == 2048 // 64
 
 
+@pytest.mark.parametrize("scored", [0, 256])
+def test_total_steps_ends_a_curated_run_at_that_step(scored):
+    arg = "tiny,batch_size=64,epochs=6" + (f",curate_batch_size={scored}" if scored else "")
+    config = chexficient_config(arg, warmup_batches=2)
+    config.total_steps = 40  # past the curation epoch (8 or 32 steps): the subset phase to 40
+    curate, subset = make(config).phases()
+    assert (curate.end_step, subset.end_step) == (2048 // (scored or 64), 40)
+    assert make(config).initial_total_steps() == 40
+    config.total_steps = 6  # inside the curation epoch: the run is that epoch cut short
+    assert [(p.name, p.end_step) for p in make(config).phases()] == [("curate", 6)]
+    offline = base_config("tiny,batch_size=64")
+    offline.schedule.update(name="offline", offline="random", budget=0.25)
+    offline.total_steps = 12
+    assert [(p.name, p.end_step) for p in make(offline).phases()] == [("subset", 12)]
+
+
 def test_curate_batch_needs_a_curating_schedule_and_fits_the_pool():
     config = base_config("tiny,curate_batch_size=128")
     with pytest.raises(ValueError, match="needs a curating schedule"):
