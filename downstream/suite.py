@@ -21,6 +21,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 import downstream
+from chexficient import checkpoint
 from chexficient.findings import FINDINGS
 from chexficient.io import write_atomic
 from downstream import plots, report
@@ -30,10 +31,19 @@ from downstream.encoders import Encoders, NotApplicable
 REFERENCE = "random_init"
 
 def column_names(paths: Sequence[str]) -> list[str]:
-    """Short, unique column names: the run directory's name, numbered when names repeat."""
-    base = [os.path.basename(os.path.normpath(p)) or p for p in paths]
-    base = [os.path.basename(os.path.dirname(os.path.normpath(p))) if b == "checkpoints" else b
-            for b, p in zip(base, paths)]
+    """Short, unique column names: the run directory's name, `-milestones` for a milestone and
+    `@STEP` where the path names a step (`runs/full/milestones@48` -> `full-milestones@48`),
+    numbered when names repeat."""
+    def name(path: str) -> str:
+        base, step = checkpoint.split_step(path)
+        base = os.path.normpath(base)
+        folder = os.path.basename(base) or base
+        if folder in ("checkpoints", checkpoint.MILESTONES):
+            run = os.path.basename(os.path.dirname(base))
+            folder = run + ("-milestones" if folder == checkpoint.MILESTONES else "")
+        return folder + (f"{checkpoint.STEP_SEPARATOR}{step}" if step is not None else "")
+
+    base = [name(p) for p in paths]
     return [b if base.count(b) == 1 else f"{b}#{i + 1}" for i, b in enumerate(base)]
 
 
@@ -157,11 +167,14 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
         raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
     bench = Bench(config, out_dir)
     columns = list(names) if names is not None else column_names(checkpoints)
-    first = None  # (config, tokenizer) of the first readable run: what the reference copies
+    # What the reference copies: the first readable CLIP run's (config, tokenizer), or a
+    # supervised run's if no CLIP run reads (its text tower is untrained either way).
+    first = None
     for column, path in zip(columns, checkpoints):
         encoders = bench.load(column, f"checkpoint {path!r}",
                               lambda: Encoders.from_checkpoint(path, batch_size=config.batch_size))
-        if encoders is not None and first is None:
+        if encoders is not None and (first is None or (first[0].get("loss") == "supervised"
+                                                       and encoders.config.get("loss") != "supervised")):
             first = (encoders.config, encoders.tokenizer)
     if config.reference and first is not None:
         columns.append(reference_name)

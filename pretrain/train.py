@@ -383,7 +383,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             break
         phase_index += 1
         ledger = parallel.to_host(state["ledger"])
-        if jax.process_index() == 0:
+        if jax.process_index() == 0 and plan.name != "full":  # a full run selects nothing
             save_ledger(workdir, ledger)
     progress.close()
     checkpointer.close()

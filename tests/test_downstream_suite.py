@@ -83,6 +83,9 @@ def test_unknown_adapter_lists_valid_ones():
 
 def test_column_names_are_short_and_unique():
     assert suite.column_names(["/a/run", "/b/run/", "/c/exp/checkpoints"]) == ["run#1", "run#2", "exp"]
+    assert suite.column_names(["runs/full/milestones@4", "runs/cx/milestones@4", "runs/full@8",
+                               "runs/full/checkpoints@8"]) == [
+        "full-milestones@4", "cx-milestones@4", "full@8#3", "full@8#4"]
 
 
 def test_checkpoint_keeps_its_tokenizer_when_the_dataset_loses_it(micro, runs, tmp_path):

@@ -63,7 +63,7 @@ def _flags(micro, workdir: str) -> list[str]:
             "--config=configs/chexficient.py:tiny,batch_size=32,res=64,width=64,twidth=64,"
             "embed=64,text_len=32,depth=1,tdepth=1",
             f"--config.data.name={micro.name}", f"--config.data.data_dir={micro.data_dir}",
-            "--config.total_steps=16", "--config.schedule.curation_epochs=0.5",
+            "--config.total_epochs=2", "--config.schedule.curation_epochs=0.5",
             "--config.curator.prototypes.warmup_batches=2",
             "--config.curator.chexficient.max_per_cluster=2",
             "--config.checkpoint.every_steps=2", "--config.checkpoint.max_to_keep=10",

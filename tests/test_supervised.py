@@ -53,6 +53,20 @@ def test_supervised_run_spends_its_budget_learns_and_answers_with_its_head(micro
     assert not any(summary["errors"].values())
 
 
+def test_the_bench_reference_copies_a_clip_run_even_after_a_supervised_one(micro, tmp_path):
+    """The randomly initialised column is the CLIP architecture whenever a CLIP run is benched,
+    so it has a text tower to retrieve with, whichever order the runs come in."""
+    supervised, clip = str(tmp_path / "supervised"), str(tmp_path / "clip")
+    train(supervised_config(micro, total_steps=2), supervised)
+    train(micro_config(micro, total_steps=2), clip)
+    config = bench_config("quick,max_train=40,max_eval=40")
+    config.adapters = ("retrieval",)
+    summary = run_bench([supervised, clip], config, str(tmp_path / "bench"))
+    assert "retrieval" in summary["not_applicable"]["supervised"]
+    assert "random_init" not in summary["not_applicable"]
+    assert "test/i2t/R@5" in summary["results"]["random_init"]["retrieval"]
+
+
 def test_supervised_loss_needs_the_head_and_no_curator(micro, tmp_path):
     config = micro_config(micro, loss="supervised")
     with pytest.raises(ValueError, match="model.classes=14"):

@@ -140,6 +140,7 @@ def test_extending_a_finished_run_trains_to_the_new_end(micro, tmp_path, capsys)
     assert list(lr) == list(range(2, 61, 2))  # one stream, continued where it ended
     assert lr[32] > lr[30]  # the schedule decays towards the new end, not the old one
     assert data_states(workdir, 60) == [{"next_index": 60 * 32}]  # the data stream went on
+    assert not os.path.exists(f"{workdir}/ledger.npz")  # a full-data run selects nothing
     with pytest.raises(ValueError, match="end the run at step 40, before step 60"):
         train(config(40), workdir)
 
