@@ -166,7 +166,7 @@ class Plan:
         split = self.config.data.train_split
         parts = mixture.parts(self.config.data, split, data_dir=data_dir)
         source = mixture.PoolSource(parts)
-        fields = mixture.pool_fields(parts, split, REPORT_FIELDS,
+        fields = mixture.pool_fields(parts, REPORT_FIELDS,
                                      on_error=self.config.data.get("on_error", "raise"))
         unread = [k for k, v in fields.items() if any(x is None for x in v)]
         if unread:

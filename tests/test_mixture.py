@@ -166,7 +166,7 @@ def test_export_of_a_mixture_run_is_refused(data_dir, tmp_path):
 def test_pool_fields_match_the_decoded_records(data_dir):
     parts = mixture.parts(_config(data_dir), "train")
     records = list(mixture.PoolSource(parts))
-    fields = mixture.pool_fields(parts, "train", ("labels", "report", "mismatched"))
+    fields = mixture.pool_fields(parts, ("labels", "report", "mismatched"))
     assert sorted(fields) == ["labels", "report"]  # the NIH part stores no `mismatched`
     assert len(fields["labels"]) == len(records) == 258
     np.testing.assert_array_equal(np.stack(fields["labels"]), np.stack([r["labels"] for r in records]))

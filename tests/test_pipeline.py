@@ -375,9 +375,9 @@ def test_pool_fields_decode_only_their_keys_and_name_or_skip_bad_records(micro, 
     keys = ("id", "report", "labels", "no_such_field")
     parts = mixture.parts(micro.data_config(subset=path), "train")
     with pytest.raises(RecordError, match=ids[7]):
-        mixture.pool_fields(parts, "train", keys)
+        mixture.pool_fields(parts, keys)
     parts = mixture.parts(micro.data_config(subset=path, on_error="skip"), "train")
-    fields = mixture.pool_fields(parts, "train", keys, on_error="skip")
+    fields = mixture.pool_fields(parts, keys, on_error="skip")
     assert sorted(fields) == ["id", "labels", "report"]
     assert [i for i, v in enumerate(fields["id"]) if v is None] == [7, 12]
     assert fields["id"][3] == ids[3] and isinstance(fields["report"][3], str)

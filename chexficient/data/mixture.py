@@ -140,8 +140,8 @@ def source_names(parts_: Sequence[Part]) -> np.ndarray:
     return np.repeat(np.array([p.name for p in parts_], dtype=object), [p.size for p in parts_])
 
 
-def pool_fields(parts_: Sequence[Part], split: str, keys: Sequence[str], *,
-                on_error: str = "raise") -> dict[str, list]:
+def pool_fields(parts_: Sequence[Part], keys: Sequence[str], *, on_error: str = "raise"
+                ) -> dict[str, list]:
     """Every pool record's values of those `keys` that all parts store (the others left out),
     in pool order, decoding nothing else: a report over the whole pool reads its labels and
     reports without decoding one image. A record that cannot be read raises a RecordError
