@@ -148,7 +148,8 @@ class BenchData:
         loader = pipeline.make_loader(self.config, name, train=False, batch_size=self.batch_size,
                                       seed=self.seed, num_epochs=1, indices=indices,
                                       with_mask=with_mask, shard=(0, 1))
-        batches = list(tqdm(loader, desc=f"read {self.name}:{name}", unit="batch", leave=False))
+        batches = list(tqdm(loader, desc=f"read {self.name}:{name}", unit="batch", leave=False,
+                            disable=None))  # a passing bar: terminals only, not logs
         if not batches:
             raise MissingFieldsError(
                 f"split {name!r} of dataset {self.name!r} has no readable records")

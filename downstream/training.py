@@ -74,7 +74,7 @@ def fit(module: nnx.Module, loss_fn: LossFn, arrays: dict[str, np.ndarray], *, s
     step = functools.partial(_train_step, graphdef=graphdef, loss_fn=loss_fn, optimiser=optimiser)
     losses = []
     bar = tqdm(minibatches(arrays, batch_size, steps, seed), total=steps, desc=desc,
-               unit="step", leave=False)
+               unit="step", leave=False, disable=None)  # a passing bar: terminals only
     for batch in bar:
         params, opt_state, loss = step(params, rest, opt_state, batch)
         losses.append(float(loss))

@@ -91,7 +91,8 @@ def split_stats(builder, split: str, vocab_size: int) -> dict[str, Any]:
     labels, reports, invalid = [], [], []
     audit: dict[str, list] = {k: [] for k in ("view", "duplicate_of", "mismatched", "quality",
                                               "extra_labels") if k in keys}
-    for position in tqdm(range(len(reader)), desc=f"stats {split}", unit="rec", leave=False):
+    for position in tqdm(range(len(reader)), desc=f"stats {split}", unit="rec", leave=False,
+                         disable=None):  # a passing bar: terminals only
         try:
             record = reader(position)
         except RecordError as error:
