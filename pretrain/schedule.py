@@ -118,6 +118,7 @@ class Plan:
         return self._subset_start() + self._subset_steps(int(expected))
 
     def _subset_start(self) -> int:
+        """The step a subset phase starts at: after the curation epoch, or at 0 (offline)."""
         return self.phases()[0].end_step if self.name == "chexficient" else 0
 
     def _subset_steps(self, subset_size: int) -> int:
