@@ -18,12 +18,23 @@ def parse_preset_arg(arg: str | None, presets: Mapping[str, Mapping[str, Any]], 
     values = dict(presets[preset], preset=preset, **extra)
     for part in parts:
         key, _, raw = part.partition("=")
-        if key not in values:
-            raise ValueError(f"unknown {what} argument {key!r}; valid: {', '.join(sorted(values))}")
+        if key not in values or key == "preset":  # the preset is the first word, not an argument
+            valid = sorted(k for k in values if k != "preset")
+            raise ValueError(f"unknown {what} argument {key!r}; valid: {', '.join(valid)}")
         kind = type(values[key])
         try:
-            values[key] = raw in ("1", "true", "True") if kind is bool else kind(raw)
+            values[key] = _parse_bool(raw) if kind is bool else kind(raw)
         except ValueError:
             raise ValueError(f"{what} argument {key}={raw!r}: expected {kind.__name__} "
                              f"(the preset has {values[key]!r})") from None
     return ml_collections.ConfigDict(values)
+
+
+def _parse_bool(raw: str) -> bool:
+    """1/true/yes or 0/false/no (any case); anything else is a ValueError, not a silent False."""
+    word = raw.strip().lower()
+    if word in ("1", "true", "yes"):
+        return True
+    if word in ("0", "false", "no"):
+        return False
+    raise ValueError(raw)

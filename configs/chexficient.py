@@ -12,7 +12,9 @@ the scored batch, `round(10 * rows / 480)` (at least 1), to keep the paper's sha
 batch sizes; `--config.curator.chexficient.max_per_cluster=10` restores the literal rule.
 The rule scores `batch_size` rows a step unless the preset argument `curate_batch_size=N`
 gives more: at small batches (64) too few rows train per curate step for CLIP to learn,
-and scoring 4x the batch trains about a batch (docs/curation.md).
+and scoring 4x the batch trains about a batch (docs/curation.md). The cap follows the preset
+arguments (`batch_size=`, `curate_batch_size=`); a `--config.batch_size` or
+`--config.schedule.curate_batch_size` override leaves it at the preset's value.
 """
 
 from pretrain.config import base_config

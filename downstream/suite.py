@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 import downstream
 from chexficient import checkpoint
+from chexficient.data import mixture
 from chexficient.findings import FINDINGS
 from chexficient.io import write_atomic
 from downstream import plots, report
@@ -75,9 +76,14 @@ class Bench:
         self._data: dict[tuple, BenchData] = {}
 
     def data_for(self, encoders: Encoders) -> BenchData:
-        """The bench dataset (default: the encoder's pretraining dataset) at its image size."""
-        d = ml_collections.ConfigDict(encoders.config.data.to_dict())
-        d.name = self.config.data.name or d.name
+        """The bench dataset at the encoder's image size: `data.name` of the bench config, else
+        the encoder's pretraining dataset (a mixture's first part; an exported subset's whole
+        dataset): one dataset, read whole."""
+        values = encoders.config.data.to_dict()
+        pretrained_on = (mixture.parse(values["mixture"])[0][0] if values.get("mixture")
+                         else values["name"])
+        values.update(name=self.config.data.name or pretrained_on, mixture="", subset="")
+        d = ml_collections.ConfigDict(values)
         d.data_dir = self.config.data.data_dir or d.get("data_dir", "")
         d.on_error = self.config.data.on_error
         key = (d.name, d.data_dir, encoders.image_size)

@@ -140,7 +140,10 @@ class Plan:
         if indices.size < self.batch_size:
             raise ValueError(
                 f"the curated subset has {indices.size} records, fewer than one batch of "
-                f"{self.batch_size}; lower batch_size or keep more (curator / budget)")
+                f"{self.batch_size}; lower batch_size or keep more (curator / budget)"
+                + (f". A run that curated resumes from its curation with a lower batch_size "
+                   f"and schedule.curate_batch_size={self.scored_batch}, the batch it scored"
+                   if self.name == "chexficient" else ""))
         return indices
 
     def empty_ledger(self) -> dict:

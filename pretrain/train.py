@@ -171,10 +171,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     parallel.maybe_initialize_distributed(config)
     os.makedirs(workdir, exist_ok=True)
     config, data_dir, parts, tokenizer = resolve(config)
+    resolved = json.loads(config.to_json())  # config.json: as given, before a budget sets steps
     if jax.process_index() == 0:
-        write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         keep_run_tokenizer(workdir, tokenizer)
-    writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
 
     # ----------------------------------------------------------------- data
     pool_size = sum(part.size for part in parts)
@@ -286,6 +285,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                 data["states"], shard,
                 plan.phase_batch(phases[phase_index].name) // jax.process_count())
 
+    # The run's files, once the config is known to fit the workdir's checkpoint: a launch
+    # refused above leaves the run it was pointed at as it was.
+    if jax.process_index() == 0:
+        write_json_atomic(os.path.join(workdir, "config.json"), resolved)
+    writer = run_log.MetricWriter(workdir) if jax.process_index() == 0 else None
+
     # ----------------------------------------------------------------- evaluator
     def evaluate() -> dict[str, float]:
         eval_loader = pipeline.make_loader(
@@ -316,7 +321,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     stopped_early = False
     while phase_index < len(phases):
         phase = phases[phase_index]
-        indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
+        try:
+            indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
+        except ValueError:  # a subset too small to train: the curation's checkpoint lands first,
+            checkpointer.wait()  # so a run with a smaller batch resumes from it
+            raise
         end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(indices)
         if phase.name == "subset" and indices is not None:
             state["total_steps"] = jax.device_put(np.asarray(end_step, np.int32),

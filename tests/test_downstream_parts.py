@@ -225,3 +225,9 @@ def test_bench_config_presets_and_typed_overrides():
         bench_config("huge")
     with pytest.raises(ValueError, match="unknown bench argument 'epochs'"):
         bench_config("quick,epochs=3")
+    assert bench_config("quick,reference=no").reference is False
+    assert bench_config("quick,reference=Yes").reference is True
+    with pytest.raises(ValueError, match="reference='maybe': expected bool"):
+        bench_config("quick,reference=maybe")  # not a silent False
+    with pytest.raises(ValueError, match="unknown bench argument 'preset'"):
+        bench_config("quick,preset=full")

@@ -53,7 +53,8 @@ def _rows(loader, batches: int) -> dict[str, np.ndarray]:
 def test_parse_pairs_and_strings():
     assert mixture.parse("a/x:0.5, b:1") == [("a/x", 0.5), ("b", 1.0)]
     assert mixture.parse([("a", 1), ("b", 3)]) == [("a", 1.0), ("b", 3.0)]
-    for bad, match in (("a:0", "must be > 0"), ("a", "NAME:WEIGHT"), ([("a", 1), ("a", 2)], "twice"),
+    for bad, match in (("a:0", "must be > 0"), ("a:inf", "finite"), ("a:abc", "of 'a' must be a number"),
+                       ("a", "NAME:WEIGHT"), ([("a", 1), ("a", 2)], "twice"),
                        ([("a", 1, 2)], "pair")):
         with pytest.raises(ValueError, match=match):
             mixture.parse(bad)
@@ -161,6 +162,28 @@ def test_export_of_a_mixture_run_is_refused(data_dir, tmp_path):
     np.savez(tmp_path / "ledger.npz", first_kept=np.zeros(258, np.int32))
     with pytest.raises(ExportError, match="mixture of 2 datasets"):
         export_subset(str(tmp_path), str(tmp_path / "out"))
+
+
+def test_the_bench_reads_a_mixture_runs_first_dataset_whole(data_dir, tmp_path):
+    """Images, labels, ids and reports of one dataset, paired as stored (the bench once read
+    images from the mixture and reports from `data.name`)."""
+    import types
+
+    from chexficient.data.pipeline import preprocess_image
+    from downstream.config import bench_config
+    from downstream.suite import Bench
+
+    run_data = _config(data_dir, mix=((MICRO, 0.5), (NIH, 0.5)), name=NIH).to_dict()
+    encoders = types.SimpleNamespace(config=ml_collections.ConfigDict(dict(data=run_data)),
+                                     image_size=64)
+    split = Bench(bench_config("quick,max_eval=24,splits=test"), str(tmp_path)).data_for(
+        encoders).split("test")
+    stored = {r["id"].decode(): r for r in registry.data_source(MICRO, "test", data_dir)}
+    assert len(split.ids) == 24 and set(split.ids) <= set(stored)
+    for i, record_id in enumerate(split.ids):
+        np.testing.assert_array_equal(split.labels[i], stored[record_id]["labels"])
+        assert split.reports[i] == stored[record_id]["report"].decode()
+    np.testing.assert_allclose(split.images[0], preprocess_image(stored[split.ids[0]]["image"], 64))
 
 
 def test_pool_fields_match_the_decoded_records(data_dir):

@@ -88,6 +88,8 @@ def test_experiment_arguments_select_pool_and_scale():
     assert load_config("experiments/small", "clean,seeds=1").seeds == (0,)
     with pytest.raises(ValueError, match="'bogus'"):
         load_config("experiments/small", "bogus")
+    with pytest.raises(ValueError, match="quickstart experiment takes no arguments"):
+        load_config("experiments/quickstart", "bogus")
     with pytest.raises(ValueError, match="unknown experiment 'nope'"):
         run_quickstart("unused", experiment="nope:clean")
 

@@ -114,11 +114,28 @@ def test_curate_phase_scores_its_own_batch_and_resumes_bitwise(micro, tmp_path, 
                                   ledger["first_kept"])
 
 
+def test_a_subset_smaller_than_a_batch_keeps_the_curation_for_a_smaller_batch(micro, tmp_path):
+    workdir = str(tmp_path / "run")
+    config = lambda batch: micro_config(micro, "chexficient", batch_size=batch,  # noqa: E731
+                                        **{"curator.prototypes.warmup_batches": 1})
+    with pytest.raises(ValueError, match="fewer than one batch of 128.*curate_batch_size=128"):
+        train(config(128), workdir)
+    assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["2"]  # whole, no temporary left
+    smaller = config(16)
+    smaller.schedule.curate_batch_size = 128  # the batch it scored: the curator's state fits
+    summary = train(smaller, workdir)  # resumes after the curation epoch, on its subset
+    kept = int(np.sum(np.load(f"{workdir}/ledger.npz")["first_kept"] >= 0))
+    assert kept < 128 and summary["step"] == 2 + round(1 * kept / 16)
+
+
 def test_incompatible_or_corrupt_workdir_is_refused(micro, curated_run, tmp_path):
     workdir = str(tmp_path / "copy")
     shutil.copytree(curated_run[0], workdir)
+    saved = open(f"{workdir}/config.json").read()
     with pytest.raises(CheckpointError, match="model.image.width"):
         train(micro_config(micro, "chexficient", **{"model.image.width": 32}), workdir)
+    assert open(f"{workdir}/config.json").read() == saved  # the refused config is not recorded
+    load_model(workdir)  # so the run still loads
     latest = max(int(n) for n in os.listdir(f"{workdir}/checkpoints") if n.isdigit())
     for root, _, files in os.walk(f"{workdir}/checkpoints/{latest}/train"):
         for name in files:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 import os
 from typing import Any, Sequence
 
@@ -60,9 +61,13 @@ def parse(mixture: Any) -> list[tuple[str, float]]:
     for pair in pairs:
         if len(pair) != 2:
             raise ValueError(f"mixture item {pair!r} must be a (name, weight) pair")
-        name, weight = str(pair[0]), float(pair[1])
-        if not weight > 0:
-            raise ValueError(f"mixture weight of {name!r} must be > 0, got {weight}")
+        name = str(pair[0])
+        try:
+            weight = float(pair[1])
+        except (TypeError, ValueError):
+            raise ValueError(f"mixture weight of {name!r} must be a number, got {pair[1]!r}") from None
+        if not 0 < weight < math.inf:
+            raise ValueError(f"mixture weight of {name!r} must be > 0 and finite, got {weight}")
         out.append((name, weight))
     names = [name for name, _ in out]
     if len(set(names)) != len(names):

@@ -9,7 +9,8 @@ import ml_collections
 
 
 def get_config(arg=None):
-    del arg
+    if arg:
+        raise ValueError(f"the quickstart experiment takes no arguments, got {arg!r}")
     return ml_collections.ConfigDict(dict(
         dataset="synthetic_cxr/tiny", preset="tiny,batch_size=64,epochs=6",
         reference="tiny,batch_size=64,epochs=6", seeds=(0,), milestones=0.05,
