@@ -129,6 +129,12 @@ class Checkpointer:
                 train=ocp.args.StandardRestore(abstract_train),
                 data=ocp.args.JsonRestore()))
         except Exception as e:
+            if "not compatible with the stored shape" in str(e):  # readable, but shaped otherwise
+                raise CheckpointError(
+                    f"checkpoint {where} holds state of other shapes than this config builds: a "
+                    "curated run's state is shaped by the rows it scores a step, so set "
+                    "batch_size and schedule.curate_batch_size back to the run's "
+                    f"({type(e).__name__}: {e})") from e
             raise CheckpointError(f"checkpoint {where} is corrupt or incomplete: "
                                   f"{type(e).__name__}: {e}") from e
         return restored["model"], restored["train"], restored["data"], meta

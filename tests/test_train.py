@@ -121,6 +121,8 @@ def test_a_subset_smaller_than_a_batch_keeps_the_curation_for_a_smaller_batch(mi
     with pytest.raises(ValueError, match="fewer than one batch of 128.*curate_batch_size=128"):
         train(config(128), workdir)
     assert sorted(os.listdir(f"{workdir}/checkpoints")) == ["2"]  # whole, no temporary left
+    with pytest.raises(CheckpointError, match="shaped by the rows it scores a step"):
+        train(config(16), workdir)  # its curator's state holds 128-row arrays
     smaller = config(16)
     smaller.schedule.curate_batch_size = 128  # the batch it scored: the curator's state fits
     summary = train(smaller, workdir)  # resumes after the curation epoch, on its subset
