@@ -261,7 +261,10 @@ def budget_count(budget: float, pool_size: int) -> int:
     """A budget below 1 is a fraction of the pool, from 1 up a record count."""
     if budget <= 0:
         raise ValueError("schedule.budget must be > 0 for an offline subset (fraction or count)")
-    return int(round(budget * pool_size)) if budget < 1 else min(int(budget), pool_size)
+    if budget >= 1 and int(budget) > pool_size:
+        raise ValueError(f"schedule.budget={budget:g} records, but the pool holds {pool_size}: "
+                         "give at most that many, or a fraction below 1")
+    return int(round(budget * pool_size)) if budget < 1 else int(budget)
 
 
 def offline_subset(config: ml_collections.ConfigDict, pool_size: int, reference_embed) -> np.ndarray:

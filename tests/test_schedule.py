@@ -55,6 +55,9 @@ def test_total_steps_ends_a_curated_run_at_that_step(scored):
     offline.schedule.update(name="offline", offline="random", budget=0.25)
     offline.total_steps = 12
     assert [(p.name, p.end_step) for p in make(offline).phases()] == [("subset", 12)]
+    offline.schedule.budget = 3000  # more records than the pool's 2,048: said, not clamped
+    with pytest.raises(ValueError, match="budget=3000 records, but the pool holds 2048"):
+        make(offline)
 
 
 def test_curate_batch_needs_a_curating_schedule_and_fits_the_pool():
