@@ -24,6 +24,7 @@ class MetricWriter:
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.path = os.path.join(workdir, "metrics.jsonl")
+        _drop_torn_tail(self.path)
         self._file = open(self.path, "a", buffering=1)
         self._tb = None
         if tensorboard:
@@ -42,6 +43,17 @@ class MetricWriter:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+def _drop_torn_tail(path: str) -> None:
+    """Cuts off a last line a killed process left half-written (no newline), so that a resumed
+    run's rows start on a line of their own and the file stays valid JSONL."""
+    if not os.path.exists(path):
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 def read_metrics(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -258,7 +258,9 @@ def _metric_rows(workdir: str) -> list[dict]:
     path = os.path.join(workdir, "metrics.jsonl")
     if not os.path.exists(path):
         return []
-    return [json.loads(line) for line in open(path).read().splitlines() if line.strip()]
+    # The run writes while this reads: what follows the last newline is a row still being written.
+    lines = open(path).read().split("\n")[:-1]
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _saving_step(workdir: str) -> int:

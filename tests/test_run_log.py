@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from chexficient.run_log import Throughput
+from chexficient.run_log import MetricWriter, Throughput, read_metrics
 
 
 def test_throughput_counts_pairs_since_last_call_and_excludes_paused_time():
@@ -33,3 +33,14 @@ def test_throughput_counts_each_phase_at_its_own_batch():
     second = meter.measure(6)
     assert second["perf/pairs_per_s"] == pytest.approx(
         32 / (second["perf/train_s"] - out["perf/train_s"]))
+
+
+def test_a_row_torn_by_a_kill_is_cut_before_the_resumed_run_appends(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 4.0}\n{"step": 2, "lo')  # killed mid-row
+    writer = MetricWriter(str(tmp_path), tensorboard=False)
+    writer.write(2, {"loss": 3.5})
+    writer.close()
+    assert path.read_text() == '{"step": 1, "loss": 4.0}\n{"step": 2, "loss": 3.5}\n'
+    steps, losses = read_metrics(str(path))["loss"]
+    assert steps.tolist() == [1, 2] and losses.tolist() == [4.0, 3.5]
