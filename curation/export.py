@@ -104,7 +104,6 @@ def load_subset(path: str, split: str = SUBSET_SPLIT):
 def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
     """Writes OUT (see module doc) atomically; returns the contents of subset.json."""
     import ml_collections
-    import tensorflow_datasets as tfds
 
     from chexficient.checkpoint import find_checkpoint_dir
     from chexficient.data import mixture
@@ -120,7 +119,7 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
                           "an export holds the records of one dataset")
     part = parts[0]  # the records the run's pool positions index (an exported subset's too)
     builder = part.builder
-    source = tfds.builder_from_directory(part.records_dir).as_data_source(part.records_split)
+    source = part.data_source()
     positions = np.flatnonzero(ledger["first_kept"] >= 0)
     if positions.size == 0:
         raise ExportError(f"run {workdir!r} kept no record: its ledger is empty")

@@ -45,6 +45,10 @@ class Part:
     records_dir: str
     records_split: str
 
+    def data_source(self):
+        """Random access to the part's decoded records (`tfds.data_source` of where they are)."""
+        return tfds.builder_from_directory(self.records_dir).as_data_source(self.records_split)
+
 
 def parse(mixture: Any) -> list[tuple[str, float]]:
     """(name, weight) pairs from a sequence of pairs or a "name:weight,name:weight" string."""
@@ -173,8 +177,7 @@ class PoolSource:
 
     def __init__(self, parts_: Sequence[Part]):
         self.parts = list(parts_)
-        self._sources = [tfds.builder_from_directory(p.records_dir).as_data_source(p.records_split)
-                         for p in self.parts]
+        self._sources = [p.data_source() for p in self.parts]
 
     def __len__(self) -> int:
         return sum(p.size for p in self.parts)
