@@ -271,8 +271,12 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     phases = plan.phases()
     phase_index, data_state = 0, None
     if checkpointer.latest_step() is not None:
-        model_state, train_state, data, meta = checkpointer.restore(
-            abstract["params"], {k: v for k, v in abstract.items() if k != "params"}, config)
+        try:
+            model_state, train_state, data, meta = checkpointer.restore(
+                abstract["params"], {k: v for k, v in abstract.items() if k != "params"}, config)
+        except ckpt_lib.CheckpointError:
+            checkpointer.close()  # a refused resume leaves no manager (and its event loop) open
+            raise
         state = dict(train_state, params=model_state)
         flops.load(meta.get("flops", {}))
         restored_step = int(state["step"])
