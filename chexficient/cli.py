@@ -7,10 +7,21 @@ file only dispatches, importing the target lazily so that unrelated flags never 
 from __future__ import annotations
 
 import importlib
+import linecache
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
 
 from chexficient import allocator, compilation_cache
+
+TRACEBACK_ENV = "CHEXFICIENT_TRACEBACK"
+"""Set to 1 to see the full traceback of an error the command reports in one paragraph."""
+
+_ROOT = Path(__file__).resolve().parent.parent
+_OWN = tuple(str(_ROOT / package) + os.sep
+             for package in ("chexficient", "pretrain", "curation", "downstream", "configs"))
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("chexficient.data.commands", "Build, show and describe datasets."),
@@ -46,6 +57,71 @@ def quiet_by_default(command_main: Callable[[list[str]], int | None]
     return run
 
 
+def user_error(error: Exception) -> str | None:
+    """The message of an error the user can act on, or None for one that needs its traceback.
+
+    The user's errors are the ones this project raises on purpose (a `raise` statement in its
+    own code, whatever the type) and a config file that failed to load; anything else (a bug,
+    a library's failure) keeps its traceback.
+    """
+    tb = _innermost(error)
+    if tb is None:
+        return None
+    filename = tb.tb_frame.f_code.co_filename
+    if f"ml_collections{os.sep}config_flags" in filename and isinstance(error, OSError):
+        return f"the config file did not load: {str(error).strip().splitlines()[-1].strip()}"
+    if not filename.startswith(_OWN) or not linecache.getline(
+            filename, tb.tb_lineno).lstrip().startswith("raise"):
+        return None
+    message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    cause = error.__cause__
+    if cause is not None and str(cause) and str(cause) not in message:
+        message += f"\n  caused by {type(cause).__name__}: {cause}"
+    return message
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with its errors in one paragraph: a config file's error as its last
+    line rather than its traceback, and a `--config.X` override naming no field of the config
+    as that flag and ml_collections' guess."""
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        message = str(error)
+        if "Traceback (most recent call last):" in message:
+            head = message.split("Traceback (most recent call last):")[0].strip()
+            message = f"{head} {message.strip().splitlines()[-1].strip()}"
+    except (AttributeError, KeyError) as error:
+        tb = _innermost(error)
+        if tb is None or "ml_collections" not in tb.tb_frame.f_code.co_filename:
+            raise
+        message = _unknown_config_field(error, argv)
+    print(f"{argv[0]}: error: {message}\n`{argv[0]} --help` lists its flags.", file=sys.stderr)
+    sys.exit(2)
+
+
+def _innermost(error: BaseException) -> TracebackType | None:
+    """The frame an exception was raised in (None if it was never raised)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb
+
+
+def _unknown_config_field(error: Exception, argv: list[str]) -> str:
+    """'--config.a.b: the config has no field b' from ml_collections' KeyError."""
+    inner = error.args[0] if error.args else error
+    text = str(inner.args[0]) if isinstance(inner, KeyError) and inner.args else str(inner)
+    key, _, hint = text.partition("\n")
+    key = key.strip("'\"")
+    overrides = [arg.split("=", 1)[0] for arg in argv if arg.startswith("--config.")]
+    named = [flag for flag in overrides if key in flag[len("--config."):].split(".")]
+    where = named[0] if named else "a --config override"
+    return f"{where}: the config has no field {key!r}" + (f" ({hint.strip()})" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl.
 
@@ -73,7 +149,16 @@ def main(argv: list[str] | None = None) -> None:
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
-    app.run(quiet_by_default(module.main), argv=[f"chexficient {command}"] + argv[2:])
+    try:
+        app.run(quiet_by_default(module.main), argv=[f"chexficient {command}"] + argv[2:],
+                flags_parser=parse_flags)
+    except Exception as error:  # noqa: BLE001  (reported in one paragraph, or re-raised)
+        message = user_error(error)
+        if message is None or os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(f"chexficient {command}: error: {message}\n({TRACEBACK_ENV}=1 shows where it "
+              "was raised)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
