@@ -131,7 +131,7 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
     def embed(p, b, gdef=graphdef):
         m = nnx.merge(gdef, p)
         img, txt = m(b["image"], b["tokens"], b["text_mask"])
-        return img, txt, m.logit_scale.value, m.logit_bias.value
+        return img, txt, m.logit_scale[...], m.logit_bias[...]
 
     def forward(p, b):
         """((img, txt, scale, bias), (patch tokens, word tokens) or None when the term is off)."""
@@ -139,7 +139,7 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
             return embed(p, b), None
         m = nnx.merge(graphdef, p)
         img, txt, patches, words = m.encode_tokens(b["image"], b["tokens"], b["text_mask"])
-        return (img, txt, m.logit_scale.value, m.logit_bias.value), (patches, words)
+        return (img, txt, m.logit_scale[...], m.logit_bias[...]), (patches, words)
 
     def loss_on_rows(p, b, weights):
         """(loss, metrics): the global loss, plus the weighted token alignment term if on."""
@@ -159,7 +159,7 @@ def build_steps(config: ml_collections.ConfigDict, graphdef, tx: optax.GradientT
         updates, opt = tx.update(grads, state["opt"], state["params"])
         lr = optimizer.learning_rate(optim_cfg, state["step"], state["total_steps"])
         params = jax.tree.map(lambda p, u: p - lr * u, state["params"], updates)
-        metrics.update(lr=lr, grad_norm=optax.global_norm(grads))
+        metrics.update(lr=lr, grad_norm=optax.tree.norm(grads))
         return dict(state, params=params, opt=opt, step=state["step"] + 1), metrics
 
     def full(state, b):

@@ -8,6 +8,7 @@ training on the records the ledger holds). CheXficient's schedule is curate-then
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -45,6 +46,19 @@ def note(message: str) -> None:
     the first process only: what a run shows besides warnings at the default verbosity."""
     if jax.process_index() == 0:
         run_log.note(message)
+
+
+@contextlib.contextmanager
+def closed_on_error(*resources):
+    """Closes `resources` (those not None) if the block raises, then re-raises: a run that
+    ends in an error leaves no metrics file, event writer or checkpoint manager open."""
+    try:
+        yield
+    except BaseException:
+        for resource in resources:
+            if resource is not None:
+                resource.close()
+        raise
 
 
 def stop_run(reason: str, step: int, checkpointer: ckpt_lib.Checkpointer) -> None:
@@ -323,81 +337,82 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                                 batch_size=batch, enabled=config.progress and jax.process_index() == 0)
     throughput = run_log.Throughput(step=step, batch_size=batch)
     stopped_early = False
-    while phase_index < len(phases):
-        phase = phases[phase_index]
-        try:
-            indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
-        except ValueError:  # a subset too small to train: the curation's checkpoint lands first,
-            checkpointer.wait()  # so a run with a smaller batch resumes from it
-            raise
-        end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(indices)
-        if phase.name == "subset" and indices is not None:
-            state["total_steps"] = jax.device_put(np.asarray(end_step, np.int32),
-                                                  shardings["total_steps"])
-            progress.set_total(end_step)
-        rows = plan.phase_batch(phase.name)
-        note(f"phase {phase_index + 1}/{len(phases)} {phase.name}: steps {step} -> {end_step}"
-             + (f", on the {len(indices)} records kept" if indices is not None else "")
-             + (f", scoring {rows} rows a step" if rows != batch else ""))
-        throughput.set_batch_size(step, rows)
-        progress.batch_size = rows
-        it = iter(loader(indices, phase_index, rows))
-        if data_state:
-            it.set_state(data_state)
-        data_state = None
-        pending = None  # metrics of the step before: read one step late so the host never waits
-        while step < end_step:
-            b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
-            spent_before = flops.spent()
-            given = steps_lib.step_input(phase.name, state)
-            step_fn = flops.compiled(phase.name, step_fns[phase.name], given, b)
-            out, metrics = step_fn(given, b)
-            state = steps_lib.step_output(phase.name, state, out)
-            step += 1
-            if milestones is not None:
-                milestones.maybe_save(step, spent_before, flops.spent(), state["params"])
-            if pending is not None:
-                last_metrics = check_finite(pending, step - 1, checkpointer)
-            pending = metrics
-            is_last = step == end_step and phase_index == len(phases) - 1
-            if step % config.log_every_steps == 0 or is_last:
-                last_metrics = check_finite(pending, step, checkpointer)
-                if writer:
-                    writer.write(step, {**last_metrics, **flops.metrics(step),
-                                        **throughput.measure(step)})
-                if watch and (message := watch.update(step, last_metrics)):
-                    note(message)
-            if config.eval.every_steps and (step % config.eval.every_steps == 0 or is_last):
-                with throughput.paused():
-                    val = evaluate()
-                if writer:
-                    writer.write(step, val)
-                note(f"step {step} evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
-                last_metrics.update(val)
-            if checkpointer.should_save(step) or step == end_step:
-                check_finite(pending, step, checkpointer)
-                if not bool(params_finite(state["params"])):
-                    stop_run("parameters became NaN or infinite", step, checkpointer)
-                meta = dict(fingerprint=ckpt_lib.fingerprint(config),
-                            phase_index=phase_index + (step == end_step), data_phase=phase_index,
-                            flops=flops.state())
-                with throughput.paused():
-                    checkpointer.save(step, state["params"],
-                                      {k: v for k, v in state.items() if k != "params"},
-                                      {"states": parallel.gather_json(it.get_state())}, meta,
-                                      force=True)
-                note(f"step {step}: checkpoint saved to {checkpointer.directory}/{step}")
-            progress.update(step, last_metrics)
-            if stop_at_step is not None and step >= stop_at_step:
-                note(f"stopped at step {step} (--stop_at_step); the same command resumes")
-                stopped_early = True
+    with closed_on_error(progress, writer, milestones, checkpointer):
+        while phase_index < len(phases):
+            phase = phases[phase_index]
+            try:
+                indices = plan.phase_indices(phase.name, parallel.to_host(state["ledger"]))
+            except ValueError:  # a subset too small to train: the curation's checkpoint lands first,
+                checkpointer.wait()  # so a run with a smaller batch resumes from it
+                raise
+            end_step = phase.end_step if phase.end_step >= 0 else plan.subset_end_step(indices)
+            if phase.name == "subset" and indices is not None:
+                state["total_steps"] = jax.device_put(np.asarray(end_step, np.int32),
+                                                      shardings["total_steps"])
+                progress.set_total(end_step)
+            rows = plan.phase_batch(phase.name)
+            note(f"phase {phase_index + 1}/{len(phases)} {phase.name}: steps {step} -> {end_step}"
+                 + (f", on the {len(indices)} records kept" if indices is not None else "")
+                 + (f", scoring {rows} rows a step" if rows != batch else ""))
+            throughput.set_batch_size(step, rows)
+            progress.batch_size = rows
+            it = iter(loader(indices, phase_index, rows))
+            if data_state:
+                it.set_state(data_state)
+            data_state = None
+            pending = None  # metrics of the step before: read one step late so the host never waits
+            while step < end_step:
+                b = parallel.host_to_global({k: v for k, v in next(it).items() if k in BATCH_KEYS}, mesh)
+                spent_before = flops.spent()
+                given = steps_lib.step_input(phase.name, state)
+                step_fn = flops.compiled(phase.name, step_fns[phase.name], given, b)
+                out, metrics = step_fn(given, b)
+                state = steps_lib.step_output(phase.name, state, out)
+                step += 1
+                if milestones is not None:
+                    milestones.maybe_save(step, spent_before, flops.spent(), state["params"])
+                if pending is not None:
+                    last_metrics = check_finite(pending, step - 1, checkpointer)
+                pending = metrics
+                is_last = step == end_step and phase_index == len(phases) - 1
+                if step % config.log_every_steps == 0 or is_last:
+                    last_metrics = check_finite(pending, step, checkpointer)
+                    if writer:
+                        writer.write(step, {**last_metrics, **flops.metrics(step),
+                                            **throughput.measure(step)})
+                    if watch and (message := watch.update(step, last_metrics)):
+                        note(message)
+                if config.eval.every_steps and (step % config.eval.every_steps == 0 or is_last):
+                    with throughput.paused():
+                        val = evaluate()
+                    if writer:
+                        writer.write(step, val)
+                    note(f"step {step} evaluation: " + ", ".join(f"{k} {v:.3f}" for k, v in val.items()))
+                    last_metrics.update(val)
+                if checkpointer.should_save(step) or step == end_step:
+                    check_finite(pending, step, checkpointer)
+                    if not bool(params_finite(state["params"])):
+                        stop_run("parameters became NaN or infinite", step, checkpointer)
+                    meta = dict(fingerprint=ckpt_lib.fingerprint(config),
+                                phase_index=phase_index + (step == end_step), data_phase=phase_index,
+                                flops=flops.state())
+                    with throughput.paused():
+                        checkpointer.save(step, state["params"],
+                                          {k: v for k, v in state.items() if k != "params"},
+                                          {"states": parallel.gather_json(it.get_state())}, meta,
+                                          force=True)
+                    note(f"step {step}: checkpoint saved to {checkpointer.directory}/{step}")
+                progress.update(step, last_metrics)
+                if stop_at_step is not None and step >= stop_at_step:
+                    note(f"stopped at step {step} (--stop_at_step); the same command resumes")
+                    stopped_early = True
+                    break
+            if stopped_early:
                 break
-        if stopped_early:
-            break
-        phase_index += 1
-        ledger = parallel.to_host(state["ledger"])
-        if jax.process_index() == 0 and plan.name != "full":  # a full run selects nothing
-            save_ledger(workdir, ledger)
+            phase_index += 1
+            ledger = parallel.to_host(state["ledger"])
+            if jax.process_index() == 0 and plan.name != "full":  # a full run selects nothing
+                save_ledger(workdir, ledger)
     progress.close()
     checkpointer.close()
     if milestones is not None:
