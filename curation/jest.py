@@ -37,40 +37,41 @@ def learnability_matrix(embeddings: Embeddings, logit_scale: float, logit_bias: 
     return scores
 
 
-def joint_sample(scores: jax.Array, candidates: jax.Array, n_chunks: int, per_chunk: int,
-                 temperature: float, rng: jax.Array) -> jax.Array:
-    """JEST's chunked sequential sampling of n_chunks * per_chunk rows; returns the keep mask."""
-    own = jnp.diagonal(scores)
-    rngs = jax.random.split(rng, n_chunks)
+def chunk_sizes(target: int, n_chunks: int) -> list[int]:
+    """`target` rows in at most `n_chunks` chunks as even as possible (the first ones larger)."""
+    n = max(1, min(n_chunks, target))
+    return [target // n + (i < target % n) for i in range(n)]
 
-    def chunk(i, taken):
+
+def joint_sample(scores: jax.Array, candidates: jax.Array, sizes: list[int],
+                 temperature: float, rng: jax.Array) -> jax.Array:
+    """JEST's chunked sequential sampling: chunk i draws sizes[i] rows; returns the keep mask."""
+    own = jnp.diagonal(scores)
+    taken = jnp.zeros_like(candidates)
+    for size, key in zip(sizes, jax.random.split(rng, len(sizes))):
         taken_f = taken.astype(scores.dtype)
         logits = own + scores @ taken_f + scores.T @ taken_f
-        return taken | top_k_keep(logits, per_chunk, candidates & ~taken, rngs[i], temperature)
-
-    return jax.lax.fori_loop(0, n_chunks, chunk, jnp.zeros_like(candidates))
+        taken = taken | top_k_keep(logits, size, candidates & ~taken, key, temperature)
+    return taken
 
 
 def jest(filter_ratio: float = 0.8, n_chunks: int = 16, logit_scale: float = 10.0,
          logit_bias: float = -10.0, temperature: float = 1.0) -> Curator:
-    """The JEST curator: keeps about (1 - filter_ratio) of the batch, in n_chunks chunks."""
+    """The JEST curator: keeps round((1 - filter_ratio) * batch) rows (at least one), drawn in
+    n_chunks chunks (fewer when it keeps fewer rows than that)."""
     if not 0.0 <= filter_ratio < 1.0 or n_chunks < 1 or temperature < 0:
         raise ValueError(f"need 0 <= filter_ratio < 1, n_chunks >= 1, temperature >= 0; got "
                          f"{filter_ratio}, {n_chunks}, {temperature}")
 
-    def per_chunk(batch_size: int) -> int:
-        return max(1, round(batch_size * (1.0 - filter_ratio)) // n_chunks)
-
     def capacity(batch_size: int) -> int:
-        return min(batch_size, n_chunks * per_chunk(batch_size))
+        return max(1, round(batch_size * (1.0 - filter_ratio)))
 
     def select(state, embeddings, losses, rng, candidates=None):
         del state, losses
         batch = batch_size_of(embeddings)
         valid = resolve_candidates(candidates, batch)
         scores = learnability_matrix(embeddings, logit_scale, logit_bias)
-        chunks = capacity(batch) // per_chunk(batch)
-        keep = joint_sample(scores, valid, chunks, per_chunk(batch), temperature, rng)
+        keep = joint_sample(scores, valid, chunk_sizes(capacity(batch), n_chunks), temperature, rng)
         kept = keep.astype(scores.dtype)
         return finish(keep, capacity(batch), jnp.diagonal(scores), jnp.full((batch,), -1),
                       learnability_kept=kept @ scores @ kept / jnp.maximum(jnp.sum(kept), 1.0))

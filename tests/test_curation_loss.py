@@ -11,7 +11,7 @@ import pytest
 from curation import make_curator
 from curation.base import joint_embedding
 from curation.combined import combined, masked_zscore
-from curation.jest import jest
+from curation.jest import chunk_sizes as jest_chunk_sizes, jest
 from curation.loss_scores import loss_curator
 from curation.prototypes import PrototypeConfig, assign
 from curation.quantile_rule import OUTLIER, quantile_regions
@@ -93,6 +93,15 @@ def test_jest_prefers_learnable_pairs(temperature, min_share):
     assert int(keep.sum()) == curator.capacity(B) == 40
     assert (kind[np.asarray(keep)] == 0).mean() >= min_share
     assert float(info["learnability_kept"]) > 0
+
+
+@pytest.mark.parametrize("batch", [8, 16, 32, 64, 100, 128])
+def test_jest_keeps_its_share_of_every_batch_size(batch):
+    embeddings = random_embeddings(np.random.default_rng(batch), batch)
+    curator = jest(filter_ratio=0.8, n_chunks=16, temperature=1.0)
+    keep, _ = jax.jit(curator.select)(None, embeddings, {}, jax.random.key(0))
+    assert int(keep.sum()) == curator.capacity(batch) == max(1, round(0.2 * batch))
+    assert jest_chunk_sizes(13, 16) == [1] * 13 and jest_chunk_sizes(20, 16) == [2] * 4 + [1] * 12
 
 
 def test_jest_without_reference_is_hard_learner_selection():
