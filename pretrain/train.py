@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from absl import logging
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -174,6 +175,21 @@ def continue_at(plan: schedule.Plan, phases: list[schedule.Phase], phase_index: 
     return phase_index, new_end
 
 
+def check_eval_split(config: ml_collections.ConfigDict, data_dir: str | None) -> None:
+    """Fails at launch, not at the first evaluation, when a dataset of the run lacks the
+    evaluation split (PadChest and Open-I have only 'train'); warns when the split holds
+    fewer records than one evaluation batch (evaluation then measures nothing)."""
+    try:
+        size = sum(p.size for p in mixture.parts(config.data, config.eval.split, data_dir))
+    except ValueError as e:
+        raise ValueError(f"{e}: the run's evaluation cannot read it; set --config.eval.split to a "
+                         "split every dataset has, or --config.eval.every_steps=0") from None
+    if size < config.eval.batch_size:
+        logging.warning("the %r split has %d records, fewer than eval.batch_size=%d: evaluation "
+                        "will report no metrics (lower --config.eval.batch_size)",
+                        config.eval.split, size, config.eval.batch_size)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
     """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
 
@@ -198,6 +214,9 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
                          f"{config.data.get('mixture') or config.data.name}")
+
+    if config.eval.every_steps:
+        check_eval_split(config, data_dir)
 
     shard = (jax.process_index(), jax.process_count())
     scored = config.schedule.curate_batch_size

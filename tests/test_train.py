@@ -250,6 +250,13 @@ def test_mistyped_config_key_fails_at_launch(tmp_path):
     assert not os.path.exists(tmp_path / "config.json")
 
 
+def test_an_evaluation_split_the_data_lacks_fails_at_launch(micro, tmp_path):
+    config = micro_config(micro, **{"eval.every_steps": 2, "eval.split": "holdout"})
+    with pytest.raises(ValueError, match="has no split 'holdout'.*--config.eval.every_steps=0"):
+        train(config, str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")  # refused before any step
+
+
 def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
     from chexficient.checkpoint import RUN_TOKENIZER
     from chexficient.data.tokenizer import Tokenizer
