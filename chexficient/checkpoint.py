@@ -286,6 +286,9 @@ def load_model(path: str, step: int | None = None):
                                                                  sort_keys=True))
     manager = _reader(ckpt_dir)
     step = manager.latest_step() if step is None else step
+    if step not in manager.all_steps():
+        raise CheckpointError(f"{ckpt_dir} has no checkpoint of step {step}; it has steps "
+                              f"{sorted(manager.all_steps())}")
     try:
         params = manager.restore(step, args=ocp.args.Composite(
             model=ocp.args.StandardRestore(abstract_params)))["model"]

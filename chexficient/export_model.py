@@ -36,12 +36,18 @@ class ExportError(ValueError):
 
 
 def is_export(folder: str) -> bool:
-    """Whether `folder` holds an exported model (its config.json has an `export` section)."""
+    """Whether `folder` is an exported model, or what is left of one: it holds the weights file,
+    or a config.json with an `export` section (`read_export` names a missing file)."""
+    if os.path.isfile(os.path.join(folder, WEIGHTS)):
+        return True
     path = os.path.join(folder, CONFIG)
-    if not os.path.isfile(path) or not os.path.isfile(os.path.join(folder, WEIGHTS)):
+    if not os.path.isfile(path):
         return False
-    with open(path) as f:
-        return json.load(f).get("export", {}).get("format") == FORMAT
+    try:
+        with open(path) as f:
+            return json.load(f).get("export", {}).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):  # not JSON, or not an object: not an export's
+        return False
 
 
 def export_model(workdir: str, out: str, *, step: int | None = None,
@@ -81,6 +87,10 @@ def write_export(model: CLIP, config: ml_collections.ConfigDict, tokenizer, out:
 
 def read_export(folder: str) -> tuple[CLIP, ml_collections.ConfigDict, tokenizer_lib.Tokenizer]:
     """The model, run config (with its `export` section) and tokenizer of an exported folder."""
+    missing = [name for name in (CONFIG, WEIGHTS) if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise ExportError(f"{folder} is an incomplete export: {' and '.join(missing)} missing "
+                          "(write it again with `chexficient export-model`)")
     with open(os.path.join(folder, CONFIG)) as f:
         config = ml_collections.ConfigDict(json.load(f))
     weights = os.path.join(folder, WEIGHTS)

@@ -31,8 +31,9 @@ from chexficient.data import mixture, pipeline
 from chexficient.data.builders._common import (ImageError, ordered_map, read_pixels,
                                                resize_with_pad, to_uint8)
 from downstream import zero_shot as zero_shot_lib
+from chexficient.findings import FINDINGS
 from downstream.data import finding_names
-from downstream.encoders import Encoders
+from downstream.encoders import Encoders, NotApplicable
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm", ".dicom")
 """What a folder given to the commands is searched for (case-insensitive)."""
@@ -138,6 +139,12 @@ class Model:
                        progress: bool = False) -> ImageEmbeddings:
         """Reads and embeds `images`, with a progress bar (items/s) if `progress`; an
         unreadable input is an ImageError naming it, or with `skip_bad` a Skipped entry."""
+        return self._read_and_map(images, self.encoders.embed_images, self.embed_dim,
+                                  skip_bad=skip_bad, progress=progress)
+
+    def _read_and_map(self, images: Sequence, fn, width: int, *, skip_bad: bool,
+                      progress: bool) -> ImageEmbeddings:
+        """`fn` (model inputs [B, S, S, 1] -> [B, width]) over the readable `images`."""
         from tqdm.auto import tqdm
 
         images = _as_list(images)
@@ -145,14 +152,13 @@ class Model:
         with tqdm(total=len(images), unit="image", disable=not progress, dynamic_ncols=True) as bar:
             for batch, positions, bad in self.batches(images, skip_bad=skip_bad):
                 if len(batch):
-                    out.append(self.encoders.embed_images(batch))
+                    out.append(fn(batch))
                 kept += positions
                 skipped += bad
                 bar.update(len(positions) + len(bad))
                 if skipped:
                     bar.set_postfix(skipped=len(skipped), refresh=False)
-        dim = self.embed_dim
-        return ImageEmbeddings(np.concatenate(out) if out else np.zeros((0, dim), np.float32),
+        return ImageEmbeddings(np.concatenate(out) if out else np.zeros((0, width), np.float32),
                                np.asarray(kept, np.int64), skipped)
 
     def embed_images(self, images: Sequence, *, progress: bool = False) -> np.ndarray:
@@ -160,7 +166,12 @@ class Model:
         return self.read_and_embed(images, progress=progress).embeddings
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """[N, D] unit-norm embeddings of reports or prompts."""
+        """[N, D] unit-norm embeddings of reports or prompts (not for a supervised model: its
+        text tower is never trained)."""
+        if self.encoders.supervised:
+            raise NotApplicable("this is a supervised model: its text tower was never trained, so "
+                                "it embeds no text and retrieves none; its zero-shot scores come "
+                                "from its classifier head (zero_shot)")
         texts = [texts] if isinstance(texts, str) else list(texts)
         if not texts:
             return np.zeros((0, self.embed_dim), np.float32)
@@ -175,13 +186,45 @@ class Model:
                              labels: Sequence[str] | None = None,
                              prompts: Sequence[tuple[str, str]] | None = None, *,
                              scale: float = 1.0) -> np.ndarray:
-        """[N, L] probabilities from image embeddings: as `zero_shot`, without reading images."""
-        names = list(labels) if labels else finding_names(())
-        pairs = [tuple(p) for p in prompts] if prompts else None
-        if pairs and any(len(p) != 2 for p in pairs):
-            raise ValueError(f"prompts must be (positive, negative) template pairs, got {pairs}")
-        emb = zero_shot_lib.prompt_embeddings(self, names, pairs)
-        return zero_shot_lib.probabilities(np.asarray(image_embeddings), emb, scale)
+        """[N, L] probabilities from image embeddings [N, D]: as `zero_shot`, without reading
+        images (a CLIP model only: a supervised model answers from the images)."""
+        if self.encoders.supervised:
+            raise NotApplicable("a supervised model's zero-shot scores come from its classifier "
+                                "head on the images, not from embeddings: use zero_shot(images)")
+        image_embeddings = np.asarray(image_embeddings)
+        if image_embeddings.ndim != 2 or image_embeddings.shape[1] != self.embed_dim:
+            raise ValueError(f"image embeddings must be [N, {self.embed_dim}], got "
+                             f"{image_embeddings.shape}")
+        if not np.isfinite(scale):
+            raise ValueError(f"scale must be a finite number, got {scale}")
+        emb = zero_shot_lib.prompt_embeddings(self, label_names(labels), prompt_pairs(prompts))
+        return zero_shot_lib.probabilities(image_embeddings, emb, scale)
+
+    def read_and_score(self, images: Sequence, labels: Sequence[str] | None = None,
+                       prompts: Sequence[tuple[str, str]] | None = None, *, scale: float = 1.0,
+                       skip_bad: bool = False, progress: bool = False) -> ImageEmbeddings:
+        """As `read_and_embed`, with each kept image's zero-shot probabilities [n_kept, L] in
+        place of its embedding: a CLIP model's prompts, a supervised model's own head."""
+        if not self.encoders.supervised:
+            names, pairs = label_names(labels), prompt_pairs(prompts)  # checked before reading
+            result = self.read_and_embed(images, skip_bad=skip_bad, progress=progress)
+            return dataclasses.replace(result, embeddings=self.zero_shot_embeddings(
+                result.embeddings, names, pairs, scale=scale))
+        columns = self._head_columns(label_names(labels), prompts, scale)
+        return self._read_and_map(images, lambda batch: self.encoders.classify(batch)[:, columns],
+                                  len(columns), skip_bad=skip_bad, progress=progress)
+
+    def _head_columns(self, names: list[str], prompts, scale: float) -> list[int]:
+        """The supervised head's outputs for `names` (its findings, in any case)."""
+        if prompts or scale != 1.0:
+            raise NotApplicable("a supervised model answers with its classifier head: prompts "
+                                "and scale do not apply to it")
+        index = {finding.lower(): i for i, finding in enumerate(FINDINGS)}
+        unknown = [name for name in names if name.lower() not in index]
+        if unknown:
+            raise NotApplicable(f"a supervised model scores only the findings of its head; "
+                                f"{unknown} are not among {list(FINDINGS)}")
+        return [index[name.lower()] for name in names]
 
     def zero_shot(self, images: Sequence, labels: Sequence[str] | None = None,
                   prompts: Sequence[tuple[str, str]] | None = None, *, scale: float = 1.0,
@@ -192,15 +235,18 @@ class Model:
         bench and CheXzero; `model.logit_scale` for the training temperature). Default labels:
         the bench's findings (the 14 CheXpert observations less No Finding); default prompts:
         the bench's (`zero_shot.RADIOLOGY_PROMPTS` for those findings, CheXzero's pair for
-        others)."""
-        return self.zero_shot_embeddings(self.embed_images(images, progress=progress),
-                                         labels, prompts, scale=scale)
+        others). A supervised model answers with its classifier head, as the bench does."""
+        return self.read_and_score(_as_list(images), labels, prompts, scale=scale,
+                                   progress=progress).embeddings
 
     def retrieve(self, images: Sequence, texts: Sequence[str], k: int = 5, *,
                  progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The `k` texts closest to each image: indices into `texts` [N, k] and cosine
         similarities [N, k], best first (ties keep text order)."""
-        return top_k(self.embed_images(images, progress=progress), self.embed_texts(texts), k)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        text_embeddings = self.embed_texts(texts)  # before the images: it may not apply
+        return top_k(self.embed_images(images, progress=progress), text_embeddings, k)
 
 
 def top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -210,6 +256,37 @@ def top_k(queries: np.ndarray, keys: np.ndarray, k: int) -> tuple[np.ndarray, np
     sims = queries @ keys.T
     order = np.argsort(-sims, axis=1, kind="stable")[:, :min(k, keys.shape[0])]
     return order, np.take_along_axis(sims, order, axis=1)
+
+
+def label_names(labels: Sequence[str] | None) -> list[str]:
+    """The labels to score: the bench's findings for None; a list of non-blank names otherwise."""
+    if labels is None:
+        return finding_names(())
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be a list of names, got the string {labels!r} "
+                        f"(for one label pass [{labels!r}])")
+    names = [str(name).strip() for name in labels]
+    if not names or not all(names):
+        raise ValueError(f"labels must be non-empty names, got {list(labels)!r}")
+    return names
+
+
+def prompt_pairs(prompts: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]] | None:
+    """(positive, negative) template pairs whose only fields are {finding} and {Finding}."""
+    if not prompts:
+        return None
+    if isinstance(prompts, tuple) and len(prompts) == 2 and all(isinstance(p, str) for p in prompts):
+        prompts = [prompts]  # one pair given bare
+    pairs = [tuple(p) for p in prompts]
+    if any(len(p) != 2 or not all(isinstance(t, str) for t in p) for p in pairs):
+        raise ValueError(f"prompts must be (positive, negative) template pairs, got {pairs}")
+    for template in (t for pair in pairs for t in pair):
+        try:
+            template.format(finding="x", Finding="X")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"prompt template {template!r}: only {{finding}} and {{Finding}} may "
+                             f"stand in braces ({type(e).__name__}: {e})") from None
+    return pairs
 
 
 def _as_list(images) -> list:
@@ -226,7 +303,12 @@ def load(path: str, *, step: int | None = None, batch_size: int = 32,
     """The model of a run workdir (checkpoint `step`, default the latest), of its checkpoints/
     directory, or of a folder written by `chexficient export-model`."""
     path = os.fspath(path)
+    if batch_size < 1 or workers < 1:
+        raise ValueError(f"batch_size and workers must be >= 1, got {batch_size} and {workers}")
     if export_model.is_export(path):
+        if step is not None:
+            raise ValueError(f"{path} is an exported model (one step); step={step} applies to a "
+                             "run's checkpoints")
         clip, config, tokenizer = export_model.read_export(path)
         encoders = Encoders(clip, tokenizer, config, batch_size=batch_size)
     else:

@@ -69,6 +69,8 @@ def texts_from_flags() -> list[str]:
     """The non-empty lines of --texts."""
     if not TEXTS.value:
         raise SystemExit("--texts=FILE is required")
+    if not os.path.isfile(TEXTS.value):
+        raise SystemExit(f"--texts={TEXTS.value}: no such file")
     with open(TEXTS.value, encoding="utf-8") as f:
         texts = [line.strip() for line in f if line.strip()]
     if not texts:
@@ -84,12 +86,13 @@ def load_model() -> inference.Model:
                           workers=WORKERS.value)
 
 
-def embed(model: inference.Model, paths: list[str]) -> inference.ImageEmbeddings:
-    """Embeds `paths` with a progress bar, prints the rate; a bad image stops the command
-    naming it unless --skip_bad."""
+def embed(model: inference.Model, paths: list[str], read=None) -> inference.ImageEmbeddings:
+    """Embeds `paths` (or scores them: `read`, default `model.read_and_embed`) with a progress
+    bar, prints the rate; a bad image stops the command naming it unless --skip_bad."""
+    read = read or model.read_and_embed
     start = time.perf_counter()
     try:
-        result = model.read_and_embed(paths, skip_bad=SKIP_BAD.value, progress=True)
+        result = read(paths, skip_bad=SKIP_BAD.value, progress=True)
     except ImageError as e:
         raise SystemExit(f"{e}\n(pass --skip_bad to leave unreadable images out)") from None
     seconds = time.perf_counter() - start

@@ -19,11 +19,14 @@ _K = flags.DEFINE_integer("k", 5, "Texts per image.")
 
 
 def main(argv: list[str]) -> None:
+    if _K.value < 1:
+        raise SystemExit(f"--k must be >= 1, got {_K.value}")
     texts = common.texts_from_flags()
     model = common.load_model()
     paths = common.images_from_flags(argv)
+    text_embeddings = model.embed_texts(texts)  # before the images: a supervised model has none
     result = common.embed(model, paths)
-    order, scores = inference.top_k(result.embeddings, model.embed_texts(texts), _K.value)
+    order, scores = inference.top_k(result.embeddings, text_embeddings, _K.value)
     rows = [[paths[i], rank + 1, int(t), f"{s:.6f}", texts[t]]
             for i, ranked, sims in zip(result.kept, order, scores)
             for rank, (t, s) in enumerate(zip(ranked, sims))]

@@ -7,12 +7,14 @@ findings and prompts unless `--labels` / `--prompt` say otherwise).
 
 from __future__ import annotations
 
+import functools
+import math
 import sys
 
 from absl import flags
 
+from chexficient import inference
 from chexficient import inference_flags as common
-from downstream.data import finding_names
 
 flags.adopt_module_key_flags(common)  # `--help` lists the shared flags
 
@@ -34,19 +36,22 @@ def _prompt_pairs() -> list[tuple[str, str]]:
 
 
 def main(argv: list[str]) -> None:
-    prompts = _prompt_pairs()
+    labels = inference.label_names(_LABELS.value or None)  # checked before any image is read
+    prompts = inference.prompt_pairs(_prompt_pairs())
     if _SCALE.value != "model":
         try:
-            float(_SCALE.value)
+            scale = float(_SCALE.value)
         except ValueError:
-            raise SystemExit(f"--scale must be a number or 'model', got {_SCALE.value!r}") from None
+            scale = float("nan")
+        if not math.isfinite(scale):
+            raise SystemExit(f"--scale must be a finite number or 'model', got {_SCALE.value!r}")
     model = common.load_model()
     paths = common.images_from_flags(argv)
-    result = common.embed(model, paths)
-    labels = _LABELS.value or finding_names(())
-    scale = model.logit_scale if _SCALE.value == "model" else float(_SCALE.value)
-    probs = model.zero_shot_embeddings(result.embeddings, labels, prompts or None, scale=scale)
-    rows = [[paths[i], *(f"{p:.6f}" for p in row)] for i, row in zip(result.kept, probs)]
+    if _SCALE.value == "model":
+        scale = model.logit_scale
+    result = common.embed(model, paths, read=functools.partial(
+        model.read_and_score, labels=labels, prompts=prompts, scale=scale))
+    rows = [[paths[i], *(f"{p:.6f}" for p in row)] for i, row in zip(result.kept, result.embeddings)]
     common.write_csv(common.OUT.value, ["image", *labels], rows)
     common.write_skipped(result)
     print(f"wrote {len(rows)} x {len(labels)} probabilities to {common.OUT.value}",

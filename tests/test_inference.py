@@ -15,6 +15,7 @@ import pytest
 
 from chexficient import inference
 from chexficient.data import pipeline
+from chexficient.checkpoint import CheckpointError
 from chexficient.data.builders._common import ImageError
 from chexficient.export_model import ExportError, export_model
 from tests import real_fixtures as rf
@@ -125,9 +126,56 @@ def test_bad_inputs_are_named_or_skipped_and_listed(model, files, tmp_path):
         model.embed_images(files["png16"])
 
 
+def test_bad_arguments_are_refused_before_any_image_is_read(run, model, tmp_path):
+    gone = [str(tmp_path / "gone.png")]  # reading it would be an ImageError: none is raised
+    with pytest.raises(TypeError, match=r"string 'pneumothorax'.*\['pneumothorax'\]"):
+        model.zero_shot(gone, labels="pneumothorax")
+    for labels in ([], ["effusion", " "]):
+        with pytest.raises(ValueError, match="labels must be non-empty names"):
+            model.zero_shot(gone, labels=labels)
+    with pytest.raises(ValueError, match=r"'\{Findings\}\.'.*KeyError"):
+        model.zero_shot(gone, labels=["effusion"], prompts=[("{Findings}.", "No {finding}.")])
+    pair = ("{Finding} is seen.", "No {finding}.")  # one pair given bare, not in a list
+    np.testing.assert_array_equal(model.zero_shot_embeddings(np.eye(2, model.embed_dim), ["ARDS"], pair),
+                                  model.zero_shot_embeddings(np.eye(2, model.embed_dim), ["ARDS"], [pair]))
+    with pytest.raises(ValueError, match=r"must be \[N, 64\], got \(64,\)"):
+        model.zero_shot_embeddings(np.ones(64), ["effusion"])
+    with pytest.raises(ValueError, match="finite"):
+        model.zero_shot_embeddings(np.eye(2, model.embed_dim), ["effusion"], scale=float("nan"))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        model.retrieve(gone, ["Cardiomegaly."], k=0)
+    with pytest.raises(ValueError, match="batch_size and workers must be >= 1"):
+        inference.load(run, workers=0)
+    with pytest.raises(CheckpointError, match=r"no checkpoint of step 3; it has steps \[4\]"):
+        inference.load(run, step=3)
+
+
+def test_an_incomplete_export_or_a_step_of_one_is_named(run, tmp_path):
+    out = str(tmp_path / "exported")
+    export_model(run, out)
+    with pytest.raises(ValueError, match="exported model.*step=3"):
+        inference.load(out, step=3)
+    os.remove(os.path.join(out, "config.json"))
+    with pytest.raises(ExportError, match="incomplete export: config.json missing"):
+        inference.load(out)
+
+
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "chexficient.cli", *args], cwd=REPO,
                           capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_commands_refuse_bad_flags_in_one_line_before_loading(run, files, tmp_path):
+    image, out = files["png16"], f"--out={tmp_path / 'x.csv'}"
+    for args, message in [
+            (("zeroshot", "--labels=effusion,,edema"), "labels must be non-empty names"),
+            (("zeroshot", "--scale=nan"), "--scale must be a finite number or 'model'"),
+            (("retrieve", "--k=0", f"--texts={tmp_path / 'r.txt'}"), "--k must be >= 1"),
+            (("retrieve", f"--texts={tmp_path / 'gone.txt'}"), "gone.txt: no such file")]:
+        done = _cli(*args, f"--checkpoint={run}", f"--images={image}", out)
+        assert done.returncode != 0 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not os.path.exists(tmp_path / "x.csv")
 
 
 @pytest.mark.slow

@@ -8,11 +8,14 @@ import os
 import numpy as np
 import pytest
 
+from chexficient import inference
+from chexficient.data import registry
+from chexficient.findings import FINDINGS
 from chexficient.quickstart import load_config
 from downstream import zero_shot
 from downstream.config import bench_config
 from downstream.data import BenchData, finding_names
-from downstream.encoders import Encoders
+from downstream.encoders import Encoders, NotApplicable
 from downstream.suite import run_bench
 from pretrain.train import train
 from tests.conftest import micro_config
@@ -45,6 +48,21 @@ def test_supervised_run_spends_its_budget_learns_and_answers_with_its_head(micro
     assert head.shape == (40, 14) and np.all((head > 0) & (head < 1))
     scores = zero_shot.scores(encoders, images, names)  # the bench reads the head, not prompts
     np.testing.assert_array_equal(scores, head[:, 1:])
+    # The inference API answers as the bench does: the head, in any case of the finding's name.
+    model = inference.load(workdir, batch_size=16)
+    source = registry.data_source(micro.name, "test", micro.data_dir)
+    raw = [source[i]["image"] for i in range(6)]
+    probs = model.zero_shot(raw, labels=["pleural effusion", "Cardiomegaly"])
+    head = model.encoders.classify(np.stack([model.preprocess(x) for x in raw]))
+    np.testing.assert_allclose(probs, head[:, [FINDINGS.index("Pleural Effusion"),
+                                               FINDINGS.index("Cardiomegaly")]], rtol=1e-5)
+    for call in (lambda: model.zero_shot(raw, labels=["ARDS"]),
+                 lambda: model.zero_shot(raw, prompts=[("{Finding}.", "No {finding}.")]),
+                 lambda: model.zero_shot_embeddings(model.embed_images(raw)),
+                 lambda: model.embed_texts(["Cardiomegaly."]),
+                 lambda: model.retrieve(raw, ["Cardiomegaly."])):
+        with pytest.raises(NotApplicable):
+            call()
     # Retrieval needs a text tower: the bench says it does not apply, and counts no error.
     config = bench_config("quick,max_train=40,max_eval=40,reference=false")
     config.adapters = ("retrieval",)
