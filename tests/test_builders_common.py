@@ -66,6 +66,25 @@ def test_report_without_findings_or_impression_has_no_text():
     assert parts.text() == ""
 
 
+@pytest.mark.parametrize("header", ["FINDINGS AND IMPRESSION", "FINDINGS/IMPRESSION",
+                                    "IMPRESSION AND FINDINGS", "FINAL IMPRESSION", "SUMMARY"])
+def test_combined_and_final_impression_headers_give_the_report_text(header):
+    parts = _common.parse_report(f" INDICATION: x.\n\n {header}:  Small left pleural effusion.\n")
+    assert parts.impression == parts.text() == "Small left pleural effusion."
+
+
+def test_all_caps_sub_headers_stay_in_their_section():
+    parts = _common.parse_report(
+        " INDICATION: Fever.\n FINDINGS:\n\n LINES/TUBES:  Right PICC tip in the low SVC.\n"
+        " LUNGS:  Small left lower lobe consolidation.\n PLEURA:  Small left pleural effusion.\n"
+        "\n IMPRESSION:\n\n Left lower lobe consolidation.\n HEART: Normal size.\n"
+        " RECOMMENDATION(S):  Follow-up radiograph.\n")
+    assert parts.findings == ("LINES/TUBES: Right PICC tip in the low SVC. LUNGS: Small left "
+                              "lower lobe consolidation. PLEURA: Small left pleural effusion.")
+    assert parts.impression == "Left lower lobe consolidation. HEART: Normal size."
+    assert "Fever" not in parts.text() and "Follow-up" not in parts.text()
+
+
 def test_layout_error_draws_the_tree_and_names_the_first_missing_path(tmp_path):
     layout = _common.Layout("Demo", required=("a.csv", "images/"), optional=("b.csv",),
                             examples=("images/p1/x.jpg",))

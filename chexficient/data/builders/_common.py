@@ -292,7 +292,22 @@ _UNDERSCORE_LINE = re.compile(r"^[ \t]*_{8,}[ \t]*$", re.MULTILINE)
 _HEADER = re.compile(r"^[ \t]*([A-Z][A-Z /&()-]*[A-Z)])[ \t]*:", re.MULTILINE)
 _SECTION_ALIASES = {"FINDING": "FINDINGS", "FINDINGS": "FINDINGS", "IMPRESSION": "IMPRESSION",
                     "IMPRESSIONS": "IMPRESSION", "CONCLUSION": "IMPRESSION",
-                    "CONCLUSIONS": "IMPRESSION", "ADDENDUM": "ADDENDUM"}
+                    "CONCLUSIONS": "IMPRESSION", "FINAL IMPRESSION": "IMPRESSION",
+                    "SUMMARY": "IMPRESSION", "FINDINGS AND IMPRESSION": "IMPRESSION",
+                    "FINDINGS/IMPRESSION": "IMPRESSION", "FINDINGS / IMPRESSION": "IMPRESSION",
+                    "IMPRESSION AND FINDINGS": "IMPRESSION", "ADDENDUM": "ADDENDUM"}
+"""Header -> section; a combined findings-and-impression header is IMPRESSION, as in MIT-LCP's
+MIMIC-CXR section parser (the report text joins both sections either way)."""
+_TOP_LEVEL = frozenset({
+    *_SECTION_ALIASES, "INDICATION", "INDICATIONS", "CLINICAL INDICATION", "HISTORY",
+    "CLINICAL HISTORY", "PATIENT HISTORY", "CLINICAL INFORMATION", "REASON FOR EXAM",
+    "REASON FOR EXAMINATION", "COMPARISON", "COMPARISONS", "COMPARISON EXAM", "COMPARISON FILM",
+    "REFERENCE EXAM", "TECHNIQUE", "EXAMINATION", "EXAM", "TYPE OF EXAMINATION", "NOTIFICATION",
+    "RECOMMENDATION", "RECOMMENDATIONS", "RECOMMENDATION(S)", "WET READ", "DATE", "COMMENT",
+    "PROCEDURE"})
+"""Headers that open a section of their own; any other header after FINDINGS, IMPRESSION or
+ADDENDUM (LUNGS:, PLEURA:, LINES/TUBES:) is a sub-header whose text stays in that section."""
+_BODY_SECTIONS = frozenset(("FINDINGS", "IMPRESSION", "ADDENDUM"))
 
 
 def clean_text(text: str) -> str:
@@ -300,16 +315,29 @@ def clean_text(text: str) -> str:
     return " ".join(text.split())
 
 
+def section_headers(text: str) -> list[tuple[re.Match, str]]:
+    """The headers of `text` that open a section, each with its section name (aliases
+    folded); sub-headers inside FINDINGS / IMPRESSION / ADDENDUM are left out (see
+    _TOP_LEVEL), so their text, header included, stays in that section."""
+    out, current = [], ""
+    for match in _HEADER.finditer(text):
+        header = clean_text(match.group(1))
+        if current in _BODY_SECTIONS and header not in _TOP_LEVEL:
+            continue
+        current = _SECTION_ALIASES.get(header, header)
+        out.append((match, current))
+    return out
+
+
 def sections(text: str) -> dict[str, str]:
     """Sections of a free-text report keyed by their upper-case header (`FINDINGS:` at the
     start of a line; aliases such as IMPRESSIONS / CONCLUSION folded), text before the first
     header under ''. A header seen twice has its texts joined."""
     out: dict[str, str] = {}
-    matches = list(_HEADER.finditer(text))
-    starts = [0] + [m.start() for m in matches]
-    names = [""] + [_SECTION_ALIASES.get(clean_text(m.group(1)), clean_text(m.group(1)))
-                    for m in matches]
-    bodies = [text[:starts[1] if matches else len(text)]]
+    headers = section_headers(text)
+    matches = [m for m, _ in headers]
+    names = [""] + [name for _, name in headers]
+    bodies = [text[:matches[0].start() if matches else len(text)]]
     bodies += [text[m.end():(matches[i + 1].start() if i + 1 < len(matches) else len(text))]
                for i, m in enumerate(matches)]
     for name, body in zip(names, bodies):
