@@ -353,7 +353,8 @@ def padchest_tree(root: str) -> str:
              "['apical pleural thickening']", "garbage"),
             ("1", "COSTAL", "fractura costal .", "['rib fracture']", "ok"),
             ("1", "PA", "escoliosis . atelectasia basal .",
-             "['scoliosis', 'atelectasis basal', 'new term']", "ok")]):
+             "['scoliosis', 'atelectasis basal', 'new term']", "ok"),
+            ("0", "PA", "sin cambios .", "[]", "ok")]):
         image_id = f"2168401113669640123393565638620090721114040{n:02d}_00-043-192.png"
         path = os.path.join(root, folder, image_id)
         if kind == "garbage":
@@ -374,8 +375,8 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     builder, records = build(Padchest, FRONTAL, root, str(tmp_path / "data"))
     assert list(records) == ["train"]
     train = records["train"]
-    assert [r["id"][43:45] for r in train] == ["00", "01", "03", "06"]
-    normal, sick, unlabeled, unknown = train
+    assert [r["id"][43:45] for r in train] == ["00", "01", "03", "06", "07"]
+    normal, sick, unlabeled, unknown, empty_list = train
     assert normal["report"] == "sin hallazgos patologicos significativos ."
     assert normal["labels"][index("No Finding")] == 1 and normal["labels"][index("Edema")] == 0
     assert normal["labels"][index("Lung Opacity")] == 0  # the table covers it: negative
@@ -384,6 +385,9 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     assert json.loads(sick["extra_labels"]) == {"unmapped": [], "unknown": []}  # blunting: -1
     assert unlabeled["labels"].tolist() == [-2] * 14
     assert json.loads(unlabeled["extra_labels"]) == {"raw": "nan", "unmapped": []}
+    # an empty list is no inventory of the image: like a blank cell, never 14 negatives
+    assert empty_list["labels"].tolist() == [-2] * 14
+    assert json.loads(empty_list["extra_labels"]) == {"raw": "[]", "unmapped": []}
     # a term the table lacks: nothing is negative on that row, the term is listed
     assert unknown["labels"].tolist() == labels_of(No_Finding=0, Atelectasis=1)
     assert json.loads(unknown["extra_labels"]) == {"unmapped": ["scoliosis", "new term"],
@@ -394,7 +398,7 @@ def test_padchest_label_lists_spanish_reports_and_16_bit_images(tmp_path):
     common_checks(train, "padchest")
     _, records = build(Padchest, ALL_VIEWS, root, str(tmp_path / "all"))
     assert [r["view"] for r in records["train"]] == [
-        "frontal", "frontal", "lateral", "frontal", "frontal"]
+        "frontal", "frontal", "lateral", "frontal", "frontal", "frontal"]
 
 
 def test_data_stats_counts_unmapped_and_unknown_labels(tmp_path):

@@ -5,7 +5,7 @@ Labels column (a Python-list string such as "['normal', 'cardiomegaly']") throug
 `LABEL_TABLE`, which places every one of PadChest's 193 terms; terms with no counterpart
 among the 14 findings are kept in extra_labels["unmapped"], terms the table does not know in
 extra_labels["unknown"] (and then nothing on that row is negative). A row whose Labels cell is
-blank or not a list gets all -2. PadChest has no official split: every
+blank, not a list or an empty list (`[]`) gets all -2. PadChest has no official split: every
 image is in `train`. View from Projection (PA / AP / AP_horizontal frontal, L lateral).
 """
 
@@ -171,14 +171,15 @@ def labels_of_terms(names: list[str]) -> tuple[np.ndarray, list[str], list[str]]
 
 def parse_labels(cell: str) -> list[str] | None:
     """The label names of a Labels cell, stripped and lower-cased, blanks dropped; None when
-    the cell is blank or not a list literal."""
+    the cell is blank, not a list literal or an empty list (`[]`: no inventory of the image,
+    so no finding is negative)."""
     try:
         value = ast.literal_eval(cell.strip())
     except (ValueError, SyntaxError):
         return None
     if not isinstance(value, (list, tuple)):
         return None
-    return [name for name in (str(v).strip().lower() for v in value) if name]
+    return [name for name in (str(v).strip().lower() for v in value) if name] or None
 
 
 def image_dir(cell: str) -> str:
