@@ -159,7 +159,21 @@ def test_missing_list_file_shows_the_layout(tmp_path):
                  str(tmp_path / "data"))
     message = str(error.value)
     assert f"missing {os.path.join(root, 'test_list.txt')}" in message
-    assert "├── Data_Entry_2017_v2020.csv" in message and "images_001/" in message
+    assert "├── Data_Entry_2017_v2020.csv  (or Data_Entry_2017.csv)" in message
+    assert "images_001/" in message
+
+
+def test_the_2017_table_name_and_its_trailing_header_comma_are_read(tmp_path):
+    """Kaggle's mirror ships the table as Data_Entry_2017.csv, its header ending in a comma."""
+    root = write_tree(str(tmp_path / "nih"))
+    os.remove(os.path.join(root, "Data_Entry_2017_v2020.csv"))
+    rows = [[image, labels, i, patient, "050Y", "M", view, 2500, 2048, 0.143, 0.143]
+            for i, (image, labels, patient, view, _, _) in enumerate(ROWS)]
+    rf.write_csv(os.path.join(root, "Data_Entry_2017.csv"), [*HEADER, ""], rows)
+    _, records = rf.build(NihCxr14, _common.RealCxrConfig(name="test", image_size=64), root,
+                          str(tmp_path / "data"))
+    assert [r["id"] for r in records["test"]] == ["00000003_000.png"]
+    assert len(records["train"]) == 2 and len(records["validation"]) == 1
 
 
 def test_no_images_at_all_names_the_first_expected_image(tmp_path):

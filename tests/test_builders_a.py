@@ -144,6 +144,20 @@ def test_chexpert_without_test_labels_and_missing_files(tmp_path):
         build(Chexpert, FRONTAL, str(tmp_path), str(tmp_path / "parent"))
 
 
+def test_chexpert_bad_label_names_the_csv_line_before_writing(tmp_path):
+    release = chexpert_tree(str(tmp_path), test=False)
+    path = os.path.join(release, "valid.csv")
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace("AP,0.0,", "AP,0.0,2.0,", 1).replace(",0.0,1.0\n", ",1.0\n"))
+    with pytest.raises(ValueError, match=f"{path} line 2 column 'Enlarged Cardiomediastinum': "
+                                         "label '2.0' is "
+                                         "not one of 1, 0, -1 or blank"):
+        build(Chexpert, FRONTAL, release, str(tmp_path / "data"))
+    assert not os.path.exists(tmp_path / "data" / "chexficient_chexpert" / "frontal" / "1.0.0")
+
+
 def test_a_split_left_empty_says_why(tmp_path):
     release = chexpert_tree(str(tmp_path), test=False)
     write_garbage(os.path.join(release, "valid/patient64541/study1/view1_frontal.jpg"))

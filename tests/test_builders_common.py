@@ -205,3 +205,19 @@ def test_ordered_map_keeps_order_and_hands_back_errors():
 def test_config_rejects_unknown_views():
     with pytest.raises(ValueError, match="views"):
         _common.RealCxrConfig(name="x", views=("oblique",))
+
+
+def test_a_long_row_names_file_and_line_instead_of_dropping_cells(tmp_path):
+    path = str(tmp_path / "t.csv")
+    open(path, "w").write("id,Path\na,x.png\nb,1,5,y.png\n")  # an unquoted comma in b's row
+    with pytest.raises(ValueError, match=f"{path} line 3: 4 cells, the header has 2 .a comma"):
+        _common.read_csv(path)
+
+
+def test_a_trailing_header_comma_makes_an_unnamed_column_rows_may_omit(tmp_path):
+    path = str(tmp_path / "t.csv")
+    open(path, "w").write("id,Path,\na,x.png\nb,y.png,\n")
+    assert _common.read_csv(path) == [{"id": "a", "Path": "x.png"}, {"id": "b", "Path": "y.png"}]
+    open(path, "a").write("c\n")
+    with pytest.raises(ValueError, match=f"{path} line 4: 1 cells, the header has 3"):
+        _common.read_csv(path)

@@ -71,6 +71,10 @@ def test_unknown_names_list_the_valid_ones(micro):
 def test_unbuilt_dataset_says_how_to_build_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="chexficient data build synthetic_cxr/micro"):
         registry.prepared_builder("synthetic_cxr/micro", str(tmp_path))
+    run = _data("stats", "padchest/frontal", "--data_dir", str(tmp_path))  # a real dataset
+    assert run.returncode == 1
+    assert (f"chexficient data build padchest/frontal --data_dir {tmp_path} --manual_dir "
+            "YOUR_COPY`") in run.stderr
 
 
 def test_help_documents_the_data_dir():

@@ -92,10 +92,20 @@ def prepared_builder(name: str, data_dir: str | None = None) -> tfds.core.Datase
     """The builder of a dataset already built; says how to build it when it is not."""
     builder = get_builder(name, data_dir)
     if not builder.is_prepared():
+        command = f"chexficient data build {name} --data_dir {resolve_data_dir(data_dir)}"
+        if needs_manual_dir(builder):
+            command += (" --manual_dir YOUR_COPY` (YOUR_COPY: the folder holding your copy of "
+                        "the dataset, laid out as docs/datasets.md draws it)")
+        else:
+            command += "`"
         raise FileNotFoundError(
-            f"dataset {name!r} is not built in {builder.data_dir}; build it with "
-            f"`chexficient data build {name} --data_dir {resolve_data_dir(data_dir)}`")
+            f"dataset {name!r} is not built in {builder.data_dir}; build it with `{command}")
     return builder
+
+
+def needs_manual_dir(builder: tfds.core.DatasetBuilder) -> bool:
+    """Whether the builder reads the user's own copy (a real dataset) from --manual_dir."""
+    return bool(getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None))
 
 
 def data_source(name: str, split: str, data_dir: str | None = None):

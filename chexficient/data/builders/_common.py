@@ -98,13 +98,23 @@ class Layout:
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     examples: tuple[str, ...] = ()
+    alternatives: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Other names a required path may have (another mirror's file name)."""
 
     def check(self, root: str, probes: Sequence[str] = ()) -> None:
         """Raises ManualDirError naming the first missing required path, then probe path
         (files the dataset's own index lists, e.g. its first image)."""
         for relative in (*self.required, *probes):
-            if not os.path.exists(os.path.join(root, relative)):
+            if self.find(root, relative) is None:
                 raise self.missing(root, relative)
+
+    def find(self, root: str, relative: str) -> str | None:
+        """The path of `relative` under `root`, or of the first of its alternatives there;
+        None when none exists."""
+        for name in (relative, *self.alternatives.get(relative, ())):
+            if os.path.exists(os.path.join(root, name)):
+                return os.path.join(root, name)
+        return None
 
     def missing(self, root: str, relative: str) -> ManualDirError:
         """The error for `relative` (under `root`) not being there."""
@@ -118,6 +128,7 @@ class Layout:
         notes = {p: "" for p in self.required}
         notes.update({p: "  (optional)" for p in self.optional})
         notes.update({p: "  (one of many)" for p in self.examples})
+        notes.update({p: f"  (or {' or '.join(names)})" for p, names in self.alternatives.items()})
         for path, note in notes.items():
             parts = path.rstrip("/").split("/")
             node = nodes
@@ -179,11 +190,23 @@ def csv_header(path: str) -> list[str]:
 
 def read_csv(path: str, required: Sequence[str] | None = None, optional: Sequence[str] = ()
              ) -> list[dict[str, str]]:
-    """Rows of a CSV (optionally gzipped) as dicts keyed by `csv_header`. With `required`,
+    """The rows of `numbered_rows` without their line numbers."""
+    return [row for _, row in numbered_rows(path, required, optional)]
+
+
+def numbered_rows(path: str, required: Sequence[str] | None = None,
+                  optional: Sequence[str] = ()) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV (optionally gzipped) as dicts keyed by `csv_header`. With `required`,
     only those columns and the `optional` ones present are kept (big tables stay small); a
-    missing required column, or a row with too few cells, raises ValueError naming the file."""
+    missing required column, or a row with too few or too many cells (a stray comma would
+    shift the columns), raises ValueError naming the file and line. Unnamed columns at the
+    end of the header (a trailing comma) may be absent from rows and are never kept."""
     header = csv_header(path)
-    names = header if required is None else [*required, *(c for c in optional if c in header)]
+    named = len(header)
+    while named and not header[named - 1]:
+        named -= 1
+    names = header[:named] if required is None else [
+        *required, *(c for c in optional if c in header)]
     lacking = [c for c in names if c not in header]
     if lacking:
         raise ValueError(f"{path}: missing columns {lacking}; it has {header}")
@@ -196,11 +219,17 @@ def read_csv(path: str, required: Sequence[str] | None = None, optional: Sequenc
         for row in reader:
             if not row:
                 continue
-            if len(row) < len(header):
+            if not named <= len(row) <= len(header):
                 raise ValueError(f"{path} line {reader.line_num}: {len(row)} cells, the header "
-                                 f"has {len(header)}")
-            rows.append({name: row[i] for name, i in zip(names, columns)})
+                                 f"has {len(header)}{_cell_hint(len(row) > len(header))}")
+            rows.append((reader.line_num, {name: row[i] for name, i in zip(names, columns)}))
     return rows
+
+
+def _cell_hint(too_many: bool) -> str:
+    """What to look for in a row of the wrong width."""
+    return (" (a comma in a cell that is not quoted? quote that cell)" if too_many else
+            " (a truncated or hand-edited line?)")
 
 
 def require_columns(rows: list[dict[str, str]], columns: Iterable[str], path: str) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import glob
 import os
 
+import numpy as np
+
 from chexficient.data.builders import _common
 from chexficient.findings import FINDINGS
 
@@ -63,16 +65,20 @@ class Chexpert(_common.RealCxrBuilder):
         for split, name in tables.items():
             path = os.path.join(root, name)
             key = "Study" if "Study" in _common.csv_header(path) else "Path"
-            rows = _common.read_csv(path, (key, *FINDINGS), optional=("Frontal/Lateral",))
-            LAYOUT.check(root, probes=[relative(row[key]) for row in rows[:1]])
+            rows = [(row, _common.labels_from_columns(row, f"{path} line {line}"))
+                    for line, row in _common.numbered_rows(path, (key, *FINDINGS),
+                                                           optional=("Frontal/Lateral",))]
+            LAYOUT.check(root, probes=[relative(row[key]) for row, _ in rows[:1]])
             out[split] = self._entries(root, rows, key)
         return out
 
-    def _entries(self, root: str, rows: list[dict[str, str]], key: str) -> _common.SplitEntries:
+    def _entries(self, root: str, rows: list[tuple[dict[str, str], np.ndarray]], key: str
+                 ) -> _common.SplitEntries:
+        """A split's entries from its (row, labels) pairs (labels checked when read)."""
         views = self.builder_config.views
 
         def entries(tally: _common.SplitTally):
-            for row in rows:
+            for row, labels in rows:
                 images = images_of(root, row, key)
                 if not images:
                     tally.skip(row[key], os.path.join(root, relative(row[key])),
@@ -82,7 +88,7 @@ class Chexpert(_common.RealCxrBuilder):
                     if tally.keep_view(view, code, views):
                         yield _common.Entry(
                             id=os.path.splitext(path)[0], path=os.path.join(root, path),
-                            report="", labels=_common.labels_from_columns(row, path), view=view)
+                            report="", labels=labels, view=view)
         return entries
 
 

@@ -102,6 +102,9 @@ OPENINGS = ("", "{view} chest radiograph.", "{view} view of the chest.",
             "Single {view} view of the chest.")
 
 DATA_ENTRY = "Data_Entry_2017_v2020.csv"
+DATA_ENTRY_2017 = "Data_Entry_2017.csv"
+"""The table's name in the 2017 release and Kaggle's mirror (same columns; a trailing comma
+ends its header)."""
 TRAIN_VAL_LIST, TEST_LIST, BBOX_LIST = "train_val_list.txt", "test_list.txt", "BBox_List_2017.csv"
 IMAGE_GLOB = os.path.join("images_*", "images", "*.png")
 COLUMNS = ("Image Index", "Finding Labels", "Patient ID", "View Position")
@@ -109,6 +112,7 @@ COLUMNS = ("Image Index", "Finding Labels", "Patient ID", "View Position")
 LAYOUT = common.Layout(
     dataset=NAME,
     required=(DATA_ENTRY, TRAIN_VAL_LIST, TEST_LIST, BBOX_LIST),
+    alternatives={DATA_ENTRY: (DATA_ENTRY_2017,)},
     examples=("images_001/images/00000001_000.png", "images_012/images/00030805_000.png"))
 
 
@@ -197,7 +201,7 @@ class NihCxr14(common.RealCxrBuilder):
                 "mask": common.mask_feature(self.builder_config.image_size, len(BOX_CLASSES))}
 
     def split_entries(self, root: str) -> dict[str, common.SplitEntries]:
-        path = os.path.join(root, DATA_ENTRY)
+        path = LAYOUT.find(root, DATA_ENTRY)
         rows = common.read_csv(path)
         common.require_columns(rows, COLUMNS, path)
         images = {os.path.basename(p): p for p in glob.glob(os.path.join(root, IMAGE_GLOB))}
