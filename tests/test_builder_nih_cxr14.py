@@ -31,6 +31,7 @@ ROWS = [  # image, labels, patient, view, folder, list
     ("00000003_000.png", "Mass|Nodule", "3", "PA", "images_002", "test"),
     ("00000004_000.png", "Atelectasis", "4", "PA", "images_002", "test"),  # unreadable file
     ("00000005_000.png", "Pneumothorax", "5", "PA", "images_002", "test"),  # file missing
+    ("00000006_000.png", "Hernia", "6", "PA", "images_002", "neither"),  # in no official list
 ]
 SIDE = 128  # images are 128 px, stored at 64: every box coordinate halves exactly
 
@@ -119,6 +120,13 @@ def test_splits_follow_the_official_lists_and_patients(built):
     with open(_common.build_skips_path(builder.data_dir, "test")) as f:
         skipped = [line.split("\t")[0] for line in f.read().splitlines()[1:]]
     assert skipped == ["00000004_000.png", "00000005_000.png"]
+
+
+def test_rows_in_neither_official_list_are_counted(built):
+    builder, records = built
+    assert "00000006_000.png" not in rf.records_by_id(records)
+    assert (_common.unsplit_note(builder.data_dir) ==
+            "1 rows in no split, left out (in neither train_val_list.txt nor test_list.txt: 1)")
 
 
 def test_records_carry_mapped_labels_extras_and_reports(built):

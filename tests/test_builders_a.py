@@ -621,7 +621,18 @@ def test_data_build_command_with_manual_dir(tmp_path):
     run = data(release, str(tmp_path / "data"))
     assert run.returncode == 0, run.stderr
     assert "chexpert train: 2 records, 1 skipped at build time (listed in " in run.stdout
+    assert "filtered out: {'view lateral': 1}" in run.stdout  # printed, not only logged
+    assert "chexpert validation: 1 records, 0 skipped at build time, filtered out: none" in \
+        run.stdout
     assert "tokenizer: none" in run.stdout
+    stats = subprocess.run([sys.executable, "-m", "chexficient.cli", "data", "stats", "chexpert",
+                            "--data_dir", str(tmp_path / "data"), "--out",
+                            str(tmp_path / "s.json")], capture_output=True, text=True, timeout=300)
+    assert stats.returncode == 0, stats.stderr
+    assert "skipped at build time:     1 (listed in " in stats.stdout
+    assert "filtered out at build:     {'view lateral': 1}" in stats.stdout
+    build_counts = json.loads((tmp_path / "s.json").read_text())["build"]
+    assert (build_counts["skipped"], build_counts["filtered"]) == (1, {"view lateral": 1})
     run = data(str(tmp_path / "nowhere"), str(tmp_path / "other"))
     assert run.returncode == 1
     assert "missing" in run.stderr and "train.csv" in run.stderr and "└── " in run.stderr

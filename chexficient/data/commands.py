@@ -23,7 +23,7 @@ from absl import flags
 from tqdm import tqdm
 
 from chexficient.data import registry
-from chexficient.data.builders._common import build_skips_note
+from chexficient.data.builders import _common
 from chexficient.io import write_atomic
 from chexficient.data.records import RecordError, RecordReader
 from chexficient.data.tokenizer import Tokenizer
@@ -54,7 +54,9 @@ def build(name: str) -> None:
                                           manual_dir=_MANUAL_DIR.value)
     for split, info in sorted(builder.info.splits.items()):
         print(f"{name} {split}: {info.num_examples} records"
-              f"{build_skips_note(builder.data_dir, split)}")
+              f"{_common.build_notes(builder.data_dir, split)}")
+    if _common.unsplit_note(builder.data_dir):
+        print(f"{name}: {_common.unsplit_note(builder.data_dir)}")
     print(f"files: {builder.data_dir}")
     if tokenizer is None:
         print("tokenizer: none (the dataset has no report text)")
@@ -117,7 +119,23 @@ def split_stats(builder, split: str, vocab_size: int) -> dict[str, Any]:
             q for q in audit["quality"] if q != "good").items()))
     if "extra_labels" in audit:
         result.update(_extra_label_counts(audit["extra_labels"]))
+    result.update(_build_counts(builder.data_dir, split))
     return result
+
+
+def _build_counts(builder_dir: str, split: str) -> dict[str, Any]:
+    """What the build left out of `split` (skipped, filtered out by reason) and of every
+    split, for a real dataset built with these records; {} otherwise."""
+    summary = _common.read_json(_common.build_summary_path(builder_dir, split))
+    source = _common.read_json(os.path.join(builder_dir, _common.BUILD_SOURCE)) or {}
+    out: dict[str, Any] = {}
+    if summary is not None:
+        out["build"] = {"skipped": summary["skipped"], "filtered": summary["filtered"],
+                        "skip_list": (_common.build_skips_path(builder_dir, split)
+                                      if summary["skipped"] else None)}
+    if source.get("in_no_split"):
+        out["build"] = {**out.get("build", {}), "in_no_split": source["in_no_split"]}
+    return out
 
 
 def _extra_label_counts(extras: list[str]) -> dict[str, dict[str, int]]:
@@ -142,6 +160,8 @@ def format_stats(name: str, s: dict[str, Any]) -> str:
     for key in ("views", "duplicates", "mismatched", "degraded"):
         if key in s:
             lines.append(f"{key + ':':<27}{s[key]}")
+    if "build" in s:
+        lines += _format_build(s["build"])
     r = s["reports"]
     lines.append(f"{'identical reports:':<27}{r['identical']} (records whose report text "
                  f"repeats an earlier one)")
@@ -161,6 +181,18 @@ def format_stats(name: str, s: dict[str, Any]) -> str:
     for bad in s["invalid"][:5]:
         lines.append(f"invalid: {bad['id']} (position {bad['position']}): {bad['problem']}")
     return "\n".join(lines)
+
+
+def _format_build(build: dict[str, Any]) -> list[str]:
+    """The build-time counts as table lines."""
+    lines = []
+    if "skipped" in build:
+        listed = f" (listed in {build['skip_list']})" if build["skip_list"] else ""
+        lines.append(f"{'skipped at build time:':<27}{build['skipped']}{listed}")
+        lines.append(f"{'filtered out at build:':<27}{build['filtered'] or 'none'}")
+    if build.get("in_no_split"):
+        lines.append(f"{'in no split (left out):':<27}{build['in_no_split']}")
+    return lines
 
 
 def _label_rates(labels: np.ndarray) -> dict[str, dict[str, float]]:

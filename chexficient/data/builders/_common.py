@@ -537,14 +537,45 @@ def build_skips_path(builder_dir: str, split: str) -> str:
     return os.path.join(builder_dir, f"build_skipped_{split}.tsv")
 
 
-def build_skips_note(builder_dir: str, split: str) -> str:
-    """', N skipped at build time (listed in PATH)' for a split that skipped any, else ''."""
-    path = build_skips_path(builder_dir, split)
+def build_summary_path(builder_dir: str, split: str) -> str:
+    """Where a build stores what `split` kept, skipped and filtered out (JSON)."""
+    return os.path.join(builder_dir, f"build_summary_{split}.json")
+
+
+BUILD_SOURCE = "build_source.json"
+"""The file, beside a real dataset's files, naming the manual dir it was built from and
+counting the rows its tables put in no split."""
+
+
+def read_json(path: str) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when there is no such file (a build before these
+    files existed, or a synthetic dataset)."""
     if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def build_notes(builder_dir: str, split: str) -> str:
+    """What the build of `split` left out: ', N skipped at build time (listed in PATH),
+    filtered out: {reason: count}'; '' for a dataset built without a summary."""
+    summary = read_json(build_summary_path(builder_dir, split))
+    if summary is None:
         return ""
-    with open(path) as f:
-        count = sum(1 for line in f if line.strip()) - 1
-    return f", {count} skipped at build time (listed in {path})"
+    listed = f" (listed in {build_skips_path(builder_dir, split)})" if summary["skipped"] else ""
+    return (f", {summary['skipped']} skipped at build time{listed}, filtered out: "
+            f"{summary['filtered'] or 'none'}")
+
+
+def unsplit_note(builder_dir: str) -> str:
+    """'N rows in no split (reason: count, ...)' when the build's tables put rows in no
+    split (NIH images in neither official list), else ''."""
+    source = read_json(os.path.join(builder_dir, BUILD_SOURCE)) or {}
+    unsplit = source.get("in_no_split") or {}
+    if not unsplit:
+        return ""
+    reasons = ", ".join(f"{why}: {n}" for why, n in unsplit.items())
+    return f"{sum(unsplit.values())} rows in no split, left out ({reasons})"
 
 
 class SplitTally:
@@ -581,11 +612,16 @@ class SplitTally:
                 f"{dict(self.filtered) or 'none'}")
 
     def close(self) -> None:
-        """Logs the summary; writes the skip list when anything was skipped."""
+        """Logs the summary and stores it beside the skip list (written when anything was
+        skipped), for `chexficient data build` and `data stats` to show."""
         if self.skipped:
             lines = ["\t".join(s.replace("\t", " ").replace("\n", " ") for s in row)
                      for row in self.skipped]
             write_atomic(self.path, "id\tfile\twhy\n" + "\n".join(lines) + "\n")
+        summary = {"records": self.kept, "skipped": len(self.skipped),
+                   "filtered": dict(self.filtered.most_common())}
+        write_atomic(build_summary_path(os.path.dirname(self.path), self.split),
+                     json.dumps(summary, sort_keys=True) + "\n")
         logging.info("%s %s: %d records, %d skipped%s, filtered out: %s", self.dataset, self.split,
                      self.kept, len(self.skipped),
                      f" (listed in {self.path})" if self.skipped else "",
@@ -681,7 +717,8 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     @abc.abstractmethod
     def split_entries(self, root: str) -> dict[str, SplitEntries]:
-        """Each split's entries, from the manual dir `root` (already checked against LAYOUT)."""
+        """Each split's entries, from the manual dir `root` (already checked against LAYOUT);
+        rows put in no split are counted by reason in `self.unsplit`."""
 
     def load(self, entry: Entry) -> dict[str, Any]:
         """The record of `entry`: its image read, resized and padded; more fields in overrides."""
@@ -691,8 +728,16 @@ class RealCxrBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         root = manual_dir(dl_manager, self.LAYOUT)
         self.LAYOUT.check(root)
+        self.unsplit: collections.Counter[str] = collections.Counter()
+        splits = self.split_entries(root)
+        if self.unsplit:
+            logging.warning("%s: rows in no split, left out: %s", self.dataset_name,
+                            dict(self.unsplit))
+        source = {"manual_dir": os.path.abspath(root), "in_no_split": dict(self.unsplit)}
+        write_atomic(os.path.join(self.data_dir, BUILD_SOURCE),
+                     json.dumps(source, sort_keys=True) + "\n")
         return {split: self._generate_examples(split, entries)
-                for split, entries in self.split_entries(root).items()}
+                for split, entries in splits.items()}
 
     def _generate_examples(self, split: str, entries: SplitEntries):
         tally = SplitTally(self.data_dir, self.dataset_name, split)
@@ -812,7 +857,8 @@ SPLIT_ORDER = ("train", "validation", "test")
 
 def entries_by_split(items: Iterable[T], split_of: Callable[[T], str | None],
                      entry_of: Callable[[T, SplitTally], Entry | None]) -> dict[str, SplitEntries]:
-    """Each split's lazy entries: items grouped by `split_of` (None: in no split), each made
+    """Each split's lazy entries: items grouped by `split_of` (None: in no split, which
+    `split_of` counts in the builder's `unsplit`), each made
     by `entry_of(item, tally)` when the split is written (None: filtered out, which
     `entry_of` counts in the tally). Splits come train, validation, test, then any other."""
     groups: dict[str, list[T]] = {}

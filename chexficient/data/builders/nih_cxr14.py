@@ -219,7 +219,8 @@ class NihCxr14(common.RealCxrBuilder):
             if image_id in train_val:
                 return common.carve_split(row["Patient ID"].strip(),
                                           {"validation": self.VALIDATION_FRACTION}, "train")
-            return None  # in neither official list
+            self.unsplit[f"in neither {TRAIN_VAL_LIST} nor {TEST_LIST}"] += 1
+            return None
 
         def entry_of(item: tuple[int, dict[str, str]], tally: common.SplitTally
                      ) -> common.Entry | None:
