@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from chexficient.data import registry
 from chexficient.data.builders._common import ManualDirError, RealCxrConfig, build_skips_path
 from chexficient.data.builders.chexpert import Chexpert
 from chexficient.data.builders.chexpert_plus import ChexpertPlus
@@ -613,10 +614,10 @@ def test_openi_xml_reports_mesh_labels_and_views(tmp_path):
 def test_data_build_command_with_manual_dir(tmp_path):
     release = chexpert_tree(str(tmp_path), test=False)
 
-    def data(manual_dir: str, data_dir: str) -> subprocess.CompletedProcess:
+    def data(manual_dir: str, data_dir: str, *flags: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "chexficient.cli", "data", "build",
-                               "chexpert", "--data_dir", data_dir, "--manual_dir", manual_dir],
-                              capture_output=True, text=True, timeout=300)
+                               "chexpert", "--data_dir", data_dir, "--manual_dir", manual_dir,
+                               *flags], capture_output=True, text=True, timeout=300)
 
     run = data(release, str(tmp_path / "data"))
     assert run.returncode == 0, run.stderr
@@ -633,9 +634,47 @@ def test_data_build_command_with_manual_dir(tmp_path):
     assert "filtered out at build:     {'view lateral': 1}" in stats.stdout
     build_counts = json.loads((tmp_path / "s.json").read_text())["build"]
     assert (build_counts["skipped"], build_counts["filtered"]) == (1, {"view lateral": 1})
+    write_jpeg(os.path.join(release, "train/patient00003/study1/view1_frontal.jpg"),
+               picture(40, 40))  # the copy fixed: --force builds it again
+    run = data(release, str(tmp_path / "data"), "--force")
+    assert run.returncode == 0, run.stderr
+    assert "chexpert train: 3 records, 0 skipped at build time" in run.stdout
     run = data(str(tmp_path / "nowhere"), str(tmp_path / "other"))
     assert run.returncode == 1
     assert "missing" in run.stderr and "train.csv" in run.stderr and "└── " in run.stderr
+
+
+def test_force_rebuilds_a_fixed_copy_and_keeps_the_old_build_until_the_new_one_is_done(
+        tmp_path, caplog):
+    release = chexpert_tree(str(tmp_path / "a"), test=False)  # one unreadable train image
+    data_dir = str(tmp_path / "data")
+    builder, _ = registry.prepare("chexpert/frontal", data_dir, manual_dir=release)
+    assert builder.info.splits["train"].num_examples == 2 and skipped(builder, "train")
+    write_jpeg(os.path.join(release, "train/patient00003/study1/view1_frontal.jpg"),
+               picture(40, 40))  # the copy fixed
+    parent = os.path.dirname(builder.data_dir)
+    for left in ("incomplete.HLL1RU_1.0.0", "incomplete.OTHER_0.9.0"):  # killed builds
+        os.makedirs(os.path.join(parent, left, "x"))
+
+    with caplog.at_level("WARNING"):  # another copy without --force: kept, with a warning
+        builder, _ = registry.prepare("chexpert/frontal", data_dir, manual_dir=str(tmp_path))
+    assert builder.info.splits["train"].num_examples == 2
+    assert f"from --manual_dir={release}, not {tmp_path}" in caplog.text
+    assert "pass --force" in caplog.text
+
+    broken = str(tmp_path / "broken")  # a forced rebuild that fails keeps the old build
+    os.makedirs(broken)
+    with pytest.raises(ManualDirError):
+        registry.prepare("chexpert/frontal", data_dir, manual_dir=broken, force=True)
+    old = registry.data_source("chexpert/frontal", "train", data_dir)
+    assert len(old) == 2 and old[0]["id"]
+    assert sorted(os.listdir(parent)) == ["1.0.0", "incomplete.OTHER_0.9.0"]  # stale: removed
+
+    builder, _ = registry.prepare("chexpert/frontal", data_dir, manual_dir=release, force=True)
+    assert builder.info.splits["train"].num_examples == 3 and not skipped(builder, "train")
+    assert len(registry.data_source("chexpert/frontal", "train", data_dir)) == 3
+    assert registry.built_from(builder) == os.path.abspath(release)
+    assert sorted(os.listdir(parent)) == ["1.0.0", "incomplete.OTHER_0.9.0"]
 
 
 PLAIN_TFDS = """

@@ -1,8 +1,9 @@
 """`chexficient data build|show|stats NAME`: build a dataset and its tokenizer, look, describe.
 
   build NAME               build the TFDS dataset (e.g. synthetic_cxr/tiny) and train its
-                           report tokenizer on the train reports; a no-op when both exist;
-                           real datasets read your copy from --manual_dir
+                           report tokenizer on the train reports; a no-op when both exist
+                           (--force builds again); real datasets read your copy from
+                           --manual_dir
   show NAME --out g.png    a grid of --n records of --split: images, report snippets, masks
   stats NAME [--out s.json] per-finding label rates, duplicates, mismatches, degraded images,
                            report lengths, and the dataset's own labels that map to no
@@ -23,7 +24,7 @@ from absl import flags
 from tqdm import tqdm
 
 from chexficient.data import registry
-from chexficient.data.builders import _common
+from chexficient.data.builders import BUILD_SOURCE, _common
 from chexficient.io import write_atomic
 from chexficient.data.records import RecordError, RecordReader
 from chexficient.data.tokenizer import Tokenizer
@@ -36,6 +37,9 @@ _DATA_DIR = flags.DEFINE_string(
 _MANUAL_DIR = flags.DEFINE_string(
     "manual_dir", None, "build: the folder holding your own copy of a real dataset (see "
     "docs/datasets.md for each dataset's expected layout).")
+_FORCE = flags.DEFINE_bool(
+    "force", False, "build: build again even when the dataset is there (after fixing or "
+    "replacing your copy); the old build stays readable until the new one is complete.")
 _SPLIT = flags.DEFINE_string("split", "train", "show / stats: the split to read.")
 _N = flags.DEFINE_integer("n", 16, "show: how many records (the first N of the split).")
 _OUT = flags.DEFINE_string("out", None, "show: the PNG to write (default NAME_SPLIT.png, '/' as "
@@ -51,7 +55,7 @@ STATS_FIELDS = ("id", "report", "labels", "view", "duplicate_of", "mismatched", 
 def build(name: str) -> None:
     """Builds NAME and its tokenizer (idempotent) and prints where they are."""
     builder, tokenizer = registry.prepare(name, _DATA_DIR.value, vocab_size=_VOCAB_SIZE.value,
-                                          manual_dir=_MANUAL_DIR.value)
+                                          manual_dir=_MANUAL_DIR.value, force=_FORCE.value)
     for split, info in sorted(builder.info.splits.items()):
         print(f"{name} {split}: {info.num_examples} records"
               f"{_common.build_notes(builder.data_dir, split)}")
@@ -127,7 +131,7 @@ def _build_counts(builder_dir: str, split: str) -> dict[str, Any]:
     """What the build left out of `split` (skipped, filtered out by reason) and of every
     split, for a real dataset built with these records; {} otherwise."""
     summary = _common.read_json(_common.build_summary_path(builder_dir, split))
-    source = _common.read_json(os.path.join(builder_dir, _common.BUILD_SOURCE)) or {}
+    source = _common.read_json(os.path.join(builder_dir, BUILD_SOURCE)) or {}
     out: dict[str, Any] = {}
     if summary is not None:
         out["build"] = {"skipped": summary["skipped"], "filtered": summary["filtered"],

@@ -9,17 +9,20 @@ open what `chexficient data build x/config` wrote, and so does that name here.
 
 from __future__ import annotations
 
+import glob
 import importlib
 import inspect
+import json
 import os
 import pkgutil
+import shutil
 from typing import Iterator
 
 import tensorflow_datasets as tfds
 from absl import logging
 
 from chexficient.data import builders
-from chexficient.data.builders import TFDS_PREFIX
+from chexficient.data.builders import BUILD_SOURCE, TFDS_PREFIX
 from chexficient.data.records import RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 
@@ -128,20 +131,102 @@ def load_tokenizer(builder: tfds.core.DatasetBuilder, vocab_size: int) -> Tokeni
 
 
 def prepare(name: str, data_dir: str | None = None, *, vocab_size: int = 4000,
-            manual_dir: str | None = None) -> tuple[tfds.core.DatasetBuilder, Tokenizer | None]:
-    """Builds the dataset and its tokenizer unless already there (idempotent); a real
-    dataset's builder reads the user's copy from `manual_dir`. No tokenizer (None) for a
-    dataset whose train split has no report text (CheXpert: labels only)."""
+            manual_dir: str | None = None, force: bool = False
+            ) -> tuple[tfds.core.DatasetBuilder, Tokenizer | None]:
+    """Builds the dataset and its tokenizer unless already there (idempotent; with `force`,
+    builds again and replaces the old copy once the new one is complete); a real dataset's
+    builder reads the user's copy from `manual_dir`. Folders left by killed builds of this
+    version are removed first. No tokenizer (None) for a dataset whose train split has no
+    report text (CheXpert: labels only)."""
     builder = get_builder(name, data_dir)
+    if builder.is_prepared() and not force:
+        warn_if_other_copy(builder, manual_dir)
+        return builder, _tokenizer(builder, name, vocab_size)
+    remove_stale_builds(builder)
+    if not builder.is_prepared():
+        _build(builder, manual_dir)
+        return builder, _tokenizer(builder, name, vocab_size)
+    staging = os.path.join(os.path.dirname(builder.data_dir),
+                           f"{STALE_PREFIX}rebuild{os.getpid()}_{builder.version}")
+    try:
+        staged = get_builder(name, staging)
+        _build(staged, manual_dir)
+        _tokenizer(staged, name, vocab_size)
+        replace_dir(staged.data_dir, builder.data_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    builder = get_builder(name, data_dir)
+    return builder, _tokenizer(builder, name, vocab_size)
+
+
+STALE_PREFIX = "incomplete."
+"""How TFDS (and a forced rebuild) names the folder a build writes into before it is done."""
+
+
+def _build(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+    """Writes the dataset's files (TFDS's download_and_prepare)."""
     config = tfds.download.DownloadConfig(
         manual_dir=os.path.expanduser(manual_dir) if manual_dir else None)
     builder.download_and_prepare(file_format=FILE_FORMAT, download_config=config)
+
+
+def _tokenizer(builder: tfds.core.DatasetBuilder, name: str, vocab_size: int
+               ) -> Tokenizer | None:
+    """The dataset's tokenizer, trained when absent; None when it has no report text."""
     if (not os.path.exists(tokenizer_path(builder, vocab_size))
             and not any(report.strip() for report in train_reports(builder))):
         logging.warning("dataset %s has no report text: no tokenizer (labels and images only)",
                         name)
-        return builder, None
-    return builder, load_tokenizer(builder, vocab_size)
+        return None
+    return load_tokenizer(builder, vocab_size)
+
+
+def remove_stale_builds(builder: tfds.core.DatasetBuilder) -> list[str]:
+    """Removes the folders that killed builds of this dataset version left beside it
+    (`incomplete.*_<version>`; they never load, and can be gigabytes); returns them.
+    Two builds of one dataset must not run at once."""
+    parent = os.path.dirname(builder.data_dir)
+    stale = sorted(glob.glob(os.path.join(glob.escape(parent),
+                                          f"{STALE_PREFIX}*_{builder.version}")))
+    for path in stale:
+        logging.warning("removing %s, left by a build that did not finish", path)
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def replace_dir(new: str, old: str) -> None:
+    """Moves folder `new` to `old`'s place, then deletes the old folder: readers see the old
+    copy until the new one is in place (two renames, no copying)."""
+    trash = os.path.join(os.path.dirname(old),
+                         f"{STALE_PREFIX}replaced{os.getpid()}_{os.path.basename(old)}")
+    os.rename(old, trash)
+    try:
+        os.rename(new, old)
+    except OSError:
+        os.rename(trash, old)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def built_from(builder: tfds.core.DatasetBuilder) -> str | None:
+    """The manual dir a real dataset was built from (None for a synthetic one, or a build
+    from before this was recorded)."""
+    path = os.path.join(builder.data_dir, BUILD_SOURCE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("manual_dir")
+
+
+def warn_if_other_copy(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
+    """Warns when `manual_dir` is not the folder the existing build was made from: that
+    build is kept, and only --force builds from the new folder."""
+    recorded = built_from(builder)
+    if manual_dir and recorded and (os.path.realpath(os.path.expanduser(manual_dir))
+                                    != os.path.realpath(recorded)):
+        logging.warning("%s is already built, from --manual_dir=%s, not %s: kept as it is; "
+                        "pass --force to build it again from the new folder", builder.name,
+                        recorded, manual_dir)
 
 
 def train_reports(builder: tfds.core.DatasetBuilder) -> Iterator[str]:

@@ -31,7 +31,7 @@ from absl import logging
 from PIL import Image
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from chexficient.data.builders import TFDS_PREFIX
+from chexficient.data.builders import BUILD_SOURCE, TFDS_PREFIX
 from chexficient.findings import (FINDINGS, NEGATIVE, NO_FINDING, NUM_FINDINGS, POSITIVE,
                                   SUPPORT_DEVICES, UNCERTAIN, UNMENTIONED)
 from chexficient.io import write_atomic
@@ -540,11 +540,6 @@ def build_skips_path(builder_dir: str, split: str) -> str:
 def build_summary_path(builder_dir: str, split: str) -> str:
     """Where a build stores what `split` kept, skipped and filtered out (JSON)."""
     return os.path.join(builder_dir, f"build_summary_{split}.json")
-
-
-BUILD_SOURCE = "build_source.json"
-"""The file, beside a real dataset's files, naming the manual dir it was built from and
-counting the rows its tables put in no split."""
 
 
 def read_json(path: str) -> dict[str, Any] | None:
