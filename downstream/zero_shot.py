@@ -13,6 +13,7 @@ CheXpert five, with bootstrap CIs, and keeps the scores for paired tests between
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 import ml_collections
@@ -80,17 +81,25 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def _lower_keeping_acronyms(name: str) -> str:
+    """`name` lower-cased but for its acronyms (words with two or more capitals, e.g. ARDS,
+    COVID-19), which a case-sensitive tokenizer must see as written."""
+    return re.sub(r"\S+", lambda m: m[0] if sum(c.isupper() for c in m[0]) > 1 else m[0].lower(),
+                  name)
+
+
 def finding_prompts(name: str, templates: Sequence[tuple[str, str]] | None = None
                     ) -> tuple[list[str], list[str]]:
     """(positive texts, negative texts) of one finding: `templates` formatted with its name
-    (`{finding}` "pleural effusion", `{Finding}` "Pleural effusion"; the tokenizer is
-    case-sensitive) or, without templates, its RADIOLOGY_PROMPTS (the name matched in any
-    case; else CheXzero's pair)."""
+    (`{finding}` "pleural effusion", `{Finding}` "Pleural effusion"; acronyms such as ARDS stay
+    as written: the tokenizer is case-sensitive) or, without templates, its RADIOLOGY_PROMPTS
+    (the name matched in any case; else CheXzero's pair)."""
     known = {finding.lower(): prompts for finding, prompts in RADIOLOGY_PROMPTS.items()}
     if not templates and name.lower() in known:
         positives, negatives = known[name.lower()]
         return list(positives), list(negatives)
-    fill = lambda t: t.format(finding=name.lower(), Finding=name.capitalize())  # noqa: E731
+    lower = _lower_keeping_acronyms(name)
+    fill = lambda t: t.format(finding=lower, Finding=lower[:1].upper() + lower[1:])  # noqa: E731
     pairs = templates or PROMPTS
     return [fill(p) for p, _ in pairs], [fill(n) for _, n in pairs]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from chexficient.findings import FINDINGS
 from downstream import linear_probe, metrics, report, retrieval, segmentation, training, zero_shot
 from downstream.report_decoder import ReportDecoder, beam_decode, greedy_decode
 from downstream.unet import UNetDecoder
@@ -45,6 +46,37 @@ def test_zero_shot_probability_is_softmax_of_prompt_pair():
     sims = images @ prompts[0].T * 3.0
     np.testing.assert_allclose(p, np.exp(sims[:, 0]) / np.exp(sims).sum(1), rtol=1e-6)
     assert p[0] > 0.5 > p[1] and p[2] == pytest.approx(0.5)
+
+
+# Today's CheXzero prompts of the standard findings, as the README's zero-shot numbers used them.
+_STANDARD_PROMPTS = {
+    "No Finding": ("No finding.", "No no finding."),
+    "Enlarged Cardiomediastinum": ("Enlarged cardiomediastinum.", "No enlarged cardiomediastinum."),
+    "Cardiomegaly": ("Cardiomegaly.", "No cardiomegaly."),
+    "Lung Lesion": ("Lung lesion.", "No lung lesion."),
+    "Lung Opacity": ("Lung opacity.", "No lung opacity."),
+    "Edema": ("Edema.", "No edema."),
+    "Consolidation": ("Consolidation.", "No consolidation."),
+    "Pneumonia": ("Pneumonia.", "No pneumonia."),
+    "Atelectasis": ("Atelectasis.", "No atelectasis."),
+    "Pneumothorax": ("Pneumothorax.", "No pneumothorax."),
+    "Pleural Effusion": ("Pleural effusion.", "No pleural effusion."),
+    "Pleural Other": ("Pleural other.", "No pleural other."),
+    "Fracture": ("Fracture.", "No fracture."),
+    "Support Devices": ("Support devices.", "No support devices."),
+}
+
+
+def test_finding_prompts_keep_standard_texts_and_acronyms():
+    assert set(_STANDARD_PROMPTS) == set(FINDINGS)
+    for name, (positive, negative) in _STANDARD_PROMPTS.items():
+        assert zero_shot.finding_prompts(name, zero_shot.PROMPTS) == ([positive], [negative])
+    pair = [("{Finding} is present.", "No {finding}.")]
+    assert zero_shot.finding_prompts("ARDS", pair) == (["ARDS is present."], ["No ARDS."])
+    assert zero_shot.finding_prompts("COVID-19 pneumonia", pair) == (
+        ["COVID-19 pneumonia is present."], ["No COVID-19 pneumonia."])
+    assert zero_shot.finding_prompts("pleural effusion with ARDS", pair) == (
+        ["Pleural effusion with ARDS is present."], ["No pleural effusion with ARDS."])
 
 
 def test_auroc_summary_keys_means_and_rare_mean():
