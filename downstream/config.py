@@ -60,7 +60,9 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
         finetune=dict(enabled=False, steps=500, batch_size=32, learning_rate=1e-4))
     c.segmentation = dict(
         fractions=_many(a.seg_fractions, float), draws=a.draws,
-        targets=dict(lungs=(0, 1), heart=(2,), pathology=(3,)), finetune=False,
+        # Target name -> names of the dataset's mask channels (builders' MASK_CHANNELS), their
+        # union; {} = the dataset's default targets (segmentation.MaskChannels).
+        targets={}, finetune=False,
         steps=a.seg_steps, batch_size=16, learning_rate=1e-3, width=a.seg_width,
         image_skip=True, overlays=a.overlays)
     c.report_generation = dict(

@@ -1,8 +1,11 @@
 """Segmentation: a U-Net-style decoder over the image tower's feature grids, scored by Dice.
 
-Targets are unions of mask channels (synthetic world: lungs = left + right lung, heart,
-pathology). The encoder stays frozen (its grids are computed once), or with
-`config.finetune` a copy of it trains with the decoder. Below 100% of the masks, one decoder
+Targets are unions of mask channels, named as the dataset's builder names them
+(`MASK_CHANNELS`); by default the builder's `MASK_TARGETS` (synthetic world: lungs = left +
+right lung, heart, pathology), else one target per channel. Where an empty mask means "not
+annotated" (NIH's boxes), only images with a mask pixel in a target's channels are used. The
+encoder stays frozen (its grids are computed once), or with `config.finetune` a copy of it
+trains with the decoder. Below 100% of the masks, one decoder
 per label draw (`config.draws` seeded subsets, each with its own decoder init): Dice is the
 mean over draws, with their spread. Overlays of the first eval images are written for the
 largest fraction.
@@ -10,17 +13,21 @@ largest fraction.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 from flax import nnx
 
+from chexficient.data import registry
 from downstream import metrics, plots, training
-from downstream.data import BenchData, MissingFieldsError, label_draws, mean_over_draws
+from downstream.data import BenchData, MissingFieldsError, Split, label_draws, mean_over_draws
 from downstream.encoders import Encoders
 from downstream.unet import UNetDecoder
 
@@ -29,6 +36,63 @@ def target_masks(masks: np.ndarray, targets: dict[str, tuple[int, ...]]) -> np.n
     """[n,S,S,C] 0/1 masks -> [n,S,S,T]: target t is the union of its channels."""
     masks = masks if masks.ndim == 4 else masks[..., None]
     return np.stack([masks[..., list(ch)].max(axis=-1) for ch in targets.values()], axis=-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskChannels:
+    """A dataset's mask channels as its builder declares them: their names in channel order,
+    the default targets, and whether an empty mask means "not annotated" rather than "none"."""
+
+    dataset: str
+    names: tuple[str, ...]
+    default_targets: dict[str, tuple[str, ...]]
+    empty_means_unannotated: bool
+
+    @classmethod
+    def of(cls, dataset: str) -> MaskChannels:
+        """From the builder of `dataset` (`MASK_CHANNELS`, optional `MASK_TARGETS` and
+        `EMPTY_MASK_MEANS_UNANNOTATED`); default targets are one per channel."""
+        builder = registry.builder_class(dataset.partition("/")[0])
+        names = tuple(builder.MASK_CHANNELS)
+        targets = getattr(builder, "MASK_TARGETS", None) or {name: (name,) for name in names}
+        return cls(dataset, names, {k: tuple(v) for k, v in targets.items()},
+                   getattr(builder, "EMPTY_MASK_MEANS_UNANNOTATED", False))
+
+    def targets(self, configured: Mapping[str, Sequence[str] | str]) -> dict[str, tuple[int, ...]]:
+        """Target name -> channel numbers of the `configured` targets (name -> channel names;
+        empty: the defaults), in name order as a ConfigDict keeps them. A target naming a
+        channel this dataset lacks (one of another dataset, or a number) is refused with the
+        dataset's channel names."""
+        given = {name: (chs,) if isinstance(chs, str) else tuple(chs)
+                 for name, chs in configured.items()}
+        named = dict(sorted((given or self.default_targets).items()))
+        for name, chs in named.items():
+            if not chs or any(c not in self.names for c in chs):
+                example = {self.names[0]: (self.names[0],)}
+                raise MissingFieldsError(
+                    f"adapter 'segmentation': target {name!r} = {list(chs)} must name one or more "
+                    f"mask channels of dataset {self.dataset!r}, which are {list(self.names)}. "
+                    f"Set --config.segmentation.targets to target name -> channel names, e.g. "
+                    f"\"{example}\", or to {{}} for its default targets "
+                    f"{list(self.default_targets)}")
+        return {name: tuple(self.names.index(c) for c in chs) for name, chs in named.items()}
+
+
+def annotated(split: Split, targets: dict[str, tuple[int, ...]], dataset: str) -> Split:
+    """The images of `split` with a mask pixel in a target's channels: the annotated ones of a
+    dataset whose empty masks mean "not annotated" (NIH's boxes), the only ones to use."""
+    rows = np.flatnonzero(target_masks(split.masks, targets).any(axis=(1, 2, 3)))
+    logging.info("segmentation: %d of %d images of %s:%s have a mask pixel in the targets' "
+                 "channels; the rest (not annotated) are left out", len(rows), len(split),
+                 dataset, split.name)
+    if not len(rows):
+        raise MissingFieldsError(
+            f"adapter 'segmentation': no image of split {split.name!r} of dataset {dataset!r} "
+            f"(of {len(split)} read) has a mask pixel in the channels of targets "
+            f"{list(targets)}, and there an empty mask means 'not annotated'; use a split with "
+            f"annotated images (--config.data.train_split / eval_splits) or read more of it "
+            f"(max_train=0 / max_eval=0)")
+    return split.take(rows)
 
 
 def segmentation_loss(logits: jax.Array, target: jax.Array) -> jax.Array:
@@ -101,15 +165,17 @@ def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: n
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
     """Dice per target and mean, per label fraction and eval split: `<split>/<pct>%/dice/...`."""
     data.require("segmentation", ("image", "mask"), (data.train_split, *data.eval_splits))
-    targets = {name: tuple(int(c) for c in ch) for name, ch in config.targets.items()}
-    channels = data.mask_channels()
-    for name, chs in targets.items():
-        if max(chs) >= channels:
-            raise MissingFieldsError(
-                f"adapter 'segmentation' needs mask channels {list(chs)} for target {name!r}, "
-                f"but dataset {data.name!r} has {channels} mask channel(s)")
+    channels = MaskChannels.of(data.name)
+    if len(channels.names) != data.mask_channels():
+        raise MissingFieldsError(
+            f"dataset {data.name!r} was built with {data.mask_channels()} mask channel(s), but "
+            f"its builder names {len(channels.names)} ({list(channels.names)}): rebuild it")
+    targets = channels.targets(config.targets)
     train = data.split(data.train_split, with_mask=True)
     evals = {s: data.split(s, with_mask=True) for s in data.eval_splits}
+    if channels.empty_means_unannotated:
+        train = annotated(train, targets, data.name)
+        evals = {s: annotated(split, targets, data.name) for s, split in evals.items()}
     train_targets = target_masks(train.masks, targets)
     features = None
     if not config.finetune:

@@ -4,17 +4,22 @@ and ranges of their results, determinism, artefacts, and clear errors for missin
 from __future__ import annotations
 
 import os
+import shutil
 
 import ml_collections
 import numpy as np
 import pytest
 
+from chexficient.data import registry
+from chexficient.data.builders.nih_cxr14 import BOX_CLASSES, NihCxr14
 from downstream import linear_probe, report_generation, retrieval, segmentation, zero_shot
 from downstream.config import bench_config
 from downstream.data import (BenchData, MissingFieldsError, label_draws, mean_over_draws,
                              subset_rows)
 from downstream.encoders import Encoders
 from pretrain.config import base_config
+from tests import real_fixtures as rf
+from tests.test_builder_nih_cxr14 import write_tree
 
 
 @pytest.fixture(scope="module")
@@ -142,9 +147,43 @@ def test_segmentation_finetune_mode(encoders, data):
 
 def test_segmentation_names_adapter_and_dataset_for_missing_channels(encoders, data):
     cfg = _cfg("segmentation", steps=1)
-    cfg.targets = dict(lungs=(0, 1), extra=(7,))
-    with pytest.raises(MissingFieldsError, match=r"segmentation.*'extra'.*synthetic_cxr/micro"):
+    cfg.targets = dict(lungs=("left_lung", "right_lung"), extra=("ribs",))
+    with pytest.raises(MissingFieldsError, match=r"segmentation.*'extra'.*synthetic_cxr/micro.*"
+                                                 r"\['left_lung', 'right_lung', 'heart', 'pathology'\]"):
         segmentation.run(encoders, data, cfg)
+
+
+@pytest.fixture(scope="module")
+def nih(tmp_path_factory, micro, run_config) -> BenchData:
+    """nih_cxr14/frontal built from the NIH builder test's tree plus a Cardiomegaly box on one
+    train image, with the micro world's tokenizer beside it (the loader opens one)."""
+    root = tmp_path_factory.mktemp("nih")
+    manual = write_tree(str(root / "manual"))
+    with open(os.path.join(manual, "BBox_List_2017.csv"), "a") as f:
+        f.write("00000001_000.png,Cardiomegaly,30,50,60,40,,,\n")
+    builder, _ = rf.build(NihCxr14, NihCxr14.builder_configs["frontal"], manual,
+                          str(root / "data"))
+    shutil.copy(registry.tokenizer_path(registry.prepared_builder(micro.name, micro.data_dir),
+                                        micro.vocab_size),
+                registry.tokenizer_path(builder, micro.vocab_size))
+    config = ml_collections.ConfigDict(run_config.data.to_dict())
+    config.update(name="nih_cxr14/frontal", data_dir=str(root / "data"))
+    return BenchData(config, image_size=run_config.model.image.image_size)
+
+
+def test_segmentation_on_nih_uses_box_classes_and_only_boxed_images(encoders, nih):
+    out = segmentation.run(encoders, nih, _cfg("segmentation", steps=1, fractions=(1.0,),
+                                               overlays=0))
+    assert len(nih.split("train")) >= 2 and out["test/100%/n_train"] == 1.0  # the boxed one
+    assert {k.split("/")[-1] for k in out if "/dice/" in k} == {*BOX_CLASSES, "mean"}
+    cfg = _cfg("segmentation", steps=1, fractions=(1.0,), overlays=0)
+    cfg.targets = {"heart": ("heart",)}  # the synthetic world's channel: refused
+    with pytest.raises(MissingFieldsError, match=r"'heart'.*nih_cxr14/frontal.*'Atelectasis'"):
+        segmentation.run(encoders, nih, cfg)
+    cfg.targets = {"effusion": "Effusion"}  # no image of the split has an Effusion box
+    with pytest.raises(MissingFieldsError, match=r"no image of split 'train' of dataset "
+                                                 r"'nih_cxr14/frontal' \(of \d read\)"):
+        segmentation.run(encoders, nih, cfg)
 
 
 def test_missing_fields_and_splits_are_named(data):

@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from chexficient.data import registry
+from chexficient.data.builders.nih_cxr14 import BOX_CLASSES
+from chexficient.data.builders.vindr_cxr import LOCAL_CLASSES
 from chexficient.findings import FINDINGS
 from downstream import linear_probe, metrics, report, retrieval, segmentation, training, zero_shot
+from downstream.data import MissingFieldsError, Split
 from downstream.report_decoder import ReportDecoder, beam_decode, greedy_decode
 from downstream.unet import UNetDecoder
 
@@ -111,6 +115,49 @@ def test_target_masks_union_of_channels():
     assert t.shape == (1, 2, 2, 2)
     np.testing.assert_array_equal(t[0, ..., 0], [[1, 0], [0, 1]])
     np.testing.assert_array_equal(t[0, ..., 1], [[0, 1], [0, 0]])
+
+
+def test_every_masked_builder_names_its_mask_channels(tmp_path):
+    masked = 0
+    for name in registry.builder_names():
+        features = registry.get_builder(name, str(tmp_path)).info.features
+        if "mask" in features:
+            masked, mask = masked + 1, features["mask"]
+            channels = segmentation.MaskChannels.of(name)
+            assert len(channels.names) == (mask.shape[2] if len(mask.shape) == 3 else 1), name
+    assert masked == 5  # synthetic_cxr, nih_cxr14, rsna_pneumonia, siim_acr_pneumothorax, vindr_cxr
+
+
+def test_segmentation_targets_come_from_the_dataset():
+    of = segmentation.MaskChannels.of
+    assert list(of("synthetic_cxr/micro").targets({}).items()) == [  # decoder channel order
+        ("heart", (2,)), ("lungs", (0, 1)), ("pathology", (3,))]
+    assert of("nih_cxr14/frontal").targets({}) == {c: (i,) for i, c in enumerate(BOX_CLASSES)}
+    assert of("vindr_cxr/frontal").targets({}) == {c: (i,) for i, c in enumerate(LOCAL_CLASSES)}
+    assert of("siim_acr_pneumothorax").targets({}) == {"Pneumothorax": (0,)}
+    assert of("rsna_pneumonia/frontal").targets({}) == {"Lung Opacity": (0,)}
+    assert of("nih_cxr14").empty_means_unannotated and not of("vindr_cxr").empty_means_unannotated
+    assert of("vindr_cxr").targets({"lesion": ("Nodule/Mass", "Other lesion"),
+                                    "ptx": "Pneumothorax"}) == {"lesion": (15, 16), "ptx": (19,)}
+    synthetic = {"lungs": ("left_lung", "right_lung"), "heart": ("heart",)}
+    for dataset, targets in [("siim_acr_pneumothorax/frontal", synthetic),
+                             ("nih_cxr14/frontal", {"lungs": (0, 1)}),  # numbers: refused
+                             ("nih_cxr14/frontal", {"none": ()})]:
+        first = of(dataset).names[0]
+        with pytest.raises(MissingFieldsError, match=rf"segmentation.*{dataset}.*'{first}'"):
+            of(dataset).targets(targets)
+
+
+def test_annotated_keeps_images_with_a_pixel_in_the_targets_channels():
+    masks = np.zeros((3, 4, 4, 2), np.uint8)
+    masks[1, 0, 0, 1] = masks[2, 3, 3, 0] = 1
+    split = Split("train", np.zeros((3, 4, 4, 1), np.float32), np.zeros((3, 14), np.int8),
+                  ["", "", ""], ["a", "b", "c"], masks)
+    assert segmentation.annotated(split, {"x": (0, 1)}, "d").ids == ["b", "c"]
+    assert segmentation.annotated(split, {"x": (1,)}, "d").ids == ["b"]
+    with pytest.raises(MissingFieldsError, match=r"no image of split 'train' of dataset 'd' "
+                                                 r"\(of 1 read\)"):
+        segmentation.annotated(split.take([0]), {"x": (0, 1)}, "d")
 
 
 def test_minibatches_static_size_seeded_and_covering():

@@ -36,7 +36,7 @@ def _config():
     config = bench_config("quick,max_train=48,max_eval=48,n_resamples=10")
     config.adapters = ("zero_shot", "retrieval", "segmentation")
     config.segmentation.update(steps=2, fractions=(1.0,), overlays=1,
-                               targets=dict(lungs=(0, 1), bogus=(9,)))  # micro has 4 channels
+                               targets=dict(lungs=("left_lung", "right_lung"), bogus=("ribs",)))
     return config
 
 

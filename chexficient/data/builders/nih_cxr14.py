@@ -184,6 +184,10 @@ class NihCxr14(common.RealCxrBuilder):
     """NIH ChestX-ray14: 112,120 frontal radiographs, 14 text-mined labels, 984 boxes."""
 
     name = "chexficient_nih_cxr14"
+    MASK_CHANNELS = BOX_CLASSES
+    """Names of the mask channels, in order (the segmentation adapter's targets name them)."""
+    EMPTY_MASK_MEANS_UNANNOTATED = True
+    """Only some images have boxes: an empty mask means "not annotated", not "normal"."""
 
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download ChestX-ray14 from https://nihcc.app.box.com/v/ChestXray-NIHCC (or Kaggle's

@@ -76,6 +76,8 @@ class RsnaPneumonia(common.RealCxrBuilder):
     """RSNA Pneumonia: 26,684 frontal radiographs, pneumonia Target and opacity boxes."""
 
     name = "chexficient_rsna_pneumonia"
+    MASK_CHANNELS = (BOX_LABEL,)
+    """Names of the mask channels, in order (the segmentation adapter's targets name them)."""
 
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download the RSNA Pneumonia Detection Challenge data from Kaggle

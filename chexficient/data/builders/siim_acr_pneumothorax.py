@@ -85,6 +85,8 @@ class SiimAcrPneumothorax(common.RealCxrBuilder):
     """SIIM-ACR Pneumothorax: 10,675 frontal radiographs with pneumothorax masks."""
 
     name = "chexficient_siim_acr_pneumothorax"
+    MASK_CHANNELS = (LABEL_MAP["pneumothorax mask"],)
+    """Names of the mask channels, in order (the segmentation adapter's targets name them)."""
 
     MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
     Download the SIIM-ACR Pneumothorax Segmentation stage 1 data (train-rle.csv and

@@ -47,6 +47,11 @@ class SyntheticCxr(tfds.core.GeneratorBasedBuilder):
     """Synthetic radiographs of 3D thorax phantoms, with reports, masks and audit truth."""
 
     name = "chexficient_synthetic_cxr"
+    MASK_CHANNELS = MASKS
+    """Names of the mask channels, in order (the segmentation adapter's targets name them)."""
+    MASK_TARGETS = {"lungs": ("left_lung", "right_lung"), "heart": ("heart",),
+                    "pathology": ("pathology",)}
+    """The segmentation adapter's default targets: each a union of channels."""
 
     VERSION = tfds.core.Version("2.0.0")
     RELEASE_NOTES = {

@@ -198,6 +198,8 @@ class VindrCxr(common.RealCxrBuilder):
     """VinDr-CXR: 18,000 frontal radiographs graded by radiologists, with lesion boxes."""
 
     name = "chexficient_vindr_cxr"
+    MASK_CHANNELS = LOCAL_CLASSES
+    """Names of the mask channels, in order (the segmentation adapter's targets name them)."""
 
     BUILDER_CONFIGS = common.default_configs(VindrConfig) + [
         VindrConfig(name="frontal_any", description="Frontal views; a label or box pixel is "
