@@ -127,20 +127,24 @@ def budget_steps(config: ml_collections.ConfigDict, step_flops: float) -> int:
     return config.total_steps
 
 
-def resolve(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, str, list, Tokenizer]:
+def resolve(config: ml_collections.ConfigDict
+            ) -> tuple[ml_collections.ConfigDict, str, list, Tokenizer | None]:
     """The run's own copy of `config` as config.json records it (pretrained architectures and
-    the tokenizer's vocabulary filled in), with its data dir, pool parts and tokenizer."""
+    the tokenizer's vocabulary filled in), with its data dir, pool parts and tokenizer: None
+    for a supervised run on data without report text, whose unused text tower then gets
+    `data.vocab_size` ids. A CLIP run needs report text in every part (`report_positions`)."""
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
     parts = mixture.parts(config.data, config.data.train_split, data_dir)
     config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
     config.model = pretrained.resolve(config.model)  # a pretrained tower's architecture
     if config.model.text.pretrained:
         config.data.tokenizer = config.model.text.pretrained
+    if config.loss != "supervised":  # before a tokenizer is trained on the parts' reports
+        mixture.report_positions(parts, config.data.get("on_error", "raise"))
     tokenizer = mixture.load_tokenizer(config.data, parts)
-    if tokenizer is None:
-        raise ValueError(f"{config.data.name} has no report text to pretrain a text tower on")
     if not config.model.text.vocab_size:
-        config.model.text.vocab_size = tokenizer.vocab_size
+        config.model.text.vocab_size = (tokenizer.vocab_size if tokenizer is not None
+                                        else config.data.vocab_size)
     if config.model.text.pretrained and config.model.text.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"model.text.vocab_size={config.model.text.vocab_size} but the "
                          f"tokenizer has {tokenizer.vocab_size} ids")
@@ -202,7 +206,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     os.makedirs(workdir, exist_ok=True)
     config, data_dir, parts, tokenizer = resolve(config)
     resolved = json.loads(config.to_json())  # config.json: as given, before a budget sets steps
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and tokenizer is not None:
         keep_run_tokenizer(workdir, tokenizer)
 
     # ----------------------------------------------------------------- data
@@ -228,7 +232,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         return pipeline.make_loader(
             config.data, config.data.train_split, train=True,
             batch_size=rows // jax.process_count(), seed=config.seed + 1000 * phase_index,
-            indices=indices)
+            indices=indices, skip_empty_reports=config.loss != "supervised")
 
     # ----------------------------------------------------------------- mesh & model
     mesh = parallel.make_mesh(config.mesh)

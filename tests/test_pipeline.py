@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -291,6 +292,79 @@ def test_exported_subset_is_read_through_config_subset(micro, tmp_path, write_tf
     for row, position in enumerate(picked):
         np.testing.assert_allclose(batch["image"][row], _normalised(source[position]["image"]),
                                    atol=1e-5)
+
+
+# --- reports: empty ones left out of CLIP streams, no tokenizer where there is no text --------
+
+BLANK = (1, 5, 6, 20, 33)
+
+
+@pytest.fixture
+def blanked_subset(micro, tmp_path, write_tfds_dataset) -> str:
+    """40 micro train records as an exported subset whose records BLANK have an empty report."""
+    features, source = micro.builder.info.features, _source(micro)
+    records = [features.serialize_example(
+        dict(source[i], report="") if i in BLANK else dict(source[i])) for i in range(40)]
+    return write_tfds_dataset(str(tmp_path / "blanked"), features, "train", records)
+
+
+def test_clip_stream_leaves_out_empty_reports_at_their_pool_positions(micro, blanked_subset,
+                                                                       caplog):
+    config = micro.data_config(subset=blanked_subset)
+    kept = sorted(set(range(40)) - set(BLANK))
+    np.testing.assert_array_equal(mixture.report_positions(mixture.parts(config, "train")), kept)
+    with caplog.at_level(logging.WARNING):
+        seen = _indices(make_loader(config, "train", train=True, batch_size=5, seed=0,
+                                    num_epochs=1, skip_empty_reports=True, shard=(0, 1)))
+        make_loader(config, "train", train=True, batch_size=5, seed=1,
+                    skip_empty_reports=True, shard=(0, 1))
+    assert sorted(seen) == kept  # an epoch of the others; positions are the pool's
+    counted = [r.getMessage() for r in caplog.records if "empty report" in r.getMessage()]
+    assert len(counted) == 1 and "5 of 40 records" in counted[0]
+    everything = _indices(make_loader(config, "train", train=False, batch_size=8, seed=0))
+    assert everything == list(range(40))  # other readers (supervised, the bench) keep them
+
+
+def test_leaving_out_empty_reports_changes_nothing_without_them(micro):
+    """The synthetic world has a report on every record: its CLIP batches stay bit-identical."""
+    config = micro.data_config()
+    parts = mixture.parts(config, "train")
+    np.testing.assert_array_equal(mixture.report_positions(parts), np.arange(parts[0].size))
+    for indices in (None, [7, 3, 200, 41, 9, 100, 12, 5]):
+        batches = [_take(make_loader(config, "train", train=True, batch_size=4, seed=2,
+                                     indices=indices, shard=(0, 1), skip_empty_reports=skip), 6)
+                   for skip in (False, True)]
+        _assert_same_batches(*batches)
+
+
+@pytest.fixture(scope="module")
+def chexpert_dir(tmp_path_factory) -> str:
+    """A data dir holding a label-only CheXpert build (no reports, no tokenizer)."""
+    from tests import label_only_data as lo
+
+    data_dir = str(tmp_path_factory.mktemp("chexpert_data"))
+    lo.build(lo.CHEXPERT, lo.write_chexpert(str(tmp_path_factory.mktemp("chexpert"))), data_dir)
+    return data_dir
+
+
+def test_a_label_only_dataset_loads_without_a_tokenizer(chexpert_dir):
+    """No tokenizer is trained into the dataset's folder (there is no text to train it on):
+    `tokenize=False` keeps the empty report strings, else every token row is padding."""
+    from tests.label_only_data import CHEXPERT, tokenizer_files
+
+    config = ml_collections.ConfigDict(dict(name=CHEXPERT, data_dir=chexpert_dir, image_size=32,
+                                            text_len=16, vocab_size=4000, on_error="raise"))
+    texts = next(make_loader(config, "test", train=False, batch_size=4, seed=0, shard=(0, 1),
+                             tokenize=False))
+    assert texts["report"].tolist() == [""] * 4 and "tokens" not in texts
+    padded = next(make_loader(config, "train", train=True, batch_size=4, seed=0, shard=(0, 1)))
+    assert padded["tokens"].shape == (4, 16) and not padded["tokens"].any()
+    assert not padded["text_mask"].any()
+    parts = mixture.parts(config, "train")
+    assert mixture.load_tokenizer(config, parts) is None
+    assert tokenizer_files(parts[0].builder) == []
+    with pytest.raises(ValueError, match="'chexpert/frontal' has no report text .*chexpert_plus"):
+        mixture.report_positions(parts)
 
 
 # --- bad records ----------------------------------------------------------------------------

@@ -95,3 +95,33 @@ def test_supervised_loss_needs_the_head_and_no_curator(micro, tmp_path):
     budget = micro_config(micro, "chexficient", total_flops=1e9)
     with pytest.raises(ValueError, match="total_flops needs schedule 'full'"):
         train(budget, str(tmp_path / "budget"))
+
+
+@pytest.fixture(scope="module")
+def chexpert_dir(tmp_path_factory) -> str:
+    """A data dir holding only a label-only CheXpert build (24 train, 4 validation records)."""
+    from tests import label_only_data as lo
+
+    data_dir = str(tmp_path_factory.mktemp("chexpert_data"))
+    lo.build(lo.CHEXPERT, lo.write_chexpert(str(tmp_path_factory.mktemp("chexpert"))), data_dir)
+    return data_dir
+
+
+def test_supervised_run_trains_on_a_label_only_dataset_without_a_tokenizer(micro, chexpert_dir,
+                                                                          tmp_path):
+    from chexficient.checkpoint import RUN_TOKENIZER
+    from chexficient.data import registry
+    from tests.label_only_data import CHEXPERT, tokenizer_files
+
+    config = supervised_config(micro, total_steps=3, batch_size=8, log_every_steps=1)
+    config.data.update(name=CHEXPERT, data_dir=chexpert_dir)
+    config.eval.update(every_steps=2, batch_size=4)  # its validation batches have no text either
+    workdir = tmp_path / "supervised"
+    summary = train(config, str(workdir))
+    assert summary["step"] == 3 and summary["pool_size"] == 24
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    assert all(np.isfinite(r["loss"]) for r in rows if "loss" in r)
+    assert any("val/loss" in r for r in rows)
+    assert not (workdir / RUN_TOKENIZER).exists()
+    assert tokenizer_files(registry.prepared_builder(CHEXPERT, chexpert_dir)) == []
+    assert json.load(open(workdir / "config.json"))["model"]["text"]["vocab_size"] == 4000

@@ -271,3 +271,36 @@ def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
     assert (tmp_path / RUN_TOKENIZER).read_bytes() == first.model_proto
     with pytest.raises(ValueError, match="other token ids"):
         keep_run_tokenizer(str(tmp_path), other)
+
+
+@pytest.fixture(scope="module")
+def chexpert_dir(micro, tmp_path_factory) -> str:
+    """A data dir holding micro and a label-only CheXpert build (no reports, no tokenizer)."""
+    from tests import label_only_data as lo
+
+    data_dir = str(tmp_path_factory.mktemp("chexpert_data"))
+    shutil.copytree(micro.data_dir, data_dir, dirs_exist_ok=True)
+    lo.build(lo.CHEXPERT, lo.write_chexpert(str(tmp_path_factory.mktemp("chexpert"))), data_dir)
+    return data_dir
+
+
+@pytest.mark.parametrize("mixture", ["", "synthetic_cxr/micro:0.5,chexpert/frontal:0.5"])
+def test_clip_on_a_label_only_dataset_is_refused_in_one_line(micro, chexpert_dir, tmp_path,
+                                                             mixture):
+    """Alone or in a mixture, a dataset without reports stops CLIP pretraining at launch with
+    one line naming it and what to use instead, and no tokenizer is trained on the way."""
+    from chexficient.cli import user_error
+    from chexficient.data import registry
+    from tests.label_only_data import CHEXPERT, tokenizer_files
+
+    config = micro_config(micro, total_steps=2, batch_size=8)
+    config.data.update(name=CHEXPERT, data_dir=chexpert_dir, mixture=mixture)
+    with pytest.raises(ValueError) as error:
+        train(config, str(tmp_path / "clip"))
+    message = user_error(error.value)
+    assert message is not None and "\n" not in message
+    assert re.match(r"dataset 'chexpert/frontal' has no report text .*chexpert_plus.*"
+                    r"configs/supervised\.py", message)
+    assert not os.path.exists(tmp_path / "clip" / "config.json")
+    assert tokenizer_files(registry.prepared_builder(CHEXPERT, chexpert_dir)) == []
+    assert not os.path.exists(os.path.join(chexpert_dir, "mixtures"))

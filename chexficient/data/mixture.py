@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Sequence
@@ -19,6 +20,7 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging
 
 from chexficient.data import registry
 from chexficient.data.records import RecordReader, SkipLog, default_skip_log
@@ -198,16 +200,66 @@ def tokenizer_path(config: ml_collections.ConfigDict, vocab_size: int) -> str:
                         key, f"tokenizer_{vocab_size}.model")
 
 
-def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) -> Tokenizer:
+def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) -> Tokenizer | None:
     """The tokenizer of `config.tokenizer` (a pretrained BERT folder's WordPiece) when set,
-    else the dataset's own; for a mixture one trained on all parts' train reports."""
+    else the dataset's own; for a mixture one trained on all parts' train reports. None when
+    there is none yet and no part's train split has report text (labels only): nothing to
+    train one on."""
     if config.get("tokenizer"):
         return WordPieceTokenizer.from_folder(config.tokenizer)
     vocab_size = config.get("vocab_size", 4000)
+    path = (registry.tokenizer_path(parts_[0].builder, vocab_size) if len(parts_) == 1
+            else tokenizer_path(config, vocab_size))
+    if not os.path.exists(path) and not any(_has_train_text(p.builder.data_dir) for p in parts_):
+        return None
     if len(parts_) == 1:
         return registry.load_tokenizer(parts_[0].builder, vocab_size)
-    path = tokenizer_path(config, vocab_size)
     if os.path.exists(path):
         return Tokenizer(path)
     reports = [r for p in parts_ for r in registry.train_reports(p.builder)]
     return Tokenizer.train(reports, path.removesuffix(".model"), vocab_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _has_train_text(builder_dir: str) -> bool:
+    """Whether any train report of the dataset at `builder_dir` has text (read once a process:
+    a label-only dataset's answer takes a pass over its train split)."""
+    builder = tfds.builder_from_directory(builder_dir)
+    return any(report.strip() for report in registry.train_reports(builder))
+
+
+def report_positions(parts_: Sequence[Part], on_error: str = "raise") -> np.ndarray:
+    """Pool positions of the records whose report has text: what CLIP pretraining draws from.
+
+    Records with an empty report (a CheXpert-Plus study without findings or impression) keep
+    their pool positions but are left out, counted and logged once a process; a part with no
+    report text at all (CheXpert, RSNA, SIIM, VinDr) is an error naming it.
+    """
+    kept = []
+    for part in parts_:
+        empty = _empty_reports(part.name, part.records_dir, part.records_split, on_error)
+        if empty.size == part.size and part.size:
+            raise ValueError(
+                f"dataset {part.name!r} has no report text (labels and images only): CLIP "
+                "pretraining pairs images with reports; leave it out of config.data.mixture "
+                "(chexpert_plus has CheXpert's images with reports), or train on its labels "
+                "with configs/supervised.py")
+        kept.append(part.offset + np.setdiff1d(np.arange(part.size), empty))
+    return np.concatenate(kept) if kept else np.zeros(0, np.int64)
+
+
+@functools.lru_cache(maxsize=None)
+def _empty_reports(name: str, records_dir: str, records_split: str, on_error: str) -> np.ndarray:
+    """Positions in one part's split of its records with an empty report, reading only the
+    reports (an unreadable record, with on_error='skip', counts as not empty: reading it
+    skips it anyway)."""
+    log = (SkipLog(default_skip_log(records_dir, records_split)) if on_error == "skip" else None)
+    reader = RecordReader(records_dir, records_split, keys=("report",), on_error=on_error,
+                          skip_log=log)
+    reports = (reader(position) for position in range(len(reader)))
+    empty = np.array([i for i, r in enumerate(reports) if r is not None and not r["report"].strip()],
+                     np.int64)
+    if empty.size:
+        logging.warning("dataset %s, split %s: %d of %d records have an empty report; CLIP "
+                        "pretraining leaves them out", name, records_split, empty.size, len(reader))
+    return empty

@@ -22,7 +22,7 @@ from absl import flags
 
 from chexficient.data import mixture
 from chexficient.data.records import REQUIRED, RecordReader, SkipLog, default_skip_log
-from chexficient.data.tokenizer import Tokenizer
+from chexficient.data.tokenizer import PAD_ID, Tokenizer
 
 PIXEL_MEAN, PIXEL_STD = 0.45, 0.3
 """Images enter models as (x / 255 - PIXEL_MEAN) / PIXEL_STD: roughly zero mean, unit variance
@@ -134,21 +134,31 @@ class ImageTransform:
 
 
 class TokenizeBatch:
-    """Batched records -> the model batch: reports become `tokens` and `text_mask`."""
+    """Batched records -> the model batch: reports become `tokens` and `text_mask`.
 
-    def __init__(self, tokenizer: Tokenizer, text_len: int):
+    Without a tokenizer (a dataset with no report text) every row is padding with an all-False
+    mask: the batch keeps the fields a training step takes, which a supervised run never reads.
+    """
+
+    def __init__(self, tokenizer: Tokenizer | None, text_len: int):
         self.tokenizer, self.text_len = tokenizer, text_len
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = dict(batch)
-        tokens, mask = self.tokenizer.encode(batch.pop("report").tolist(), self.text_len)
+        reports = batch.pop("report").tolist()
+        if self.tokenizer is None:
+            tokens = np.full((len(reports), self.text_len), PAD_ID, np.int32)
+            mask = tokens != PAD_ID
+        else:
+            tokens, mask = self.tokenizer.encode(reports, self.text_len)
         batch["tokens"], batch["text_mask"] = tokens, mask
         return batch
 
 
 def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, batch_size: int,
                 seed: int, num_epochs: int | None = None, indices: Sequence[int] | None = None,
-                with_mask: bool = False, shard: tuple[int, int] | None = None
+                with_mask: bool = False, shard: tuple[int, int] | None = None,
+                tokenize: bool = True, skip_empty_reports: bool = False
                 ) -> grain.DatasetIterator:
     """Batches of `config` (the `config.data` section) for one host.
 
@@ -162,6 +172,12 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     text_augment (reports, training only),
     on_error, skip_log (default: beside the dataset), worker_count, read_threads (0: automatic).
 
+    `tokenize`: reports become `tokens` and `text_mask` with the data's tokenizer
+    (`mixture.load_tokenizer`; a dataset with no report text has none: `TokenizeBatch`); False
+    loads no tokenizer and keeps the `report` strings (the bench encodes with a run's own).
+    `skip_empty_reports` leaves the records whose report is empty out of the stream (CLIP
+    pretraining: `mixture.report_positions`); pool positions stay those of the whole pool.
+
     A mixture's `index` is the pool position (part offset + position in the part; `indices`
     are pool positions too) and batches add `source` int32, the part's number in the mixture.
     Training draws from the parts (each shuffled and repeated on its own) in proportion to
@@ -172,6 +188,9 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     readers = [_reader(config, part, with_mask) for part in parts]
     offsets = [part.offset for part in parts]
     positions = _positions(sum(len(r) for r in readers), indices)
+    if skip_empty_reports:
+        on_error = config.get("on_error", "raise")
+        positions = positions[np.isin(positions, mixture.report_positions(parts, on_error))]
     shard_index, shard_count = shard or _jax_process()
     streams = []
     for k, reader in enumerate(readers):  # part k's pool positions, shuffled and repeated
@@ -193,7 +212,6 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
     ds = ds.random_map(transform) if augment or text_augment else ds.map(transform)
     ds = BatchShard(ds, batch_size, shard_index, shard_count)  # after augmenting: draws by place
 
-    tokenizer = mixture.load_tokenizer(config, parts)
     workers = config.get("worker_count", 0)
     # One reading thread overlaps reading with batching; a second only contends for the GIL
     # (measured, batches of 64 at 64 px: 33 against 45 ms, 36 against 55 ms of CPU).
@@ -208,7 +226,9 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
                                                   prefetch_buffer_size=2 * batch_size))
         it = it.batch(batch_size, drop_remainder=train)
-    it = it.map(TokenizeBatch(tokenizer, config.get("text_len", 64)))
+    if tokenize:
+        it = it.map(TokenizeBatch(mixture.load_tokenizer(config, parts),
+                                  config.get("text_len", 64)))
     if workers:
         if not flags.FLAGS.is_parsed():  # grain reads its absl flags when it starts workers
             flags.FLAGS.mark_as_parsed()
