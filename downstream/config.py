@@ -47,6 +47,8 @@ def bench_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.reference = a.reference  # add a randomly initialised encoder of the same architecture
 
     # Empty name: each checkpoint is evaluated on its own pretraining dataset (its config.data).
+    # An eval split of downstream.data.OPTIONAL_SPLITS (test_shift: the synthetic world's other
+    # site) that the dataset lacks is left out, so the default scores a real dataset on test.
     c.data = dict(name="", data_dir="", train_split="train", eval_splits=_many(a.splits),
                   max_examples=dict(train=a.max_train, default=a.max_eval), on_error="raise")
 

@@ -1,8 +1,9 @@
 """A dataset as the adapters see it: whole splits as numpy arrays, read once and cached.
 
 Records come through the project's input pipeline (`pipeline.make_loader`: validation,
-skips, resizing to the model's image size, no augmentation); report strings come from the
-split's `registry.data_source`, by record position.
+skips, resizing to the model's image size, no augmentation, reports as text: adapters encode
+them with the run's own tokenizer, so a label-only dataset needs none); ids are read by
+record position.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
+from absl import logging
 from tqdm.auto import tqdm
 
 from chexficient import findings
@@ -22,6 +24,11 @@ from chexficient.data.records import RecordReader
 
 class MissingFieldsError(ValueError):
     """A dataset lacks the fields or splits an adapter needs; the message names both."""
+
+
+OPTIONAL_SPLITS = ("test_shift",)
+"""Eval splits only some datasets have (the synthetic world's other site): a dataset without
+one is scored on the other eval splits, and the absence is logged."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +98,7 @@ class BenchData:
 
     `max_examples` caps each split (a seeded random subset, so a quick run still spans the
     split). Loaded splits are cached, so several adapters and checkpoints share one read.
+    An eval split of OPTIONAL_SPLITS the dataset lacks is left out of `eval_splits`.
     """
 
     def __init__(self, data_config: ml_collections.ConfigDict, *, image_size: int,
@@ -100,7 +108,7 @@ class BenchData:
         self.config.image_size = image_size
         self.config.worker_count = 0
         self.name = self.config.name
-        self.train_split, self.eval_splits = train_split, tuple(eval_splits)
+        self.train_split, self.requested_splits = train_split, tuple(eval_splits)
         self.max_examples = dict(max_examples or {})
         self.batch_size, self.seed = batch_size, seed
         self._cache: dict[tuple[str, bool], Split] = {}
@@ -108,6 +116,19 @@ class BenchData:
     @functools.cached_property
     def _builder(self):
         return registry.prepared_builder(self.name, self.config.get("data_dir") or None)
+
+    @functools.cached_property
+    def eval_splits(self) -> tuple[str, ...]:
+        """The requested eval splits but those of OPTIONAL_SPLITS the dataset lacks (logged
+        once); all of them if none would remain, so that `require` names what is missing."""
+        present = self._builder.info.splits
+        kept = tuple(s for s in self.requested_splits
+                     if s in present or s not in OPTIONAL_SPLITS)
+        left_out = [s for s in self.requested_splits if s not in kept]
+        if kept and left_out:
+            logging.warning("dataset %s has no split %s: scored on %s only", self.name,
+                            " or ".join(map(repr, left_out)), ", ".join(map(repr, kept)))
+        return kept or self.requested_splits
 
     @property
     def features(self) -> set[str]:
@@ -147,16 +168,15 @@ class BenchData:
         indices = subset_rows(n, cap / n, self.seed) if 0 < cap < n else None
         loader = pipeline.make_loader(self.config, name, train=False, batch_size=self.batch_size,
                                       seed=self.seed, num_epochs=1, indices=indices,
-                                      with_mask=with_mask, shard=(0, 1))
+                                      with_mask=with_mask, shard=(0, 1), tokenize=False)
         batches = list(tqdm(loader, desc=f"read {self.name}:{name}", unit="batch", leave=False,
                             disable=None))  # a passing bar: terminals only, not logs
         if not batches:
             raise MissingFieldsError(
                 f"split {name!r} of dataset {self.name!r} has no readable records")
         cat = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-        # Reports and ids of the records the loader read, decoding nothing else (no image twice).
-        reader = RecordReader(self._builder.data_dir, name, keys=("id", "report"))
-        records = [reader(i) for i in cat["index"]]
+        # Ids of the records the loader read, decoding nothing else (no image twice).
+        reader = RecordReader(self._builder.data_dir, name, keys=("id",))
         return Split(name, cat["image"], cat["labels"].astype(np.int8),
-                     [r["report"] for r in records], [r["id"] for r in records],
+                     [str(r) for r in cat["report"]], [reader(i)["id"] for i in cat["index"]],
                      cat["mask"] if with_mask else None)

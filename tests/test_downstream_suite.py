@@ -112,3 +112,64 @@ def test_checkpoint_keeps_its_tokenizer_when_the_dataset_loses_it(micro, runs, t
     (moved / RUN_TOKENIZER).unlink()  # a run from before tokenizers were kept: the dataset's
     with pytest.raises(Exception, match="no_data_here"):
         Encoders.from_checkpoint(str(moved))
+
+
+@pytest.fixture(scope="module")
+def label_only_dir(tmp_path_factory) -> str:
+    """A data dir holding a CheXpert and an RSNA build (labels, no reports; RSNA with masks)."""
+    from tests import label_only_data as lo
+
+    data_dir = str(tmp_path_factory.mktemp("label_only"))
+    lo.build(lo.CHEXPERT, lo.write_chexpert(str(tmp_path_factory.mktemp("chexpert"))), data_dir)
+    lo.build(lo.RSNA, lo.write_rsna(str(tmp_path_factory.mktemp("rsna"))), data_dir)
+    return data_dir
+
+
+@pytest.mark.parametrize("dataset,adapters", [
+    ("chexpert/frontal", ("zero_shot", "linear_probe")),
+    ("rsna_pneumonia/frontal", ("zero_shot", "linear_probe", "segmentation"))])
+def test_a_label_only_dataset_is_benched_on_its_test_split(runs, label_only_dir, tmp_path,
+                                                            dataset, adapters):
+    """No tokenizer of the dataset is needed or trained (the run's own encodes the prompts),
+    and the default eval splits `test+test_shift` score a real dataset on `test`, the one it has."""
+    from chexficient.data import registry
+    from tests.label_only_data import tokenizer_files
+
+    config = bench_config("quick,max_train=48,max_eval=48,n_resamples=10,draws=1,reference=0,"
+                          "probe_fractions=1,seg_fractions=1")
+    assert config.data.eval_splits == ("test", "test_shift")  # the synthetic world's default
+    config.adapters = adapters
+    config.data.update(name=dataset, data_dir=label_only_dir)
+    config.segmentation.update(steps=2, overlays=0)
+    config.segmentation.targets = {"opacity": (0,)}  # RSNA's one channel (not the synthetic 4)
+    summary = suite.run_bench(runs[:1], config, str(tmp_path / "bench"))
+
+    assert summary["errors"] == {}
+    results = summary["results"]["run0"]
+    assert set(results) == set(adapters)
+    assert 0 <= results["zero_shot"]["test/auroc/mean"] <= 1
+    assert 0 <= results["linear_probe"]["test/100%/auroc/mean"] <= 1
+    if "segmentation" in adapters:
+        assert 0 <= results["segmentation"]["test/100%/dice/opacity"] <= 1
+    assert not [k for r in results.values() for k in r if k.startswith("test_shift")]
+    assert tokenizer_files(registry.prepared_builder(dataset, label_only_dir)) == []
+
+
+def test_an_eval_split_the_dataset_lacks_is_left_out_only_if_optional(label_only_dir):
+    from downstream.data import BenchData, MissingFieldsError
+    from tests.label_only_data import CHEXPERT
+
+    config = bench_config("quick").data
+    config.update(name=CHEXPERT, data_dir=label_only_dir)
+
+    def data(*splits: str) -> BenchData:
+        return BenchData(config, image_size=32, eval_splits=splits)
+
+    assert data("test", "test_shift").eval_splits == ("test",)
+    assert data("validation", "test").eval_splits == ("validation", "test")
+    only_shift = data("test_shift")
+    with pytest.raises(MissingFieldsError, match=r"needs splits \['test_shift'\]"):
+        only_shift.require("zero_shot", ("labels",), only_shift.eval_splits)
+    other = data("test", "holdout")  # not optional: still an error naming it
+    with pytest.raises(MissingFieldsError, match=r"needs splits \['holdout'\]"):
+        other.require("zero_shot", ("labels",), other.eval_splits)
