@@ -59,8 +59,9 @@ def build(name: str) -> None:
     for split, info in sorted(builder.info.splits.items()):
         print(f"{name} {split}: {info.num_examples} records"
               f"{_common.build_notes(builder.data_dir, split)}")
-    if _common.unsplit_note(builder.data_dir):
-        print(f"{name}: {_common.unsplit_note(builder.data_dir)}")
+    unsplit = _common.unsplit_note(builder.data_dir)
+    if unsplit:
+        print(f"{name}: {unsplit}")
     print(f"files: {builder.data_dir}")
     if tokenizer is None:
         print("tokenizer: none (the dataset has no report text)")

@@ -181,17 +181,15 @@ def _tokenizer(builder: tfds.core.DatasetBuilder, name: str, vocab_size: int
     return load_tokenizer(builder, vocab_size)
 
 
-def remove_stale_builds(builder: tfds.core.DatasetBuilder) -> list[str]:
+def remove_stale_builds(builder: tfds.core.DatasetBuilder) -> None:
     """Removes the folders that killed builds of this dataset version left beside it
-    (`incomplete.*_<version>`; they never load, and can be gigabytes); returns them.
+    (`incomplete.*_<version>`; they never load, and can be gigabytes), each with a warning.
     Two builds of one dataset must not run at once."""
     parent = os.path.dirname(builder.data_dir)
-    stale = sorted(glob.glob(os.path.join(glob.escape(parent),
-                                          f"{STALE_PREFIX}*_{builder.version}")))
-    for path in stale:
+    for path in sorted(glob.glob(os.path.join(glob.escape(parent),
+                                              f"{STALE_PREFIX}*_{builder.version}"))):
         logging.warning("removing %s, left by a build that did not finish", path)
         shutil.rmtree(path, ignore_errors=True)
-    return stale
 
 
 def replace_dir(new: str, old: str) -> None:

@@ -196,9 +196,9 @@ def read_csv(path: str, required: Sequence[str] | None = None, optional: Sequenc
 
 def numbered_rows(path: str, required: Sequence[str] | None = None,
                   optional: Sequence[str] = ()) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV (optionally gzipped) as dicts keyed by `csv_header`. With `required`,
-    only those columns and the `optional` ones present are kept (big tables stay small); a
-    missing required column, or a row with too few or too many cells (a stray comma would
+    """(line number, row) of a CSV (optionally gzipped), rows as dicts keyed by `csv_header`.
+    With `required`, only those columns and the `optional` ones present are kept (big tables
+    stay small); a missing required column, or a row with too few or too many cells (a stray comma would
     shift the columns), raises ValueError naming the file and line. Unnamed columns at the
     end of the header (a trailing comma) may be absent from rows and are never kept."""
     header = csv_header(path)
@@ -853,9 +853,9 @@ SPLIT_ORDER = ("train", "validation", "test")
 def entries_by_split(items: Iterable[T], split_of: Callable[[T], str | None],
                      entry_of: Callable[[T, SplitTally], Entry | None]) -> dict[str, SplitEntries]:
     """Each split's lazy entries: items grouped by `split_of` (None: in no split, which
-    `split_of` counts in the builder's `unsplit`), each made
-    by `entry_of(item, tally)` when the split is written (None: filtered out, which
-    `entry_of` counts in the tally). Splits come train, validation, test, then any other."""
+    `split_of` counts in the builder's `unsplit`), each made by `entry_of(item, tally)` when
+    the split is written (None: filtered out, which `entry_of` counts in the tally). Splits
+    come train, validation, test, then any other."""
     groups: dict[str, list[T]] = {}
     for item in items:
         split = split_of(item)
