@@ -325,6 +325,21 @@ def test_clip_stream_leaves_out_empty_reports_at_their_pool_positions(micro, bla
     assert everything == list(range(40))  # other readers (supervised, the bench) keep them
 
 
+def test_empty_reports_are_found_once_and_read_back(micro, blanked_subset):
+    config = micro.data_config(subset=blanked_subset)
+    cache = os.path.join(blanked_subset, mixture.EMPTY_REPORTS.format(split="train"))
+    mixture.report_positions(mixture.parts(config, "train"))
+    with open(cache) as f:
+        assert json.load(f) == {"records": 40, "empty": list(BLANK)}
+    for written, expected in (({"records": 40, "empty": [2]}, [2]),  # read back, not re-read
+                              ({"records": 39, "empty": [2]}, list(BLANK))):  # stale: found again
+        with open(cache, "w") as f:
+            json.dump(written, f)
+        mixture._empty_reports.cache_clear()
+        kept = mixture.report_positions(mixture.parts(config, "train"))
+        assert sorted(set(range(40)) - set(kept.tolist())) == expected
+
+
 def test_leaving_out_empty_reports_changes_nothing_without_them(micro):
     """The synthetic world has a report on every record: its CLIP batches stay bit-identical."""
     config = micro.data_config()

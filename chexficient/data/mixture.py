@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import json
 import math
 import os
 from typing import Any, Sequence
@@ -23,6 +24,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from chexficient.data import registry
+from chexficient.io import write_json_atomic
 from chexficient.data.records import RecordReader, SkipLog, default_skip_log
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.data.wordpiece import WordPieceTokenizer
@@ -248,18 +250,42 @@ def report_positions(parts_: Sequence[Part], on_error: str = "raise") -> np.ndar
     return np.concatenate(kept) if kept else np.zeros(0, np.int64)
 
 
+EMPTY_REPORTS = "empty_reports_{split}.json"
+"""Beside a dataset's records: the positions of its split's empty reports, found once (a pass
+over every report) and read by every later launch. A rebuild replaces the folder, and it."""
+
+
 @functools.lru_cache(maxsize=None)
 def _empty_reports(name: str, records_dir: str, records_split: str, on_error: str) -> np.ndarray:
     """Positions in one part's split of its records with an empty report, reading only the
-    reports (an unreadable record, with on_error='skip', counts as not empty: reading it
-    skips it anyway)."""
+    reports, or their list from an earlier launch (an unreadable record, with
+    on_error='skip', counts as not empty: reading it skips it anyway)."""
     log = (SkipLog(default_skip_log(records_dir, records_split)) if on_error == "skip" else None)
     reader = RecordReader(records_dir, records_split, keys=("report",), on_error=on_error,
                           skip_log=log)
-    reports = (reader(position) for position in range(len(reader)))
-    empty = np.array([i for i, r in enumerate(reports) if r is not None and not r["report"].strip()],
-                     np.int64)
-    if empty.size:
+    cache = os.path.join(records_dir, EMPTY_REPORTS.format(split=records_split))
+    found = _read_empty_reports(cache, len(reader))
+    if found is None:
+        reports = (reader(position) for position in range(len(reader)))
+        found = np.array([i for i, r in enumerate(reports)
+                          if r is not None and not r["report"].strip()], np.int64)
+        try:
+            write_json_atomic(cache, {"records": len(reader), "empty": found.tolist()})
+        except OSError:  # a read-only copy of the dataset: found again by the next launch
+            pass
+    if found.size:
         logging.warning("dataset %s, split %s: %d of %d records have an empty report; CLIP "
-                        "pretraining leaves them out", name, records_split, empty.size, len(reader))
-    return empty
+                        "pretraining leaves them out", name, records_split, found.size, len(reader))
+    return found
+
+
+def _read_empty_reports(path: str, records: int) -> np.ndarray | None:
+    """The cached positions at `path`, or None if absent or written for another record count."""
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("records") != records:
+        return None
+    return np.asarray(cached.get("empty", []), np.int64)
