@@ -69,6 +69,21 @@ def load_tokenizer(data_config: ml_collections.ConfigDict) -> Tokenizer:
     return Tokenizer(path)
 
 
+def pretraining_tokenizer(config: ml_collections.ConfigDict) -> Tokenizer | None:
+    """`load_tokenizer` of a run's config, or None for a supervised run on data without report
+    text (it was trained with none: its text tower is never used)."""
+    try:
+        return load_tokenizer(config.data)
+    except FileNotFoundError:
+        if config.get("loss") == "supervised":
+            return None
+        raise
+
+
+NO_TOKENIZER = ("this supervised run was trained on data without report text and has no "
+                "tokenizer: it encodes no text")
+
+
 class NotApplicable(ValueError):
     """The adapter's task does not apply to this model by design (a supervised reference has no
     text tower to retrieve with): the suite notes it and goes on, without counting an error."""
@@ -81,7 +96,7 @@ class Encoders:
     `batch_size` is rounded up to a multiple of the device count.
     """
 
-    def __init__(self, model: CLIP, tokenizer: Tokenizer, config: ml_collections.ConfigDict, *,
+    def __init__(self, model: CLIP, tokenizer: Tokenizer | None, config: ml_collections.ConfigDict, *,
                  batch_size: int = 64):
         self.model, self.tokenizer, self.config = model, tokenizer, config
         devices = jax.local_devices()
@@ -111,7 +126,7 @@ class Encoders:
         """
         model, config = checkpoint.load_model(path, step=step)
         tokenizer = tokenizer_lib.load_saved(checkpoint.run_dir(path))
-        return cls(model, tokenizer or load_tokenizer(config.data), config, batch_size=batch_size)
+        return cls(model, tokenizer or pretraining_tokenizer(config), config, batch_size=batch_size)
 
     @classmethod
     def random_init(cls, config: ml_collections.ConfigDict, *, tokenizer: Tokenizer | None = None,
@@ -119,7 +134,7 @@ class Encoders:
         """The same architecture untrained: the reference every pretrained encoder must beat.
 
         `tokenizer` defaults to the one beside the config's pretraining dataset."""
-        tokenizer = tokenizer or load_tokenizer(config.data)
+        tokenizer = tokenizer or pretraining_tokenizer(config)
         config = ml_collections.ConfigDict(config.to_dict())
         if not config.model.text.vocab_size:
             config.model.text.vocab_size = tokenizer.vocab_size
@@ -165,5 +180,7 @@ class Encoders:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Report or prompt strings -> [B,D] unit-norm embeddings."""
+        if self.tokenizer is None:
+            raise NotApplicable(NO_TOKENIZER)
         tokens, mask = self.tokenizer.encode(list(texts), self.text_len)
         return batched(self._on_devices(self._text), [tokens, mask], self.batch_size)

@@ -20,7 +20,7 @@ from flax import nnx
 from chexficient.io import write_atomic
 from downstream import metrics, training
 from downstream.data import BenchData, Split
-from downstream.encoders import Encoders
+from downstream.encoders import NO_TOKENIZER, Encoders, NotApplicable
 from downstream.report_decoder import ReportDecoder, beam_decode, greedy_decode
 
 
@@ -52,6 +52,8 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
     """Report metrics per decoding mode and eval split: `<split>/<mode>/bleu4`, ..."""
     data.require("report_generation", ("image", "report"), (data.train_split, *data.eval_splits))
     tok = encoders.tokenizer
+    if tok is None:
+        raise NotApplicable(NO_TOKENIZER)
     train, skipped = _nonempty(data.split(data.train_split))
     if not len(train):
         raise ValueError(f"train split of dataset {data.name!r} has no non-empty reports")

@@ -125,3 +125,11 @@ def test_supervised_run_trains_on_a_label_only_dataset_without_a_tokenizer(micro
     assert not (workdir / RUN_TOKENIZER).exists()
     assert tokenizer_files(registry.prepared_builder(CHEXPERT, chexpert_dir)) == []
     assert json.load(open(workdir / "config.json"))["model"]["text"]["vocab_size"] == 4000
+    # The bench reads it with no tokenizer: its head answers zero-shot on its own dataset, and
+    # what needs text encoding does not apply (no error); the random reference copies it.
+    config = bench_config("quick,max_train=4,max_eval=4,n_resamples=10,splits=validation")
+    config.adapters = ("zero_shot", "report_generation")
+    summary = run_bench([str(workdir)], config, str(tmp_path / "bench"), names=["supervised"])
+    assert not any(summary["errors"].values()), summary["errors"]
+    assert "validation/auroc/mean" in summary["results"]["supervised"]["zero_shot"]
+    assert "no tokenizer" in summary["not_applicable"]["supervised"]["report_generation"]
