@@ -162,8 +162,23 @@ def _train_and_predict(encoders: Encoders, decoder: UNetDecoder, train_images: n
     return {s: predict(eval_images[s], *features[s]) for s in eval_images}
 
 
+def _read_splits(data: BenchData, targets: dict[str, tuple[int, ...]], annotated_only: bool
+                 ) -> tuple[Split, dict[str, Split], dict[str, float]]:
+    """The train split, the eval splits and, with `annotated_only`, each split's count of
+    images left out as not annotated (`<split>/n_not_annotated_left_out`)."""
+    splits = {s: data.split(s, with_mask=True) for s in (data.train_split, *data.eval_splits)}
+    counts = {}
+    if annotated_only:
+        kept = {s: annotated(split, targets, data.name) for s, split in splits.items()}
+        counts = {f"{s}/n_not_annotated_left_out": float(len(splits[s]) - len(kept[s]))
+                  for s in splits}
+        splits = kept
+    return splits[data.train_split], {s: splits[s] for s in data.eval_splits}, counts
+
+
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """Dice per target and mean, per label fraction and eval split: `<split>/<pct>%/dice/...`."""
+    """Dice per target and mean, per label fraction and eval split: `<split>/<pct>%/dice/...`
+    (and where empty masks mean "not annotated", the images left out per split)."""
     data.require("segmentation", ("image", "mask"), (data.train_split, *data.eval_splits))
     channels = MaskChannels.of(data.name)
     if len(channels.names) != data.mask_channels():
@@ -171,11 +186,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
             f"dataset {data.name!r} was built with {data.mask_channels()} mask channel(s), but "
             f"its builder names {len(channels.names)} ({list(channels.names)}): rebuild it")
     targets = channels.targets(config.targets)
-    train = data.split(data.train_split, with_mask=True)
-    evals = {s: data.split(s, with_mask=True) for s in data.eval_splits}
-    if channels.empty_means_unannotated:
-        train = annotated(train, targets, data.name)
-        evals = {s: annotated(split, targets, data.name) for s, split in evals.items()}
+    train, evals, out = _read_splits(data, targets, channels.empty_means_unannotated)
     train_targets = target_masks(train.masks, targets)
     features = None
     if not config.finetune:
@@ -184,7 +195,6 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
     grids = features["train"] if features else encoders.image_feature_maps(train.images[:1])
     truth = {s: target_masks(split.masks, targets) for s, split in evals.items()}
     eval_images = {s: split.images for s, split in evals.items()}
-    out = {}
     for fraction in config.fractions:
         draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []
         for draw, (seed, rows) in enumerate(draws):

@@ -174,7 +174,10 @@ def nih(tmp_path_factory, micro, run_config) -> BenchData:
 def test_segmentation_on_nih_uses_box_classes_and_only_boxed_images(encoders, nih):
     out = segmentation.run(encoders, nih, _cfg("segmentation", steps=1, fractions=(1.0,),
                                                overlays=0))
-    assert len(nih.split("train")) >= 2 and out["test/100%/n_train"] == 1.0  # the boxed one
+    n = len(nih.split("train"))
+    assert n >= 2 and out["test/100%/n_train"] == 1.0  # the boxed one
+    assert out["train/n_not_annotated_left_out"] == n - 1
+    assert out["test/n_not_annotated_left_out"] == 0.0  # its one image has boxes
     assert {k.split("/")[-1] for k in out if "/dice/" in k} == {*BOX_CLASSES, "mean"}
     cfg = _cfg("segmentation", steps=1, fractions=(1.0,), overlays=0)
     cfg.targets = {"heart": ("heart",)}  # the synthetic world's channel: refused
