@@ -5,10 +5,9 @@ Targets are unions of mask channels, named as the dataset's builder names them
 right lung, heart, pathology), else one target per channel. Where an empty mask means "not
 annotated" (NIH's boxes), only images with a mask pixel in a target's channels are used. The
 encoder stays frozen (its grids are computed once), or with `config.finetune` a copy of it
-trains with the decoder. Below 100% of the masks, one decoder
-per label draw (`config.draws` seeded subsets, each with its own decoder init): Dice is the
-mean over draws, with their spread. Overlays of the first eval images are written for the
-largest fraction.
+trains with the decoder. Below 100% of the masks, one decoder per label draw (`config.draws`
+seeded subsets, each with its own decoder init): Dice is the mean over draws, with their
+spread. Overlays of the first eval images are written for the largest fraction.
 """
 
 from __future__ import annotations
