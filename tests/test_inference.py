@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -66,6 +67,9 @@ def test_api_embeds_real_format_files_and_arrays(model, files):
     raw = rf.gradient(300, 240, np.uint16, seed=4).astype(np.float64)
     windowed = np.round(np.clip((raw - 19999.5) / 29999 + 0.5, 0, 1) * 255).astype(np.uint8)
     np.testing.assert_array_equal(model.embed_images([255 - windowed]), emb[:1])
+    unnamed = os.path.join(os.path.dirname(files["dicom"]), "..", "IM0001")  # as PACS names them
+    shutil.copy(files["dicom"], unnamed)
+    np.testing.assert_array_equal(model.embed_images([unnamed]), emb[:1])  # known by its DICM mark
     # A 16-bit PNG is stretched min..max like the builders do: the array embeds the same.
     np.testing.assert_array_equal(
         model.embed_images([rf.gradient(200, 260, np.uint16, seed=5)]), emb[1:2])

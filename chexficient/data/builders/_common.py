@@ -799,12 +799,19 @@ def resized_boxes(boxes: np.ndarray, shape: tuple[int, int], size: int) -> np.nd
 
 
 def read_pixels(path: str) -> np.ndarray:
-    """uint8 H x W at the file's own resolution (DICOM windowed, PNG / JPEG 8 or 16 bit)."""
+    """uint8 H x W at the file's own resolution (DICOM windowed, PNG / JPEG 8 or 16 bit). A
+    DICOM file is known by its suffix or, whatever its name, by the DICM mark at byte 128."""
     if not os.path.isfile(path):
         raise ImageError(f"image file not found: {path}")
-    if path.lower().endswith((".dcm", ".dicom")):
+    if path.lower().endswith((".dcm", ".dicom")) or is_dicom(path):
         return read_dicom(path)
     return to_uint8(read_picture(path))
+
+
+def is_dicom(path: str) -> bool:
+    """Whether the file starts as a DICOM Part 10 file does: a 128-byte preamble, then b'DICM'."""
+    with open(path, "rb") as f:
+        return f.read(132)[128:] == b"DICM"
 
 
 def image_and_mask(path: str, size: int, mask_of: Callable[[tuple[int, int]], np.ndarray]
