@@ -36,7 +36,9 @@ class LinearProbe:
         self.C, self.max_iter = C, max_iter
 
     def fit(self, features: np.ndarray, targets: np.ndarray) -> LinearProbe:
-        """Fits one standardised logistic regression per column of `targets` [n, F]; returns self."""
+        """Fits one standardised logistic regression per column of `targets` [n, F] (0/1 or
+        bool); returns self."""
+        targets = check_targets(targets, len(features))
         self.models_ = []
         for column in targets.T:
             if np.unique(column).size < 2:
@@ -48,9 +50,24 @@ class LinearProbe:
         return self
 
     def predict_scores(self, features: np.ndarray) -> np.ndarray:
-        """[n, F] positive-class probabilities."""
+        """[n, F] positive-class (target 1) probabilities."""
         return np.stack([np.full(len(features), m) if isinstance(m, float)
-                         else m.predict_proba(features)[:, 1] for m in self.models_], axis=1)
+                         else m.predict_proba(features)[:, list(m.classes_).index(1)]
+                         for m in self.models_], axis=1)
+
+
+def check_targets(targets: np.ndarray, n: int) -> np.ndarray:
+    """`targets` as an array [n, F] of 0/1; raises otherwise. Record labels (1/0/-1/-2) would
+    make the second sorted class "positive", silently inverting the probe's AUROC."""
+    targets = np.asarray(targets)
+    if targets.ndim != 2 or len(targets) != n:
+        raise ValueError(f"probe targets must be [n, F] = [{n}, findings], got shape "
+                         f"{targets.shape} (one finding: pass y[:, None])")
+    bad = np.setdiff1d(np.unique(targets), (0, 1))
+    if bad.size:
+        raise ValueError(f"probe targets must be 0/1 (or bool), got values {bad.tolist()[:5]}; "
+                         "binarize record labels with Split.targets(names, uncertain_as)")
+    return targets
 
 
 class FineTunedClassifier(nnx.Module):

@@ -197,5 +197,7 @@ def report_metrics(generated: Sequence[str], references: Sequence[str]) -> dict[
     """All report-generation metrics: BLEU-1..4, ROUGE-L and clinical-efficacy F1."""
     if len(generated) != len(references):
         raise ValueError(f"{len(generated)} generated reports for {len(references)} references")
+    if not generated:
+        raise ValueError("report_metrics needs at least one generated/reference pair, got none")
     return {**bleu(generated, references), "rougeL": rouge_l(generated, references),
             **clinical_efficacy(generated, references)}

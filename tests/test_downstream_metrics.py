@@ -125,6 +125,11 @@ def test_report_metrics_on_known_pairs():
         metrics.report_metrics(refs[:1], refs)
 
 
+def test_report_metrics_of_no_reports_is_a_clear_error():
+    with pytest.raises(ValueError, match="at least one generated/reference pair"):
+        metrics.report_metrics([], [])
+
+
 def test_bleu_hand_computed():
     # hyp 6 tokens, ref 6 tokens, 5/6 unigrams and 3/5 bigrams match -> BLEU-2 = sqrt(5/6 * 3/5)
     out = metrics.bleu(["the cat sat on the mat"], ["the cat sat on a mat"])

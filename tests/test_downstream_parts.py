@@ -106,6 +106,21 @@ def test_linear_probe_separable_and_single_class_columns():
     scores = probe.predict_scores(x[80:])
     assert metrics.auroc(y[80:, 0], scores[:, 0]) > 0.97
     np.testing.assert_array_equal(scores[:, 1], 0.0)  # learned from one class: a constant
+    as_bool = linear_probe.LinearProbe().fit(x[:80], y[:80].astype(bool)).predict_scores(x[80:])
+    np.testing.assert_array_equal(as_bool, scores)
+
+
+def test_linear_probe_refuses_record_labels_and_1d_targets():
+    """Record labels (1/0/-1) made predict_proba[:, 1] the probability of class 0: AUROC ~0."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 5))
+    record = np.where(x[:, 0] > .5, 1, np.where(x[:, 0] < -.5, 0, -1))
+    with pytest.raises(ValueError, match=r"0/1 \(or bool\), got values \[-1\]"):
+        linear_probe.LinearProbe().fit(x, record[:, None])
+    with pytest.raises(ValueError, match=r"\[n, F\] = \[300, findings\], got shape \(300,\)"):
+        linear_probe.LinearProbe().fit(x, record == 1)
+    with pytest.raises(ValueError, match="got values"):
+        linear_probe.LinearProbe().fit(x, np.full((300, 1), -1))  # one value, not 0/1
 
 
 def test_target_masks_union_of_channels():
