@@ -10,10 +10,13 @@ positions. `embeddings` is an array [N, D] or a dict with 'image' and 'text' [N,
 from __future__ import annotations
 
 import inspect
-from typing import Any, Mapping, Sequence
+import numbers
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-from sklearn.cluster import KMeans
+
+if TYPE_CHECKING:
+    from sklearn.cluster import KMeans
 
 EmbeddingInput = np.ndarray | Mapping[str, np.ndarray]
 
@@ -34,10 +37,10 @@ def joint_matrix(embeddings: EmbeddingInput) -> np.ndarray:
 
 
 def resolve_budget(budget: int | float, n: int) -> int:
-    """Rows to keep: an int count (<= n) or a fraction in (0, 1)."""
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
+    """Rows to keep: an integer count (<= n) or a real fraction in (0, 1) (numpy scalars too)."""
+    if isinstance(budget, numbers.Integral) and not isinstance(budget, (bool, np.bool_)):
         count = int(budget)
-    elif isinstance(budget, float) and 0.0 < budget < 1.0:
+    elif isinstance(budget, numbers.Real) and 0.0 < budget < 1.0:
         count = int(round(budget * n))
     else:
         raise ValueError(f"budget must be an int count or a fraction in (0, 1), got {budget!r}")
@@ -53,6 +56,8 @@ def _top(score: np.ndarray, count: int) -> np.ndarray:
 
 
 def _kmeans(x: np.ndarray, n_clusters: int, seed: int) -> KMeans:
+    from sklearn.cluster import KMeans  # here: the training config reads this module's defaults
+
     if n_clusters > x.shape[0]:
         raise ValueError(f"n_clusters={n_clusters} exceeds the {x.shape[0]} fitted rows")
     return KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit(x)
@@ -64,12 +69,25 @@ def _centroid_distance(x: np.ndarray, model: KMeans) -> np.ndarray:
     return 1.0 - np.sum(x * centers[model.labels_], axis=-1)
 
 
+class NotFittedError(ValueError, AttributeError):
+    """`select` was called before `fit` (scikit-learn's NotFittedError, without the import)."""
+
+
+def check_fitted(estimator: Any, attribute: str) -> None:
+    """Raises NotFittedError unless `fit` has set `attribute` on the estimator."""
+    if not hasattr(estimator, attribute):
+        raise NotFittedError(f"this {type(estimator).__name__} is not fitted yet: call "
+                             "fit(embeddings) before select(budget)")
+
+
 class _Scored:
     """Selects the highest `score_` rows; subclasses set `score_` in fit."""
 
     score_: np.ndarray
 
     def select(self, budget: int | float) -> np.ndarray:
+        """Sorted positions of the `budget` highest-scoring rows (a count or a fraction)."""
+        check_fitted(self, "score_")
         return _top(self.score_, resolve_budget(budget, self.score_.size))
 
 
@@ -208,6 +226,7 @@ class DensityPruning:
     def select(self, budget: int | float) -> np.ndarray:
         """Sorted positions of `budget` rows (a count, or a fraction in (0, 1)): each
         cluster's quota of its members farthest from the centroid."""
+        check_fitted(self, "labels_")
         count = resolve_budget(budget, self.labels_.size)
         quota = balanced_quota(count, self.sizes_, self.weights_)
         chosen = [_members_by(self.labels_, c, -self.distance_)[:q] for c, q in enumerate(quota)]
@@ -243,6 +262,7 @@ class HierarchicalKMeansSampling:
     def select(self, budget: int | float) -> np.ndarray:
         """Sorted positions of `budget` rows (a count, or a fraction in (0, 1)), split equally
         down the tree and drawn uniformly within each leaf."""
+        check_fitted(self, "levels_")
         leaf_of_row = self.levels_[0]
         count = resolve_budget(budget, leaf_of_row.size)
         rng = np.random.default_rng(self.seed)
@@ -286,10 +306,29 @@ BASELINES: dict[str, type] = {
 }
 
 
-def make(name: str, **hyperparameters: Any):
-    """The baseline called `name`, with the given hyper-parameters it accepts (e.g. seed)."""
+def baseline_args(name: str) -> dict[str, Any]:
+    """The hyper-parameters of the baseline `name` with their defaults, `seed` left out (the
+    run's seed sets it): what `config.schedule.offline_args.<name>` holds."""
+    params = inspect.signature(BASELINES[name]).parameters.values()
+    return {p.name: p.default for p in params if p.name != "seed"}
+
+
+def default_args() -> dict[str, dict[str, Any]]:
+    """Every baseline's `baseline_args`, by name (config.schedule.offline_args)."""
+    return {name: baseline_args(name) for name in BASELINES}
+
+
+def make(name: str, seed: int | None = None, **hyperparameters: Any):
+    """The baseline called `name` with the given hyper-parameters; an unknown one is an error
+    naming the valid ones. `seed` goes only to the baselines that take one (not clip_score)."""
     if name not in BASELINES:
         raise ValueError(f"unknown offline baseline {name!r}; valid: {', '.join(BASELINES)}")
     cls = BASELINES[name]
     accepted = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in hyperparameters.items() if k in accepted})
+    unknown = sorted(set(hyperparameters) - set(accepted))
+    if unknown:
+        raise TypeError(f"offline baseline {name!r} has no hyper-parameter {', '.join(unknown)}; "
+                        f"valid: {', '.join(accepted) or 'none'}")
+    if seed is not None and "seed" in accepted:
+        hyperparameters["seed"] = seed
+    return cls(**hyperparameters)

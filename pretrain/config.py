@@ -9,6 +9,7 @@ from __future__ import annotations
 import ml_collections
 
 import curation
+import curation.offline
 from chexficient.presets import parse_preset_arg
 
 PRESETS: dict[str, dict] = {
@@ -86,7 +87,9 @@ def base_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.curator = curation.default_config()  # name "none": no online curation
     # curate_batch_size > 0: a curate step scores this many rows (its super-batch) instead of
     # batch_size; the subset phase still trains at batch_size (docs/curation.md).
+    # offline_args.<method>: the hyper-parameters of each offline baseline (curation/offline.py)
     c.schedule = dict(name="full", curation_epochs=1.0, budget=0.0, offline="",
+                      offline_args=curation.offline.default_args(),
                       curate_batch_size=a.curate_batch_size)
     c.reference = dict(path="")  # a frozen checkpoint for reference losses / offline selection
     c.init_from = dict(path="", towers="both")  # "both" | "image" | "text"

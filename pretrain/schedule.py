@@ -273,7 +273,8 @@ def offline_subset(config: ml_collections.ConfigDict, pool_size: int, reference_
 
     budget = budget_count(config.schedule.budget, pool_size)
     method = config.schedule.offline
-    estimator = offline.make(method, seed=config.seed)
+    args = config.schedule.offline_args.get(method)  # None for an unknown method: make says so
+    estimator = offline.make(method, seed=config.seed, **({} if args is None else args.to_dict()))
     if getattr(estimator, "needs_embeddings", True):
         if reference_embed is None:
             raise ValueError(f"offline method {method!r} needs reference embeddings: set reference.path")

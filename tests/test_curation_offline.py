@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from curation.offline import (BASELINES, ClipScoreTopK, DensityPruning, HierarchicalKMeansSampling,
-                              RandomSubset, SemDeDup, SSLPrototypes, balanced_quota, joint_matrix,
-                              make)
+                              NotFittedError, RandomSubset, SemDeDup, SSLPrototypes, balanced_quota,
+                              default_args, joint_matrix, make)
 
 
 def blobs(rng: np.random.Generator, sizes, spreads, dim: int = 16) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +42,36 @@ def test_make_by_name_passes_accepted_hyperparameters():
     assert not RandomSubset.needs_embeddings
     with pytest.raises(ValueError, match="valid: random, semdedup"):
         make("nope")
+
+
+def test_make_refuses_a_hyperparameter_the_baseline_does_not_take():
+    with pytest.raises(TypeError, match="'semdedup' has no hyper-parameter epsilon; valid: eps, "
+                                        "n_clusters, seed"):
+        make("semdedup", epsilon=0.5)  # was dropped: eps stayed 0.05
+    with pytest.raises(TypeError, match="no hyper-parameter n_clusters; valid: none"):
+        make("clip_score", n_clusters=4)
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_default_args_are_the_constructor_defaults(name):
+    """config.schedule.offline_args holds them: a run with untouched args selects as before."""
+    assert vars(make(name, seed=2, **default_args()[name])) == vars(make(name, seed=2))
+    assert "seed" not in default_args()[name]
+    assert default_args()["semdedup"] == {"eps": 0.05, "n_clusters": 100}
+
+
+def test_numpy_fractions_and_counts_are_budgets():
+    model = RandomSubset().fit(pairs(np.random.default_rng(0)))
+    np.testing.assert_array_equal(model.select(np.float32(0.25)), model.select(75))
+    np.testing.assert_array_equal(model.select(np.int16(75)), model.select(75))
+    with pytest.raises(ValueError, match="fraction"):
+        model.select(np.bool_(True))
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_select_before_fit_says_not_fitted(name):
+    with pytest.raises(NotFittedError, match=f"this {BASELINES[name].__name__} is not fitted yet"):
+        BASELINES[name]().select(10)
 
 
 def test_budget_errors_are_clear():

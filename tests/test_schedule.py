@@ -79,3 +79,21 @@ def test_a_warmup_as_long_as_the_curate_phase_is_refused(monkeypatch):
     warnings.clear()
     make(chexficient_config("tiny,curate_batch_size=128", warmup_batches=3))
     assert not warnings
+
+
+def test_offline_args_reach_the_baseline():
+    """`schedule.offline_args.<method>` configures the estimator (it was always the defaults)."""
+    from curation.offline import SSLPrototypes
+
+    rng = np.random.default_rng(0)
+    embeddings = {"image": rng.normal(size=(60, 8)), "text": rng.normal(size=(60, 8))}
+    config = base_config("tiny")
+    config.schedule.update(name="offline", offline="ssl_prototypes", budget=0.25)
+    config.schedule.offline_args.ssl_prototypes.update(keep="easy", n_clusters=4)  # 100 > 60 rows
+    chosen = schedule.offline_subset(config, 60, lambda: embeddings)
+    easy = SSLPrototypes(n_clusters=4, keep="easy", seed=config.seed).fit(embeddings).select(15)
+    np.testing.assert_array_equal(chosen, easy)
+    assert not np.array_equal(chosen, SSLPrototypes(n_clusters=4).fit(embeddings).select(15))
+    config.schedule.offline_args.ssl_prototypes.tau = 0.3  # set from Python: not silently ignored
+    with pytest.raises(TypeError, match="'ssl_prototypes' has no hyper-parameter tau"):
+        schedule.offline_subset(config, 60, lambda: embeddings)
