@@ -108,6 +108,11 @@ def joint_embedding(embeddings: Embeddings, prefix: str = "") -> jax.Array:
     return jnp.concatenate([image, text], axis=-1) / jnp.sqrt(jnp.float32(2.0))
 
 
+def finite_rows(x: jax.Array) -> jax.Array:
+    """bool[B]: the rows of x [B, ...] whose values are all finite (a NaN/inf row is never kept)."""
+    return jnp.all(jnp.isfinite(x.reshape(x.shape[0], -1)), axis=-1)
+
+
 def resolve_candidates(candidates: jax.Array | None, batch_size: int) -> jax.Array:
     """The rows a rule may keep: all of them unless a mask is given."""
     if candidates is None:
@@ -148,8 +153,10 @@ def segment_top(score: jax.Array, segment: jax.Array, valid: jax.Array, num_segm
 def top_k_keep(score: jax.Array, k: int, candidates: jax.Array, rng: jax.Array | None = None,
                temperature: float = 0.0) -> jax.Array:
     """Keeps the k best candidate rows; with a temperature, samples k without replacement
-    with probabilities softmax(score / temperature) (Gumbel top-k)."""
+    with probabilities softmax(score / temperature) (Gumbel top-k). A row whose score is
+    NaN or infinite is never kept (top_k would rank NaN first)."""
     score = score.astype(jnp.float32)
+    candidates = candidates & jnp.isfinite(score)
     if temperature > 0:
         score = score / temperature + jax.random.gumbel(rng, score.shape)
     score = jnp.where(candidates, score, -jnp.inf)

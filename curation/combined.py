@@ -12,8 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from curation.base import (Curator, batch_size_of, finish, fraction_capacity, joint_embedding,
-                           resolve_candidates, top_k_keep)
+from curation.base import (Curator, batch_size_of, finish, finite_rows, fraction_capacity,
+                           joint_embedding, resolve_candidates, top_k_keep)
 from curation.loss_scores import check_sampler, loss_score
 from curation.prototypes import PrototypeConfig, assign, init_state, update_state
 from curation.quantile_rule import OUTLIER, quantile_regions
@@ -45,11 +45,21 @@ def combined(prototypes: PrototypeConfig = PrototypeConfig(), w_loss: float = 1.
         del rng
         return init_state(prototypes, joint_embedding(embeddings))
 
+    def loss_of(losses, batch):
+        return loss_score(losses, score) if w_loss else jnp.zeros((batch,))
+
     def select(state, embeddings, losses, rng, candidates=None):
         batch = batch_size_of(embeddings)
         valid = resolve_candidates(candidates, batch)
-        loss_z = masked_zscore(loss_score(losses, score) if w_loss else jnp.zeros((batch,)),
-                               jnp.zeros((batch,), jnp.int32), valid, 1)
+        finite = jnp.isfinite(loss_of(losses, batch)) & finite_rows(joint_embedding(embeddings))
+        # a pair with a non-finite loss or embedding is never kept; a batch without one takes
+        # the rule's own computation, so its scores stay bit for bit what they were
+        return jax.lax.cond(jnp.all(finite), lambda: rule(state, embeddings, losses, rng, valid),
+                            lambda: rule(state, embeddings, losses, rng, valid & finite))
+
+    def rule(state, embeddings, losses, rng, valid):
+        batch = batch_size_of(embeddings)
+        loss_z = masked_zscore(loss_of(losses, batch), jnp.zeros((batch,), jnp.int32), valid, 1)
         cluster, distance = assign(state.prototypes, joint_embedding(embeddings))
         cluster = jnp.where(state.initialized & valid, cluster, -1)
         rarity = masked_zscore(distance, cluster, cluster >= 0, k)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from curation.base import (Curator, Embeddings, batch_size_of, finish, init_step_state,
-                           l2_normalize, resolve_candidates, top_k_keep, update_step_state)
+from curation.base import (Curator, Embeddings, batch_size_of, finish, finite_rows,
+                           init_step_state, l2_normalize, resolve_candidates, top_k_keep,
+                           update_step_state)
 
 
 def pairwise_sigmoid_loss(image: jax.Array, text: jax.Array, logit_scale: float,
@@ -69,8 +70,11 @@ def jest(filter_ratio: float = 0.8, n_chunks: int = 16, logit_scale: float = 10.
     def select(state, embeddings, losses, rng, candidates=None):
         del state, losses
         batch = batch_size_of(embeddings)
-        valid = resolve_candidates(candidates, batch)
         scores = learnability_matrix(embeddings, logit_scale, logit_bias)
+        # a pair with a non-finite embedding is never kept, nor poisons the others' sums
+        finite = jnp.all(jnp.stack([finite_rows(v) for v in embeddings.values()]), axis=0)
+        valid = resolve_candidates(candidates, batch) & finite
+        scores = jnp.where(finite[:, None] & finite[None, :], scores, 0.0)
         keep = joint_sample(scores, valid, chunk_sizes(capacity(batch), n_chunks), temperature, rng)
         kept = keep.astype(scores.dtype)
         return finish(keep, capacity(batch), jnp.diagonal(scores), jnp.full((batch,), -1),

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from curation.base import l2_normalize
+from curation.base import finite_rows, l2_normalize
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,7 @@ class PrototypeState(NamedTuple):
     """Pytree state of the prototypes (checkpointed with the train state)."""
 
     prototypes: jax.Array   # float32 [K, D], unit rows once initialised
-    buffer: jax.Array       # float32 [W * B, D] warm-up embeddings, zeroed once used
+    buffer: jax.Array       # float32 [W * B, D] warm-up embeddings (NaN: skipped), zeroed once used
     filled: jax.Array       # int32: warm-up batches stored so far
     initialized: jax.Array  # bool: k-means has run
     step: jax.Array         # int32: updates applied
@@ -68,22 +68,28 @@ def assign(prototypes: jax.Array, joint: jax.Array) -> tuple[jax.Array, jax.Arra
 def kmeans(x: jax.Array, k: int, iterations: int, key: jax.Array) -> jax.Array:
     """k-means++ seeding then Lloyd iterations; returns L2-normalised centroids [k, D].
 
-    An empty cluster keeps its previous centroid.
+    An empty cluster keeps its previous centroid. Rows with a NaN or inf (the warm-up
+    buffer's skipped pairs) are left out; with none left the centroids are 0.
     """
+    valid = finite_rows(x)
+    x = jnp.where(valid[:, None], x, 0.0)
     keys = jax.random.split(key, k)
-    first = x[jax.random.randint(keys[0], (), 0, x.shape[0])]
+    first = jax.random.randint(keys[0], (), 0, x.shape[0])
+    first = x[jnp.where(valid[first], first, jnp.argmax(valid))]
     centers = jnp.zeros((k, x.shape[1]), jnp.float32).at[0].set(first)
     nearest = squared_distances(x, first[None])[:, 0]
 
     def seed(j, carry):  # a loop, not k unrolled draws: the curate step compiles faster
         centers, nearest = carry
-        pick = x[jax.random.categorical(keys[j], jnp.log(nearest + 1e-12))]
+        logits = jnp.where(valid, jnp.log(nearest + 1e-12), -jnp.inf)
+        pick = x[jax.random.categorical(keys[j], logits)]
         return centers.at[j].set(pick), jnp.minimum(nearest, squared_distances(x, pick[None])[:, 0])
 
     centers, nearest = jax.lax.fori_loop(1, k, seed, (centers, nearest))
 
     def lloyd(_, centers):
         onehot = jax.nn.one_hot(jnp.argmin(squared_distances(x, centers), -1), k)
+        onehot = jnp.where(valid[:, None], onehot, 0.0)
         counts = onehot.sum(0)
         means = (onehot.T @ x) / jnp.maximum(counts, 1.0)[:, None]
         return jnp.where(counts[:, None] > 0, means, centers)
@@ -130,7 +136,8 @@ def ema_update(prototypes: jax.Array, joint: jax.Array, onehot: jax.Array, decay
 
 
 def init_state(config: PrototypeConfig, joint: jax.Array) -> PrototypeState:
-    """Empty warm-up buffer sized for W batches like `joint`; with W = 0, k-means on `joint` now."""
+    """Empty warm-up buffer sized for W batches like `joint` (every update must get batches of
+    its size); with W = 0, k-means on `joint` now."""
     batch, dim = joint.shape
     k = config.num_prototypes
     initialized = config.warmup_batches == 0
@@ -146,16 +153,32 @@ def init_state(config: PrototypeConfig, joint: jax.Array) -> PrototypeState:
         occupancy=jnp.zeros((k,), jnp.float32))
 
 
+def check_buffer(config: PrototypeConfig, buffer: jax.Array, batch: int) -> None:
+    """Raises unless the warm-up buffer holds `warmup_batches` batches of `batch` rows: a batch
+    of another size would be cut or zero-padded into k-means without a word (at trace time)."""
+    if config.warmup_batches and buffer.shape[0] != config.warmup_batches * batch:
+        sized = buffer.shape[0] // config.warmup_batches
+        raise ValueError(
+            f"prototype update got a batch of {batch} rows, but the warm-up buffer was sized by "
+            f"init for {config.warmup_batches} batches of {sized}: init the curator state with "
+            "a batch of the size every update gets")
+
+
 def update_state(config: PrototypeConfig, state: PrototypeState, joint: jax.Array,
                  keep: jax.Array) -> PrototypeState:
     """One prototype step: buffer the batch during warm-up (k-means once full), else
-    Sinkhorn-assign the kept pairs and move the prototypes by EMA."""
+    Sinkhorn-assign the kept pairs and move the prototypes by EMA. `joint` must have the
+    rows of the batch `init_state` sized the buffer for (raises otherwise)."""
+    check_buffer(config, state.buffer, joint.shape[0])
+    finite = finite_rows(joint)
 
     def warmup(state: PrototypeState) -> PrototypeState:
         rows = state.filled * joint.shape[0] + jnp.arange(joint.shape[0])
         # a scatter, not dynamic_update_slice: that one rejects a state and a batch placed
-        # on different meshes under explicit sharding.
-        buffer = state.buffer.at[rows].set(joint.astype(jnp.float32))
+        # on different meshes under explicit sharding. Non-finite pairs go in as NaN rows,
+        # which k-means leaves out.
+        buffer = state.buffer.at[rows].set(jnp.where(finite[:, None], joint, jnp.nan)
+                                           .astype(jnp.float32))
         filled = state.filled + 1
 
         def run_kmeans(buffer):
@@ -171,10 +194,13 @@ def update_state(config: PrototypeConfig, state: PrototypeState, joint: jax.Arra
                               occupancy=jnp.zeros_like(state.occupancy))
 
     def curate(state: PrototypeState) -> PrototypeState:
-        plan = sinkhorn(joint @ state.prototypes.T, keep, config.sinkhorn_iterations,
+        # a non-finite pair is no member, and zeroed: 0 * NaN in the members' sums is NaN
+        members = keep & finite
+        clean = jnp.where(finite[:, None], joint, 0.0)
+        plan = sinkhorn(clean @ state.prototypes.T, members, config.sinkhorn_iterations,
                         config.sinkhorn_epsilon)
-        onehot = hard_assignment(plan, keep)
-        prototypes = ema_update(state.prototypes, joint, onehot, config.ema_decay)
+        onehot = hard_assignment(plan, members)
+        prototypes = ema_update(state.prototypes, clean, onehot, config.ema_decay)
         drift = jnp.mean(jnp.linalg.norm(prototypes - state.prototypes, axis=-1))
         return state._replace(prototypes=prototypes, drift=drift, occupancy=onehot.sum(0))
 

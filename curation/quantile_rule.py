@@ -25,8 +25,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from curation.base import (Curator, batch_size_of, finish, joint_embedding, random_keep,
-                           resolve_candidates, segment_rank, segment_top)
+from curation.base import (Curator, batch_size_of, finish, finite_rows, joint_embedding,
+                           random_keep, resolve_candidates, segment_rank, segment_top)
 from curation.prototypes import PrototypeConfig, assign, init_state, squared_distances, update_state
 
 CENTRAL, SUPPORT, OUTLIER = 0, 1, 2
@@ -127,6 +127,9 @@ def chexficient(prototypes: PrototypeConfig = PrototypeConfig(), q_outlier: floa
     """
     if not 0.0 <= q_support <= q_outlier <= 1.0:
         raise ValueError(f"need 0 <= q_support <= q_outlier <= 1, got {q_support}, {q_outlier}")
+    if max_per_cluster < 0:
+        raise ValueError(f"max_per_cluster must be >= 0 (central pairs kept per cluster), got "
+                         f"{max_per_cluster}")
     if central_sampler not in SAMPLERS:
         raise ValueError(f"unknown central sampler {central_sampler!r}; valid: {', '.join(SAMPLERS)}")
     k = prototypes.num_prototypes
@@ -142,7 +145,7 @@ def chexficient(prototypes: PrototypeConfig = PrototypeConfig(), q_outlier: floa
         del losses
         joint = joint_embedding(embeddings)
         batch = batch_size_of(embeddings)
-        valid = resolve_candidates(candidates, batch)
+        valid = resolve_candidates(candidates, batch) & finite_rows(joint)  # NaN pairs: never kept
         sample_rng, fallback_rng = jax.random.split(rng)
 
         def curated(_):

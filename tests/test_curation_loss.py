@@ -162,6 +162,8 @@ def test_make_curator_by_name_with_overrides():
         make_curator(config(name="nope"))
     with pytest.raises(ValueError, match="central sampler"):
         make_curator(config(name="chexficient", chexficient={"central_sampler": "nearest"}))
+    with pytest.raises(ValueError, match="max_per_cluster must be >= 0"):  # capacity 7 before
+        make_curator(config(name="chexficient", chexficient={"max_per_cluster": -1}))
 
 
 def test_chain_selects_within_previous_stage():
