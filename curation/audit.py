@@ -133,6 +133,16 @@ def describe_prototypes(kept: np.ndarray, clusters: np.ndarray, reports: Sequenc
     return out
 
 
+def check_first_kept(first_kept: np.ndarray) -> np.ndarray:
+    """The ledger's first-kept steps as an array; raises for a bool mask, whose True/False
+    would read as steps 1/0: every record kept."""
+    first_kept = np.asarray(first_kept)
+    if first_kept.dtype == bool:
+        raise ValueError("first_kept must be the ledger's steps (-1 = never kept), got a bool "
+                         "mask; from a kept mask pass np.where(mask, 0, -1)")
+    return first_kept
+
+
 def build_report(first_kept: np.ndarray, *, labels: np.ndarray | None = None,
                  duplicate_of: Sequence[str] | None = None, mismatched: np.ndarray | None = None,
                  quality: Sequence[str] | None = None, reports: Sequence[str] | None = None,
@@ -140,7 +150,7 @@ def build_report(first_kept: np.ndarray, *, labels: np.ndarray | None = None,
                  sources: Sequence[str] | None = None) -> dict:
     """The report as a JSON-ready dict; sections appear only when their inputs are given
     (`sources`: each record's dataset, for a mixture)."""
-    first_kept = np.asarray(first_kept)
+    first_kept = check_first_kept(first_kept)
     n = len(first_kept)
     for name, value in dict(labels=labels, duplicate_of=duplicate_of, mismatched=mismatched,
                             quality=quality, reports=reports, clusters=clusters,
@@ -290,7 +300,7 @@ def write_report(workdir: str, first_kept: np.ndarray, *, images: Sequence[np.nd
                  distances: np.ndarray | None = None, strip_size: int = 8, **inputs: Any) -> dict:
     """Builds the report (`inputs` as for build_report) and writes curation_report.json,
     curation_report.md and PNGs under curation_plots/, each atomically. Returns the report."""
-    first_kept = np.asarray(first_kept)
+    first_kept = check_first_kept(first_kept)
     report = build_report(first_kept, **inputs)
     plots = os.path.join(workdir, PLOTS_DIR)
     os.makedirs(plots, exist_ok=True)

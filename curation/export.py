@@ -111,7 +111,7 @@ def export_subset(workdir: str, out: str, *, force: bool = False) -> dict:
 
     config, ledger = read_run(workdir)
     if os.path.exists(out) and not force:
-        raise ExportError(f"{out!r} exists; pass --force to replace it")
+        raise ExportError(f"{out!r} exists; replace it with --force (force=True from Python)")
     data = config["data"]
     parts = mixture.parts(ml_collections.ConfigDict(data), data.get("train_split", "train"))
     if len(parts) > 1:

@@ -76,6 +76,14 @@ def test_mismatched_lengths_name_the_input():
         build_report(np.zeros(4), labels=np.zeros((3, 14)))
 
 
+def test_a_bool_kept_mask_is_refused(tmp_path):
+    """True/False would read as steps 1/0: "kept 100%"."""
+    with pytest.raises(ValueError, match=r"bool mask; from a kept mask pass np.where\(mask, 0, -1\)"):
+        write_report(str(tmp_path), np.array([True, False, False, True]))
+    report = write_report(str(tmp_path), np.where([True, False, False, True], 0, -1))
+    assert report["kept_fraction"] == 0.5
+
+
 def test_write_report_files(tmp_path):
     inputs, images = fake_pool()
     distances = np.linspace(0, 1, N)
