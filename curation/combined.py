@@ -53,8 +53,11 @@ def combined(prototypes: PrototypeConfig = PrototypeConfig(), w_loss: float = 1.
         valid = resolve_candidates(candidates, batch)
         finite = jnp.isfinite(loss_of(losses, batch)) & finite_rows(joint_embedding(embeddings))
         # a pair with a non-finite loss or embedding is never kept; a batch without one takes
-        # the rule's own computation, so its scores stay bit for bit what they were
-        return jax.lax.cond(jnp.all(finite), lambda: rule(state, embeddings, losses, rng, valid),
+        # the rule's own computation (no cond when eager), so its scores keep their bits
+        all_finite = jnp.all(finite)
+        if not isinstance(all_finite, jax.core.Tracer):
+            return rule(state, embeddings, losses, rng, valid if all_finite else valid & finite)
+        return jax.lax.cond(all_finite, lambda: rule(state, embeddings, losses, rng, valid),
                             lambda: rule(state, embeddings, losses, rng, valid & finite))
 
     def rule(state, embeddings, losses, rng, valid):

@@ -64,12 +64,13 @@ def test_combined_ignores_a_nan_loss_and_a_nan_embedding():
               "reference": jnp.asarray(rng.normal(size=B), jnp.float32)}
     curator = combined(PrototypeConfig(num_prototypes=3, warmup_batches=0))
     state = curator.init(None, embeddings)
-    clean, clean_info = curator.select(state, embeddings, losses, jax.random.key(0),
-                                       candidates=others())
     bad_loss = dict(losses, learner=spoiled(losses["learner"]))
     bad_image = dict(embeddings, image=spoiled(embeddings["image"]))
-    for emb, loss in ((embeddings, bad_loss), (bad_image, losses)):
-        keep, info = curator.select(state, emb, loss, jax.random.key(0))
+    for (emb, loss), select in zip([(embeddings, bad_loss), (bad_image, losses)] * 2,
+                                   [curator.select] * 2 + [jax.jit(curator.select)] * 2):
+        clean, clean_info = select(state, embeddings, losses, jax.random.key(0),
+                                   candidates=others())
+        keep, info = select(state, emb, loss, jax.random.key(0))
         np.testing.assert_array_equal(keep, clean)
         np.testing.assert_array_equal(np.delete(np.asarray(info["score"]), BAD),
                                       np.delete(np.asarray(clean_info["score"]), BAD))
