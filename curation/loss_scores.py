@@ -37,7 +37,8 @@ def loss_score(losses: Losses, kind: str) -> jax.Array:
     missing = [key for key in needed if key not in losses]
     if missing:
         raise KeyError(f"loss score {kind!r} needs losses {missing} (got {sorted(losses)}); "
-                       "'reference' comes from the frozen reference checkpoint")
+                       "'reference' comes from a frozen reference model: set "
+                       "--config.reference.path=RUN (a trained run's workdir)")
     return fn(losses).astype(jnp.float32)
 
 
