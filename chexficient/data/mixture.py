@@ -224,10 +224,8 @@ def load_tokenizer(config: ml_collections.ConfigDict, parts_: Sequence[Part]) ->
 
 @functools.lru_cache(maxsize=None)
 def _has_train_text(builder_dir: str) -> bool:
-    """Whether any train report of the dataset at `builder_dir` has text (read once a process:
-    a label-only dataset's answer takes a pass over its train split)."""
-    builder = tfds.builder_from_directory(builder_dir)
-    return any(report.strip() for report in registry.train_reports(builder))
+    """`registry.has_report_text` of the dataset at `builder_dir`, once a process."""
+    return registry.has_report_text(tfds.builder_from_directory(builder_dir))
 
 
 def report_positions(parts_: Sequence[Part], on_error: str = "raise") -> np.ndarray:

@@ -173,8 +173,7 @@ def _build(builder: tfds.core.DatasetBuilder, manual_dir: str | None) -> None:
 def _tokenizer(builder: tfds.core.DatasetBuilder, name: str, vocab_size: int
                ) -> Tokenizer | None:
     """The dataset's tokenizer, trained when absent; None when it has no report text."""
-    if (not os.path.exists(tokenizer_path(builder, vocab_size))
-            and not any(report.strip() for report in train_reports(builder))):
+    if not os.path.exists(tokenizer_path(builder, vocab_size)) and not has_report_text(builder):
         logging.warning("dataset %s has no report text: no tokenizer (labels and images only)",
                         name)
         return None
@@ -225,6 +224,11 @@ def warn_if_other_copy(builder: tfds.core.DatasetBuilder, manual_dir: str | None
         logging.warning("%s is already built, from --manual_dir=%s, not %s: kept as it is; "
                         "pass --force to build it again from the new folder", builder.name,
                         recorded, manual_dir)
+
+
+def has_report_text(builder: tfds.core.DatasetBuilder) -> bool:
+    """Whether any train report has text (a label-only dataset's answer reads them all)."""
+    return any(report.strip() for report in train_reports(builder))
 
 
 def train_reports(builder: tfds.core.DatasetBuilder) -> Iterator[str]:
