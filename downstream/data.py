@@ -146,6 +146,15 @@ class BenchData:
             raise MissingFieldsError(f"adapter {adapter!r} needs {' and '.join(what)}, "
                                      f"which dataset {self.name!r} lacks")
 
+    def identity(self) -> dict:
+        """What the splits read depend on: the data config, the splits and their caps, the
+        seed, and the build's version and split sizes (a dataset rebuilt otherwise differs)."""
+        info = self._builder.info
+        return dict(config=self.config.to_dict(), train_split=self.train_split,
+                    eval_splits=self.requested_splits, max_examples=self.max_examples,
+                    batch_size=self.batch_size, seed=self.seed, version=str(info.version),
+                    sizes={name: split.num_examples for name, split in info.splits.items()})
+
     def mask_channels(self) -> int:
         """Channels of the dataset's masks (1 for a 2-D mask)."""
         shape = self._builder.info.features["mask"].shape

@@ -4,11 +4,14 @@ Runs every configured adapter on every checkpoint (plus, optionally, a randomly 
 encoder of the same architecture as the reference column), each on the eval splits, and
 writes OUT/results.json, OUT/results.md, OUT/config.json and the figures. A checkpoint that
 cannot be read, or an adapter that fails (e.g. a dataset without the fields it needs), is
-reported with the names of both; everything else still runs.
+reported with the names of both; everything else still runs. Each finished cell (column x
+adapter) is kept with the digest of its inputs, so an interrupted bench rerun into the same
+OUT reuses the cells it finished and recomputes only those missing or of another config.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -16,8 +19,11 @@ import pkgutil
 import time
 from collections.abc import Callable, Sequence
 
+import jax
 import ml_collections
+import numpy as np
 from absl import logging
+from flax import nnx
 from tqdm.auto import tqdm
 
 import downstream
@@ -30,6 +36,9 @@ from downstream.data import BenchData
 from downstream.encoders import Encoders, NotApplicable
 
 REFERENCE = "random_init"
+CELL = "result.json"
+"""Each finished cell's metrics, in `OUT/<column>/<adapter>/`, with the digest of what made
+them: a rerun into the same OUT reuses a cell whose digest matches and recomputes the others."""
 
 def column_names(paths: Sequence[str]) -> list[str]:
     """Short, unique column names: the run directory's name, `-milestones` for a milestone and
@@ -73,6 +82,7 @@ class Bench:
         self.errors: report.Notes = {}
         self.not_applicable: report.Notes = {}
         self.seconds: dict[str, dict[str, float]] = {}  # column -> adapter -> wall time
+        self.reused: list[str] = []  # the cells (column/adapter) a run before had finished
         self._data: dict[tuple, BenchData] = {}
 
     def data_for(self, encoders: Encoders) -> BenchData:
@@ -111,8 +121,10 @@ class Bench:
         return encoders
 
     def run_column(self, column: str, encoders: Encoders, source: str) -> None:
-        """Every adapter on one encoder; a failure is recorded and the next adapter runs."""
+        """Every adapter on one encoder; a failure is recorded and the next adapter runs. A cell
+        this OUT already holds for the same encoder, data and adapter config is reused."""
         data = self.data_for(encoders)
+        weights = encoder_digest(encoders)
         self.results[column] = {}
         for name, module in tqdm(self.modules.items(), desc=f"bench {column}", unit="adapter"):
             cfg = ml_collections.ConfigDict(self.config[name].to_dict())
@@ -120,8 +132,16 @@ class Bench:
             cfg.out_dir = os.path.join(self.out_dir, column, name)
             start = time.perf_counter()
             try:
+                digest = cell_digest(name, cfg, data, weights)
+                kept = read_cell(cfg.out_dir, digest)
+                if kept is not None:
+                    self.results[column][name], self.seconds.setdefault(column, {})[name] = kept
+                    self.reused.append(f"{column}/{name}")
+                    continue
                 self.results[column][name] = module.run(encoders, data, cfg)
                 self.seconds.setdefault(column, {})[name] = time.perf_counter() - start
+                write_cell(cfg.out_dir, digest, self.results[column][name],
+                           self.seconds[column][name])
                 logging.info("%s on %s: %.1f s", name, column, self.seconds[column][name])
             except NotApplicable as e:
                 logging.info("%s does not apply to %s: %s", name, column, e)
@@ -160,6 +180,43 @@ class Bench:
                                         values, f"Zero-shot AUROC per finding ({split})")
 
 
+def encoder_digest(encoders: Encoders) -> str:
+    """sha256 of everything an encoder's scores depend on: its run config, its tokenizer and
+    its weights (so a run trained further, or another seed's reference, never matches)."""
+    h = hashlib.sha256(encoders.config.to_json(sort_keys=True).encode())
+    if encoders.tokenizer is not None:
+        h.update(encoders.tokenizer.model_proto)
+    for leaf in jax.tree.leaves(nnx.state(encoders.model)):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
+
+
+def cell_digest(adapter: str, config: ml_collections.ConfigDict, data: BenchData,
+                weights: str) -> str:
+    """sha256 of one cell's inputs: the adapter, its config, the data read and the encoder."""
+    what = dict(adapter=adapter, config=config.to_dict(), weights=weights, data=data.identity())
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_cell(folder: str, digest: str) -> tuple[dict[str, float], float] | None:
+    """(metrics, seconds) of the cell finished in `folder` with the same digest, else None."""
+    try:
+        with open(os.path.join(folder, CELL)) as f:
+            kept = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if kept.get("digest") != digest:
+        return None
+    return kept["results"], kept["seconds"]
+
+
+def write_cell(folder: str, digest: str, results: dict[str, float], seconds: float) -> None:
+    """Marks a cell finished, after the adapter wrote its files: its metrics and digest."""
+    results = {key: float(value) for key, value in results.items()}
+    write_atomic(os.path.join(folder, CELL), json.dumps(
+        dict(digest=digest, seconds=seconds, results=results), indent=1) + "\n")
+
+
 def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out_dir: str, *,
               names: Sequence[str] | None = None, reference_name: str = REFERENCE) -> dict:
     """Runs the suite and writes its files; returns the results.json content as a dict.
@@ -190,4 +247,8 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
             "preset": config.get("preset", ""), "reference": reference_name}
     bench.write(columns, meta)
+    if bench.reused:
+        logging.warning("reused %d cells a bench of the same checkpoints, data and config had "
+                        "finished in %s (%s); delete a cell's %s to compute it again",
+                        len(bench.reused), out_dir, ", ".join(bench.reused), CELL)
     return json.loads(report.to_json(bench.results, bench.errors, meta, bench.not_applicable))

@@ -74,6 +74,33 @@ def test_suite_two_checkpoints_and_reference_side_by_side(runs, tmp_path):
         open(os.path.join(out, "results.json")).read()
 
 
+def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs, tmp_path):
+    """An interrupted bench resumes: a finished cell (column x adapter) is reused, not
+    recomputed, only while its checkpoint, data and adapter config are the ones asked for."""
+    def config(n_resamples: int = 10):
+        return bench_config(f"quick,max_eval=48,n_resamples={n_resamples},reference=0,"
+                            "splits=test,adapters=zero_shot+retrieval")
+
+    out = str(tmp_path / "bench")
+    kept = {a: os.path.join(out, "run0", a, f) for a, f in (
+        ("zero_shot", "zero_shot_scores_test.npz"), ("retrieval", "retrieval_ranks_test.npz"))}
+    written = lambda: {a: os.stat(p).st_mtime_ns for a, p in kept.items()}  # noqa: E731
+    first = suite.run_bench(runs[:1], config(), out)
+    before = written()
+    again = suite.run_bench(runs[:1], config(), out)  # nothing changed: nothing recomputed
+    assert again == first and written() == before
+    other = suite.run_bench(runs[:1], config(n_resamples=5), out)  # zero-shot's config changed
+    assert written()["retrieval"] == before["retrieval"]
+    assert written()["zero_shot"] != before["zero_shot"]
+    ci = "test/auroc/mean/ci_low"
+    assert other["results"]["run0"]["zero_shot"][ci] != first["results"]["run0"]["zero_shot"][ci]
+    assert other["results"]["run0"]["retrieval"] == first["results"]["run0"]["retrieval"]
+    # Another checkpoint under the same column name (another seed's weights): recomputed.
+    swapped = suite.run_bench(runs[1:], config(), out, names=["run0"])
+    assert swapped["results"]["run0"]["zero_shot"] != first["results"]["run0"]["zero_shot"]
+    assert all(written()[a] != before[a] for a in kept)
+
+
 def test_unknown_adapter_lists_valid_ones():
     config = _config()
     config.adapters = ("zero_shot", "vqa")
