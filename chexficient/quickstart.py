@@ -190,6 +190,17 @@ def tests_markdown(tests: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def holm_note(tests: dict[str, dict[str, dict]], level: float = 0.05) -> str:
+    """A line saying that the marks are per test and which differences stay significant over
+    the whole family of tests (Holm's adjustment, `p_holm`)."""
+    kept = [f"{metric} against {label}" for other, label in COMPARED
+            for metric, t in tests.get(other, {}).items() if t["p_holm"] < level]
+    n = sum(len(by_metric) for by_metric in tests.values())
+    return (f"\nThe marks and p are per test, not corrected for the {n} tests; with Holm's "
+            f"adjustment over them (`p_holm` in quickstart.json), p < {level} holds for "
+            + (", ".join(kept) if kept else "none") + ".\n")
+
+
 def significance_marks(tests: dict[str, dict[str, dict]], level: float = 0.05
                        ) -> dict[str, dict[str, str]]:
     """{'chexficient': {column: '†‡'}}: † where the CheXficient arm differs from the random
@@ -374,12 +385,15 @@ def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | 
 
 def paired_tests(bench_dirs: list[str], n_resamples: int = 1000) -> dict[str, dict[str, dict]]:
     """{compared row: {metric: test}}: the CheXficient arm against each row of COMPARED, every
-    seed's bench pooled (downstream/compare.py)."""
+    seed's bench pooled (downstream/compare.py), each test with its Holm-adjusted `p_holm`
+    over all of them."""
     from downstream import compare
 
     load = lambda column: [compare.load_scores(d, column) for d in bench_dirs]  # noqa: E731
-    return {other: compare.paired_test(load("chexficient"), load(other), n_resamples=n_resamples)
-            for other, _ in COMPARED}
+    tests = {other: compare.paired_test(load("chexficient"), load(other), n_resamples=n_resamples)
+             for other, _ in COMPARED}
+    compare.adjust_family(tests)
+    return tests
 
 
 def mean_curves(curves: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
@@ -410,7 +424,7 @@ def _write(out: str, table: dict[str, dict], spread: dict[str, dict], tests: dic
         markdown += f"\nMean over {seeds} seeds; standard deviation:\n\n" + to_markdown(spread)
     markdown += ("\n† differs from the random subset, ‡ from full data at equal compute "
                  "(paired bootstrap over test images, seeds pooled, p < 0.05):\n\n"
-                 + tests_markdown(tests))
+                 + tests_markdown(tests) + holm_note(tests))
     write_atomic(os.path.join(out, "quickstart.md"), markdown + f"\nTotal wall time: {seconds:.0f} s\n")
     finite = lambda t: {a: {c: (v if np.isfinite(v) else None) for c, v in row.items()}  # noqa: E731
                         for a, row in t.items()}

@@ -56,19 +56,33 @@ def _statistic(metric: str, seeds: Sequence[dict[str, np.ndarray]]) -> Callable[
     return mean_auroc
 
 
+_WHAT = {"ids": "examples", "i2t_ids": "examples", "names": "findings", "targets": "labels"}
+
+
 def _aligned(a: Sequence[dict], b: Sequence[dict], key: str) -> None:
     reference = a[0][key]
     for s in (*a, *b):
         if not np.array_equal(s[key], reference):
-            raise ValueError(f"paired test: the compared columns were scored on different "
-                             f"examples ({key} differ)")
+            raise ValueError(f"paired test: the compared columns were not scored on the same "
+                             f"{_WHAT[key]} ({key} differ): bench them on the same data, findings "
+                             "and uncertain_as")
+
+
+def adjust_family(tests: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Adds `p_holm` to every test of {comparison: {metric: test}}: Holm's adjustment over all
+    of them, the family one table's marks come from. Per-test p < 0.05 over 8 tests marks at
+    least one by chance in up to a third of tables where nothing differs; Holm's p does not."""
+    flat = [t for by_metric in tests.values() for t in by_metric.values()]
+    for t, p in zip(flat, metrics.holm([t["p"] for t in flat])):
+        t["p_holm"] = float(p)
 
 
 def paired_test(a: Sequence[dict[str, np.ndarray]], b: Sequence[dict[str, np.ndarray]], *,
                 n_resamples: int = 1000, seed: int = 0) -> dict[str, dict[str, float]]:
     """{metric: {diff, ci_low, ci_high, p}} of arm a against arm b (each a list of per-seed
     `load_scores` results on the same split), by paired bootstrap over the test examples."""
-    _aligned(a, b, "ids")
+    for key in ("ids", "names", "targets"):  # the same images, findings and labels
+        _aligned(a, b, key)
     out = {}
     for metric in METRICS:
         if metric == "retrieval R@5":

@@ -115,6 +115,19 @@ def paired_bootstrap(statistic_a: Callable[[np.ndarray], float],
     return dict(diff=observed, ci_low=float(low), ci_high=float(high), p=float(p))
 
 
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values of a family of tests (same order as given): a test
+    is significant at level a with the family-wise error at most a where its adjusted p < a.
+    NaN p-values stay NaN and do not count in the family."""
+    p = np.asarray(p_values, np.float64)
+    out = np.full(p.shape, np.nan)
+    defined = np.flatnonzero(~np.isnan(p))
+    order = defined[np.argsort(p[defined], kind="stable")]
+    m = len(order)
+    out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    return out
+
+
 def merge_duplicates(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Unique texts in first-seen order and, per input, the position of its unique text."""
     positions: dict[str, int] = {}

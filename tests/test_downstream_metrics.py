@@ -188,3 +188,43 @@ def test_paired_bootstrap_p_matches_a_paired_difference_known_in_closed_form():
     assert out["ci_low"] == pytest.approx(0.1 - 1.96 * se, abs=0.01)
     assert out["ci_high"] == pytest.approx(0.1 + 1.96 * se, abs=0.01)
     assert out["p"] < 1e-3  # z = 4.7
+
+
+def test_holm_adjusts_hand_computed_and_keeps_nan_out_of_the_family():
+    # Sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> monotone 0.06.
+    got = metrics.holm([0.01, 0.04, 0.03, 0.005, float("nan")])
+    np.testing.assert_allclose(got[:4], [0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(got[4])
+    assert metrics.holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
+
+
+def _kept_scores(rng: np.random.Generator, y: np.ndarray, noise: float) -> dict[str, np.ndarray]:
+    names = np.asarray(findings.FINDINGS[1:])  # as the zero-shot adapter keeps them
+    return dict(scores=y + noise * rng.standard_normal(y.shape), targets=y, names=names,
+                ids=np.asarray([f"p{i}" for i in range(len(y))]))
+
+
+def test_paired_test_matches_an_independent_sklearn_bootstrap_and_refuses_unpaired_columns():
+    from downstream import compare
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((80, len(findings.FINDINGS) - 1)) < 0.3).astype(np.int8)
+    a, b = _kept_scores(rng, y, 0.8), _kept_scores(rng, y, 1.5)
+    got = compare.paired_test([a], [b], n_resamples=50, seed=0)["CheXpert-5 AUROC"]
+    top5 = [i for i, n in enumerate(a["names"]) if n in findings.TOP5_FINDINGS]
+
+    def mean_auroc(s: dict, rows: np.ndarray) -> float:
+        return np.mean([roc_auc_score(s["targets"][rows, j], s["scores"][rows, j]) for j in top5
+                        if len(np.unique(s["targets"][rows, j])) == 2])
+    draws = np.random.default_rng(0)
+    diffs = np.array([mean_auroc(a, r) - mean_auroc(b, r)
+                      for r in (draws.integers(0, 80, 80) for _ in range(50))])
+    assert got["diff"] == pytest.approx(mean_auroc(a, np.arange(80)) - mean_auroc(b, np.arange(80)))
+    assert [got["ci_low"], got["ci_high"]] == pytest.approx(np.percentile(diffs, [2.5, 97.5]))
+    assert got["p"] == pytest.approx(min(1, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))
+
+    relabelled = dict(b, targets=np.where(b["targets"] == 0, 1, 0))  # another uncertain_as
+    with pytest.raises(ValueError, match="same labels"):
+        compare.paired_test([a], [relabelled], n_resamples=5)
+    with pytest.raises(ValueError, match="same findings"):
+        compare.paired_test([a], [dict(b, names=b["names"][::-1])], n_resamples=5)

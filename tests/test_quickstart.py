@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-from chexficient.quickstart import EQUAL, FLOOR, ROWS, TABLE, collapsed_note, run_quickstart
+from chexficient.quickstart import (EQUAL, FLOOR, ROWS, TABLE, collapsed_note, holm_note,
+                                    run_quickstart)
 from downstream.compare import METRICS
 
 
@@ -40,7 +41,7 @@ def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
     assert set(saved["table"]) == set(ROWS)
     for other in ("random", EQUAL):
         assert set(saved["paired_tests"][other]) == set(METRICS)
-        assert all(0 <= t["p"] <= 1 for t in saved["paired_tests"][other].values())
+        assert all(0 <= t["p"] <= t["p_holm"] <= 1 for t in saved["paired_tests"][other].values())
     curves = saved["curves"]
     # A milestone every 25% of full-data compute: 8 steps of 12.5% cross one every 2 steps.
     assert [p["compute_fraction"] for p in curves["full"]] == pytest.approx([0.25, 0.5, 0.75, 1.0])
@@ -54,6 +55,22 @@ def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
         summary = json.load(open(os.path.join(out, "arms", arm, "summary.json")))
         assert table[arm]["collapsed"] == float(summary["collapsed"]), arm
     assert collapsed_note(table, 1) in markdown
+
+
+def test_holm_note_says_the_marks_are_per_test_and_names_what_survives_the_family():
+    from downstream.compare import adjust_family
+
+    # The clean control's tests (docs/experiments.md): three of eight have p < 0.05.
+    p = {"random": [0.452, 0.046, 0.214, 0.360], EQUAL: [0.998, 0.004, 0.318, 0.0]}
+    tests = {other: {metric: dict(p=v) for metric, v in zip(METRICS, values)}
+             for other, values in p.items()}
+    adjust_family(tests)
+    assert tests["random"]["CheXpert-5 AUROC"]["p_holm"] == pytest.approx(0.046 * 6)
+    assert tests[EQUAL]["CheXpert-5 AUROC"]["p_holm"] == pytest.approx(0.004 * 7)
+    assert holm_note(tests) == (
+        "\nThe marks and p are per test, not corrected for the 8 tests; with Holm's adjustment "
+        "over them (`p_holm` in quickstart.json), p < 0.05 holds for CheXpert-5 AUROC against "
+        "full data at equal compute, retrieval R@5 against full data at equal compute.\n")
 
 
 def test_collapsed_note_names_the_collapsed_rows_and_their_seeds():
