@@ -16,8 +16,9 @@ Results = dict[str, dict[str, dict[str, float]]]
 """column (checkpoint) -> adapter -> metric -> value."""
 Notes = dict[str, dict[str, str]]
 """column -> adapter (or "checkpoint") -> a message."""
-COUNTS = ("n", "n_train", "draws")
-"""Last parts of the keys that count things: shown as integers."""
+COUNTS = ("n", "draws")
+"""Last parts of the keys that count things, with those starting `n_` (`n_images`,
+`n_empty_reports_skipped`): shown as integers."""
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -37,7 +38,8 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
     value = None if metrics is None else _finite_or_none(metrics.get(key))
     if value is None:
         return "-"
-    if key.rsplit("/", 1)[-1] in COUNTS:
+    last = key.rsplit("/", 1)[-1]
+    if last in COUNTS or last.startswith("n_"):
         return f"{value:.0f}"
     text = f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
     low, high = (_finite_or_none(metrics.get(f"{key}/{b}")) for b in ("ci_low", "ci_high"))
