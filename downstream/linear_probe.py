@@ -97,7 +97,9 @@ def finetune_classifier(encoders: Encoders, images: np.ndarray, targets: np.ndar
 
 
 def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) -> dict[str, float]:
-    """Probe AUROCs per label fraction and eval split, keys `<split>/<pct>%/auroc/...`."""
+    """Probe AUROCs per label fraction and eval split, keys `<split>/<pct>%/auroc/...`, and
+    how many findings had one class only in the training labels (`.../n_findings_one_class_in_train`,
+    mean over draws): the probe scores them with a constant, AUROC 0.5, counted in the means."""
     data.require("linear_probe", ("image", "labels"), (data.train_split, *data.eval_splits))
     names = finding_names(config.findings)
     train = data.split(data.train_split)
@@ -122,12 +124,14 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []
         for seed, rows in draws:
             scores, result = scores_for(rows, seed), {}
+            one_class = float(np.sum([np.unique(c).size < 2 for c in y_train[rows].T]))
             for s in evals:
                 prefix = f"{s}/{fraction * 100:g}%"
                 aurocs = metrics.finding_aurocs(truth[s], scores[s], names)
                 result.update({f"{prefix}/{k}": float(v)
                                for k, v in zip(metrics.finding_auroc_keys(names), aurocs)})
                 result.update({f"{prefix}/n_train": float(len(rows)),
+                               f"{prefix}/n_findings_one_class_in_train": one_class,
                                f"{prefix}/draws": float(len(draws))})
             per_draw.append(result)
         out.update(mean_over_draws(per_draw))

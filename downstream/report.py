@@ -39,8 +39,8 @@ def _cell(metrics: dict[str, float] | None, key: str) -> str:
     if value is None:
         return "-"
     last = key.rsplit("/", 1)[-1]
-    if last in COUNTS or last.startswith("n_"):
-        return f"{value:.0f}"
+    if last in COUNTS or last.startswith("n_"):  # a count; averaged over draws, maybe not whole
+        return f"{value:.0f}" if value == round(value) else f"{value:.1f}"
     text = f"{value:.4g}" if abs(value) >= 10 else f"{value:.3f}"
     low, high = (_finite_or_none(metrics.get(f"{key}/{b}")) for b in ("ci_low", "ci_high"))
     if low is not None and high is not None:

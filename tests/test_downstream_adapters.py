@@ -14,8 +14,8 @@ from chexficient.data import registry
 from chexficient.data.builders.nih_cxr14 import BOX_CLASSES, NihCxr14
 from downstream import linear_probe, report_generation, retrieval, segmentation, zero_shot
 from downstream.config import bench_config
-from downstream.data import (BenchData, MissingFieldsError, label_draws, mean_over_draws,
-                             subset_rows)
+from downstream.data import (BenchData, MissingFieldsError, finding_names, label_draws,
+                             mean_over_draws, subset_rows)
 from downstream.encoders import Encoders
 from pretrain.config import base_config
 from tests import real_fixtures as rf
@@ -94,6 +94,13 @@ def test_linear_probe_fractions(encoders, data):
     out = linear_probe.run(encoders, data, _cfg("linear_probe"))
     assert [out[f"test/{p}%/n_train"] for p in (1, 10, 100)] == [1.0, 10.0, 96.0]
     assert 0.0 <= out["test_shift/100%/auroc/mean"] <= 1.0
+    # Findings with one class in the training labels get a constant score (AUROC 0.5, in the
+    # means), and the results say how many: all of them with one image, at 100% the count of
+    # the train labels' constant columns.
+    names = finding_names(())
+    y = data.split(data.train_split).targets(names, 1)
+    assert out["test/1%/n_findings_one_class_in_train"] == len(names)
+    assert out["test/100%/n_findings_one_class_in_train"] == sum(len(np.unique(c)) < 2 for c in y.T)
 
 
 def test_label_draws_are_distinct_seeded_subsets_and_one_at_full_labels():

@@ -280,7 +280,8 @@ def test_results_table_for_two_checkpoints():
                "run_b": {"zero_shot": {"test/auroc/mean": 0.6},
                          "retrieval": {"test/i2t/R@1": 0.25, "test/n_empty_reports_skipped": 0.0},
                          "linear_probe": {"test/1%/auroc/mean": 0.55, "test/1%/auroc/mean/sd": 0.0312,
-                                          "test/1%/draws": 3.0}}}
+                                          "test/1%/draws": 3.0,
+                                          "test/1%/n_findings_one_class_in_train": 22 / 3}}}
     errors = {"run_a": {"retrieval": "adapter 'retrieval' failed on checkpoint 'a': boom"}}
     md = report.to_markdown(results, errors, ["run_a", "run_b"],
                             ["zero_shot", "retrieval", "linear_probe"], "T")
@@ -291,6 +292,7 @@ def test_results_table_for_two_checkpoints():
     assert "| test/1%/auroc/mean | - | 0.550 ± 0.031 |" in md
     assert "| test/1%/draws | - | 3 |" in md
     assert "| test/n_empty_reports_skipped | - | 0 |" in md  # a count, whatever its size
+    assert "| test/1%/n_findings_one_class_in_train | - | 7.3 |" in md  # a mean over draws
     assert "ci_low" not in md and "/sd" not in md and "boom" in md
     data = json.loads(report.to_json(results, errors, {"columns": ["run_a", "run_b"]}))
     assert data["results"]["run_a"]["zero_shot"]["test/n"] is None
