@@ -26,7 +26,6 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from chexficient import export_model
 from chexficient.data import mixture, pipeline
 from chexficient.data.builders._common import (ImageError, ordered_map, read_pixels,
                                                resize_with_pad, to_uint8)
@@ -305,12 +304,5 @@ def load(path: str, *, step: int | None = None, batch_size: int = 32,
     path = os.fspath(path)
     if batch_size < 1 or workers < 1:
         raise ValueError(f"batch_size and workers must be >= 1, got {batch_size} and {workers}")
-    if export_model.is_export(path):
-        if step is not None:
-            raise ValueError(f"{path} is an exported model (one step); step={step} applies to a "
-                             "run's checkpoints")
-        clip, config, tokenizer = export_model.read_export(path)
-        encoders = Encoders(clip, tokenizer, config, batch_size=batch_size)
-    else:
-        encoders = Encoders.from_checkpoint(path, step=step, batch_size=batch_size)
+    encoders = Encoders.from_checkpoint(path, step=step, batch_size=batch_size)
     return Model(encoders, stored_size=stored_size(encoders.config), workers=workers)

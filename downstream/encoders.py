@@ -17,7 +17,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from chexficient import checkpoint
+from chexficient import checkpoint, export_model
 from chexficient.data import registry
 from chexficient.data import tokenizer as tokenizer_lib
 from chexficient.data.tokenizer import Tokenizer
@@ -118,12 +118,19 @@ class Encoders:
     @classmethod
     def from_checkpoint(cls, path: str, *, step: int | None = None,
                         batch_size: int = 64) -> Encoders:
-        """A run directory's checkpoint `step` (default: the latest); CheckpointError if it
+        """A run directory's checkpoint `step` (default: the latest), or a folder written by
+        `chexficient export-model` (one step: `step` must be None); CheckpointError if it
         cannot be read.
 
         The tokenizer is the run's own copy; runs from before it was kept fall back to the one
         beside their pretraining dataset.
         """
+        if export_model.is_export(path):
+            if step is not None:
+                raise ValueError(f"{path} is an exported model (one step); step={step} applies "
+                                 "to a run's checkpoints")
+            model, config, tokenizer = export_model.read_export(path)
+            return cls(model, tokenizer, config, batch_size=batch_size)
         model, config = checkpoint.load_model(path, step=step)
         tokenizer = tokenizer_lib.load_saved(checkpoint.run_dir(path))
         return cls(model, tokenizer or pretraining_tokenizer(config), config, batch_size=batch_size)

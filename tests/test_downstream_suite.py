@@ -101,6 +101,19 @@ def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs
     assert all(written()[a] != before[a] for a in kept)
 
 
+def test_an_exported_model_is_benched_as_its_run(runs, tmp_path):
+    """`chexficient export-model`'s folder is what a model is shared as: the bench reads it
+    (it answered 'no checkpoint found') and scores it exactly as the run it came from."""
+    from chexficient.export_model import export_model
+
+    export_model(runs[0], str(tmp_path / "exported"))
+    config = bench_config("quick,max_eval=48,n_resamples=5,reference=0,splits=test,"
+                          "adapters=zero_shot+retrieval")
+    summary = suite.run_bench([str(tmp_path / "exported"), runs[0]], config, str(tmp_path / "b"))
+    assert summary["errors"] == {}
+    assert summary["results"]["exported"] == summary["results"]["run0"]
+
+
 def test_unknown_adapter_lists_valid_ones():
     config = _config()
     config.adapters = ("zero_shot", "vqa")
