@@ -63,6 +63,19 @@ def finding_names(configured: Sequence[str]) -> list[str]:
     return list(configured) or [n for n in findings.FINDINGS if n != "No Finding"]
 
 
+def warn_one_class(adapter: str, dataset: str, split: str, y: np.ndarray,
+                   names: Sequence[str]) -> list[str]:
+    """Logs, and returns, the findings whose 0/1 labels `y` [n, F] in an eval split hold one
+    class only: they get no AUROC (null in results.json, `-` in results.md) and the means
+    (mean, mean_rare, mean_top5) are taken over the other findings."""
+    one_class = [name for name, column in zip(names, np.asarray(y).T) if np.unique(column).size < 2]
+    if one_class:
+        logging.warning("%s on %s:%s: no AUROC for %s (one class only among its %d images); "
+                        "the means leave them out", adapter, dataset, split,
+                        ", ".join(one_class), len(y))
+    return one_class
+
+
 def subset_rows(n: int, fraction: float, seed: int) -> np.ndarray:
     """A seeded random `fraction` of `n` rows (at least one), sorted: the 1/10/100% subsets."""
     if not 0 < fraction <= 1:

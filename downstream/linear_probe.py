@@ -21,7 +21,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from downstream import metrics, training
-from downstream.data import BenchData, finding_names, label_draws, mean_over_draws
+from downstream.data import (BenchData, finding_names, label_draws, mean_over_draws,
+                            warn_one_class)
 from downstream.encoders import Encoders
 
 
@@ -119,6 +120,8 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
             probe = LinearProbe(config.C, config.max_iter).fit(x_train[rows], y_train[rows])
             return {s: probe.predict_scores(x) for s, x in x_evals.items()}
     truth = {s: split.targets(names, config.uncertain_as) for s, split in evals.items()}
+    for s, y in truth.items():
+        warn_one_class("linear_probe", data.name, s, y, names)
     out = {}
     for fraction in config.fractions:
         draws, per_draw = label_draws(len(train), fraction, config.draws, config.seed), []

@@ -22,7 +22,7 @@ import numpy as np
 from chexficient.findings import FINDINGS
 from chexficient.io import save_arrays
 from downstream import metrics
-from downstream.data import BenchData, finding_names
+from downstream.data import BenchData, finding_names, warn_one_class
 from downstream.encoders import Encoders
 
 
@@ -153,6 +153,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         split = data.split(split_name)
         probs = scores(encoders, split.images, names, prompts)
         y = split.targets(names, config.uncertain_as)
+        warn_one_class("zero_shot", data.name, split_name, y, names)
         summary = auroc_summary(y, probs, names, n_resamples=config.bootstrap.n_resamples,
                                 seed=config.seed, level=config.bootstrap.level)
         out.update({f"{split_name}/{k}": v for k, v in summary.items()})

@@ -81,6 +81,23 @@ def test_zero_shot_keys_ranges_and_determinism(encoders, data):
                                                                                    level=0.95)))
 
 
+def test_a_finding_with_one_class_in_the_eval_split_is_named_and_left_out_of_the_means(
+        encoders, run_config, caplog):
+    few = BenchData(run_config.data, image_size=run_config.model.image.image_size,
+                    eval_splits=("test",), max_examples={"default": 6})
+    with caplog.at_level("WARNING"):
+        out = zero_shot.run(encoders, few, _cfg("zero_shot", bootstrap=dict(n_resamples=5,
+                                                                             level=0.95)))
+    names = finding_names(())
+    undefined = [n for n in names if np.isnan(out[f"test/auroc/{n}"])]
+    assert undefined and len(undefined) < len(names)  # 6 images: some findings have one class
+    assert out["test/n_findings_defined"] == len(names) - len(undefined)
+    assert out["test/auroc/mean"] == pytest.approx(
+        np.mean([out[f"test/auroc/{n}"] for n in names if n not in undefined]))
+    assert f"zero_shot on synthetic_cxr/micro:test: no AUROC for {', '.join(undefined)} (one " \
+        "class only among its 6 images)" in caplog.text
+
+
 def test_retrieval_keys_and_ordering(encoders, data):
     out = retrieval.run(encoders, data, _cfg("retrieval"))
     for split in ("test", "test_shift"):
