@@ -193,8 +193,10 @@ def encoder_digest(encoders: Encoders) -> str:
 
 def cell_digest(adapter: str, config: ml_collections.ConfigDict, data: BenchData,
                 weights: str) -> str:
-    """sha256 of one cell's inputs: the adapter, its config, the data read and the encoder."""
-    what = dict(adapter=adapter, config=config.to_dict(), weights=weights, data=data.identity())
+    """sha256 of one cell's inputs: the adapter, its config (but where it writes: OUT may be
+    named another way or moved), the data read and the encoder."""
+    settings = {k: v for k, v in config.to_dict().items() if k != "out_dir"}
+    what = dict(adapter=adapter, config=settings, weights=weights, data=data.identity())
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -74,7 +74,8 @@ def test_suite_two_checkpoints_and_reference_side_by_side(runs, tmp_path):
         open(os.path.join(out, "results.json")).read()
 
 
-def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs, tmp_path):
+def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs, tmp_path,
+                                                                            monkeypatch):
     """An interrupted bench resumes: a finished cell (column x adapter) is reused, not
     recomputed, only while its checkpoint, data and adapter config are the ones asked for."""
     def config(n_resamples: int = 10):
@@ -87,7 +88,8 @@ def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs
     written = lambda: {a: os.stat(p).st_mtime_ns for a, p in kept.items()}  # noqa: E731
     first = suite.run_bench(runs[:1], config(), out)
     before = written()
-    again = suite.run_bench(runs[:1], config(), out)  # nothing changed: nothing recomputed
+    monkeypatch.chdir(tmp_path)  # the same OUT named relative to the working directory
+    again = suite.run_bench(runs[:1], config(), "bench")  # nothing changed: nothing recomputed
     assert again == first and written() == before
     other = suite.run_bench(runs[:1], config(n_resamples=5), out)  # zero-shot's config changed
     assert written()["retrieval"] == before["retrieval"]
