@@ -1,5 +1,5 @@
-"""Benchmark results on disk: results.json (strict JSON) and results.md (rows = task/metric,
-columns = checkpoints), both written atomically (chexficient.io).
+"""Benchmark results on disk: results.json (strict JSON), results.md (rows = task/metric,
+columns = checkpoints) and results.csv (one row per value), written atomically (chexficient.io).
 
 A metric with bootstrap bounds (`<key>/ci_low`, `<key>/ci_high`) shows as one cell,
 `value [low, high]`, one averaged over label draws with their spread (`<key>/sd`) as
@@ -8,6 +8,8 @@ A metric with bootstrap bounds (`<key>/ci_low`, `<key>/ci_high`) shows as one ce
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from typing import Any
@@ -16,6 +18,8 @@ Results = dict[str, dict[str, dict[str, float]]]
 """column (checkpoint) -> adapter -> metric -> value."""
 Notes = dict[str, dict[str, str]]
 """column -> adapter (or "checkpoint") -> a message."""
+_BOUNDS = ("/ci_low", "/ci_high", "/sd")
+"""Suffixes of the keys that qualify another key's value rather than being metrics."""
 COUNTS = ("n", "draws")
 """Last parts of the keys that count things, with those starting `n_` (`n_images`,
 `n_empty_reports_skipped`): shown as integers."""
@@ -32,6 +36,25 @@ def to_json(results: Results, errors: Notes, meta: dict[str, Any],
              for col, by in results.items()}
     return json.dumps({**meta, "results": clean, "errors": errors,
                        "not_applicable": not_applicable or {}}, indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(results: Results, columns: list[str], adapters: list[str]) -> str:
+    """Long-format CSV, one row per column, adapter and metric: `value` with its bootstrap
+    `ci_low`/`ci_high` or its spread over label draws `sd` (empty where absent or undefined),
+    the values of results.json at full precision, for pandas or a spreadsheet."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["column", "adapter", "metric", "value", "ci_low", "ci_high", "sd"])
+    for col in columns:
+        for adapter in adapters:
+            metrics = results.get(col, {}).get(adapter, {})
+            for key in metrics:
+                if key.endswith(_BOUNDS):
+                    continue
+                cells = [_finite_or_none(metrics.get(k)) for k in
+                         (key, *(f"{key}{b}" for b in _BOUNDS))]
+                writer.writerow([col, adapter, key, *("" if v is None else repr(v) for v in cells)])
+    return out.getvalue()
 
 
 def _cell(metrics: dict[str, float] | None, key: str) -> str:
@@ -64,7 +87,7 @@ def to_markdown(results: Results, errors: Notes, columns: list[str], adapters: l
         rows: dict[str, None] = {}
         for col in columns:
             rows.update(dict.fromkeys(results.get(col, {}).get(adapter, {})))
-        keys = [k for k in rows if not k.endswith(("/ci_low", "/ci_high", "/sd"))]
+        keys = [k for k in rows if not k.endswith(_BOUNDS)]
         lines += [f"## {adapter}", ""]
         if not keys:
             lines += ["(no results: see below)", ""]

@@ -153,7 +153,7 @@ class Bench:
                 self.errors.setdefault(column, {})[name] = message
 
     def write(self, columns: list[str], meta: dict) -> None:
-        """Writes results.json, results.md, config.json, timing.json (seconds per column and
+        """Writes results.json, results.md, results.csv, config.json, timing.json (seconds per column and
         adapter, apart so that equal runs give equal results files) and the zero-shot figures."""
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
@@ -163,6 +163,8 @@ class Bench:
         write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
             self.results, self.errors, columns, adapters,
             f"Downstream benchmark ({meta['preset']})", sources, self.not_applicable))
+        write_atomic(os.path.join(self.out_dir, "results.csv"),
+                     report.to_csv(self.results, columns, adapters))
         write_atomic(os.path.join(self.out_dir, "config.json"), self.config.to_json(indent=2))
         write_atomic(os.path.join(self.out_dir, "timing.json"), json.dumps(self.seconds, indent=2))
         if self.config.plots and "zero_shot" in adapters:

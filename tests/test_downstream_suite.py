@@ -4,6 +4,7 @@ stopping the rest, figures, and byte-identical results on a rerun."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 
@@ -67,6 +68,16 @@ def test_suite_two_checkpoints_and_reference_side_by_side(runs, tmp_path):
     for split in ("test", "test_shift"):
         assert os.path.getsize(os.path.join(out, f"zero_shot_auroc_{split}.png")) > 0
     assert json.load(open(os.path.join(out, "results.json"))) == summary
+    # results.csv: one row per value of results.json, its bounds beside it, nothing else.
+    rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+    values = {(c, a, k): v for c, by in summary["results"].items() for a, m in by.items()
+              for k, v in m.items()}
+    assert len(rows) == len([k for k in values if not k[2].endswith(("/ci_low", "/ci_high"))])
+    for row in rows:
+        key = (row["column"], row["adapter"], row["metric"])
+        for field, suffix in (("value", ""), ("ci_low", "/ci_low"), ("ci_high", "/ci_high")):
+            expected = values.get((*key[:2], key[2] + suffix))
+            assert (float(row[field]) if row[field] else None) == expected, (key, field)
 
     again = str(tmp_path / "again")
     suite.run_bench([*runs, str(broken)], _config(), again)
