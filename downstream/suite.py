@@ -57,6 +57,20 @@ def column_names(paths: Sequence[str]) -> list[str]:
     return [b if base.count(b) == 1 else f"{b}#{i + 1}" for i, b in enumerate(base)]
 
 
+def expand_milestones(paths: Sequence[str]) -> list[str]:
+    """`paths` with each run's milestones folder named without a step (`runs/full/milestones`)
+    replaced by every milestone it holds, in step order (`runs/full/milestones@48`, ...): one
+    column per milestone, a run's downstream learning curve. Other paths are kept as given."""
+    out = []
+    for path in paths:
+        base, step = checkpoint.split_step(path)
+        found = (checkpoint.milestones(base) if step is None and
+                 os.path.basename(os.path.normpath(base)) == checkpoint.MILESTONES else [])
+        out += ([f"{os.path.normpath(base)}{checkpoint.STEP_SEPARATOR}{m['step']}" for m in found]
+                or [path])
+    return out
+
+
 def adapter_module(name: str):
     """The adapter `downstream.<name>` (a module with `run`); unknown names list the valid ones."""
     try:
@@ -225,13 +239,16 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
               names: Sequence[str] | None = None, reference_name: str = REFERENCE) -> dict:
     """Runs the suite and writes its files; returns the results.json content as a dict.
 
-    Columns are named `names` (default: from the paths) and, with `config.reference`, the
+    Columns are named `names` (default: from the paths, a run's `milestones` folder given
+    without a step expanded to one column per milestone) and, with `config.reference`, the
     randomly initialised reference `reference_name`.
     """
     if not checkpoints:
         raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
     if names is not None and len(names) != len(checkpoints):
         raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
+    if names is None:
+        checkpoints = expand_milestones(checkpoints)
     bench = Bench(config, out_dir)
     columns = list(names) if names is not None else column_names(checkpoints)
     # What the reference copies: the first readable CLIP run's (config, tokenizer), or a

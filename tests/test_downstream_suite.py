@@ -18,7 +18,8 @@ from pretrain.train import train
 
 @pytest.fixture(scope="module")
 def runs(micro, tmp_path_factory) -> list[str]:
-    """Two workdirs of the real trainer (2 steps each, different seeds) on the micro world."""
+    """Two workdirs of the real trainer (2 steps each, different seeds, milestones at both) on
+    the micro world."""
     root = tmp_path_factory.mktemp("runs")
     workdirs = []
     for seed in (0, 1):
@@ -26,6 +27,7 @@ def runs(micro, tmp_path_factory) -> list[str]:
         config.data.update(name=micro.name, data_dir=micro.data_dir, vocab_size=micro.vocab_size)
         config.update(seed=seed, total_steps=2, progress=False)
         config.checkpoint.every_steps = 2
+        config.checkpoint.milestones = 0.5  # at steps 1 and 2
         config.eval.every_steps = 0
         workdir = str(root / f"run{seed}")
         train(config, workdir)
@@ -125,6 +127,18 @@ def test_an_exported_model_is_benched_as_its_run(runs, tmp_path):
     summary = suite.run_bench([str(tmp_path / "exported"), runs[0]], config, str(tmp_path / "b"))
     assert summary["errors"] == {}
     assert summary["results"]["exported"] == summary["results"]["run0"]
+
+
+def test_a_runs_milestones_folder_is_one_column_per_milestone(runs, tmp_path):
+    config = bench_config("quick,max_eval=48,n_resamples=5,reference=0,splits=test,"
+                          "adapters=zero_shot")
+    summary = suite.run_bench([os.path.join(runs[0], "milestones"), runs[0]], config,
+                              str(tmp_path / "b"))
+    assert summary["columns"] == ["run0-milestones@1", "run0-milestones@2", "run0"]
+    assert summary["errors"] == {}
+    results = summary["results"]
+    assert results["run0-milestones@2"] == results["run0"]  # the last step's weights
+    assert results["run0-milestones@1"] != results["run0"]
 
 
 def test_unknown_adapter_lists_valid_ones():
