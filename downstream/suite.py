@@ -245,6 +245,9 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
     """
     if not checkpoints:
         raise ValueError("no checkpoints given: pass --checkpoints=DIR[,DIR...]")
+    if not all(str(path).strip() for path in checkpoints):
+        raise ValueError(f"--checkpoints has an empty entry, {list(checkpoints)}: a doubled or "
+                         "trailing comma?")
     if names is not None and len(names) != len(checkpoints):
         raise ValueError(f"{len(names)} names for {len(checkpoints)} checkpoints")
     if names is None:

@@ -141,6 +141,13 @@ def test_a_runs_milestones_folder_is_one_column_per_milestone(runs, tmp_path):
     assert results["run0-milestones@1"] != results["run0"]
 
 
+def test_an_empty_checkpoint_entry_is_refused_before_anything_runs(tmp_path):
+    # `--checkpoints=RUN,` parses to ['RUN', '']: '' became a failing column named '.'.
+    with pytest.raises(ValueError, match=r"empty entry, \['runs/a', ''\]: a doubled or trailing"):
+        suite.run_bench(["runs/a", ""], _config(), str(tmp_path / "b"))
+    assert not os.path.exists(tmp_path / "b")
+
+
 def test_unknown_adapter_lists_valid_ones():
     config = _config()
     config.adapters = ("zero_shot", "vqa")
