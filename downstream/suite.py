@@ -27,7 +27,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 import downstream
-from chexficient import checkpoint
+from chexficient import checkpoint, export_model
 from chexficient.data import mixture
 from chexficient.findings import FINDINGS
 from chexficient.io import write_atomic
@@ -69,6 +69,31 @@ def expand_milestones(paths: Sequence[str]) -> list[str]:
         out += ([f"{os.path.normpath(base)}{checkpoint.STEP_SEPARATOR}{m['step']}" for m in found]
                 or [path])
     return out
+
+
+def read_at(path: str) -> dict[str, float]:
+    """The step a checkpoint path is read at ({'step'}: a run's latest unless named, an
+    export's), and a milestone's `compute_fraction` of full-data training; {} if unreadable
+    (the column's error says why)."""
+    base, step = checkpoint.split_step(path)
+    try:
+        if os.path.basename(os.path.normpath(base)) == checkpoint.MILESTONES:
+            found = {m["step"]: m for m in checkpoint.milestones(base)}
+            m = found[max(found) if step is None else step]
+            return dict(step=m["step"], compute_fraction=m["compute_fraction"])
+        if export_model.is_export(path):
+            with open(os.path.join(path, "config.json")) as f:
+                return dict(step=json.load(f)["export"]["step"])
+        return dict(step=checkpoint.latest_step(path) if step is None else step)
+    except (checkpoint.CheckpointError, KeyError, ValueError, OSError):
+        return {}
+
+
+def _source(path: str, at: dict[str, float]) -> str:
+    """`path (step S, F of full-data compute)` for results.md's list of columns."""
+    parts = ([f"step {at['step']}"] if "step" in at else []) + (
+        [f"{at['compute_fraction']:.3f} of full-data compute"] if "compute_fraction" in at else [])
+    return f"{path} ({', '.join(parts)})" if parts else path
 
 
 def adapter_module(name: str):
@@ -172,8 +197,9 @@ class Bench:
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta, self.not_applicable))
-        sources = {**meta["checkpoints"],
-                   meta.get("reference", REFERENCE): "random initialisation (same architecture)"}
+        sources = {col: _source(path, meta["read_at"].get(col, {}))
+                   for col, path in meta["checkpoints"].items()}
+        sources[meta.get("reference", REFERENCE)] = "random initialisation (same architecture)"
         write_atomic(os.path.join(self.out_dir, "results.md"), report.to_markdown(
             self.results, self.errors, columns, adapters,
             f"Downstream benchmark ({meta['preset']})", sources, self.not_applicable))
@@ -269,6 +295,7 @@ def run_bench(checkpoints: Sequence[str], config: ml_collections.ConfigDict, out
                    lambda: Encoders.random_init(first[0], tokenizer=first[1], seed=config.seed,
                                                 batch_size=config.batch_size))
     meta = {"columns": columns, "checkpoints": dict(zip(columns, checkpoints)),
+            "read_at": {col: read_at(path) for col, path in zip(columns, checkpoints)},
             "preset": config.get("preset", ""), "reference": reference_name}
     bench.write(columns, meta)
     if bench.reused:

@@ -139,6 +139,12 @@ def test_a_runs_milestones_folder_is_one_column_per_milestone(runs, tmp_path):
     results = summary["results"]
     assert results["run0-milestones@2"] == results["run0"]  # the last step's weights
     assert results["run0-milestones@1"] != results["run0"]
+    # Which step (and compute) each column was read at, in results.json and results.md.
+    assert summary["read_at"] == {"run0-milestones@1": dict(step=1, compute_fraction=0.5),
+                                  "run0-milestones@2": dict(step=2, compute_fraction=1.0),
+                                  "run0": dict(step=2)}
+    table = open(tmp_path / "b" / "results.md").read()
+    assert "(step 1, 0.500 of full-data compute)" in table and "run0 (step 2)" in table
 
 
 def test_an_empty_checkpoint_entry_is_refused_before_anything_runs(tmp_path):
