@@ -379,7 +379,8 @@ def run_quickstart(out: str, *, experiment: str = "quickstart", data_dir: str | 
         bench_dirs.append(os.path.join(seed_out, "bench"))
     table, spread = aggregate(tables)
     tests = paired_tests(bench_dirs)
-    _write(out, table, spread, tests, mean_curves(curves), time.time() - t0, len(tables))
+    curve = mean_curves(curves, spec.get("milestones", 0.0))
+    _write(out, table, spread, tests, curve, time.time() - t0, len(tables))
     return table
 
 
@@ -396,13 +397,20 @@ def paired_tests(bench_dirs: list[str], n_resamples: int = 1000) -> dict[str, di
     return tests
 
 
-def mean_curves(curves: list[dict[str, list[dict]]]) -> dict[str, list[dict]]:
-    """Curves averaged over seeds, point by point (milestones sit at the same multiples)."""
+def mean_curves(curves: list[dict[str, list[dict]]], spacing: float) -> dict[str, list[dict]]:
+    """Curves averaged over seeds at each milestone (multiple of `spacing` of full-data compute)
+    every seed's run reached: a seed whose step crossed two milestones at once kept only the
+    later, and a curated arm's seeds end at different computes, so points are matched by
+    milestone, not by position."""
+    def by_milestone(points: list[dict]) -> dict[int, dict]:
+        return {math.floor(p["compute_fraction"] / spacing + 1e-9): p for p in points}
+
     out = {}
     for arm in curves[0]:
-        length = min(len(c[arm]) for c in curves)
-        out[arm] = [{k: float(np.mean([c[arm][i][k] for c in curves])) for k in curves[0][arm][i]}
-                    for i in range(length)]
+        seeds = [by_milestone(c[arm]) for c in curves]
+        shared = sorted(set.intersection(*(set(s) for s in seeds)))
+        out[arm] = [{k: float(np.mean([s[m][k] for s in seeds])) for k in seeds[0][m]}
+                    for m in shared]
     return out
 
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from chexficient.quickstart import (EQUAL, FLOOR, ROWS, TABLE, collapsed_note, holm_note,
-                                    run_quickstart)
+                                    mean_curves, run_quickstart)
 from downstream.compare import METRICS
 
 
@@ -71,6 +71,18 @@ def test_holm_note_says_the_marks_are_per_test_and_names_what_survives_the_famil
         "\nThe marks and p are per test, not corrected for the 8 tests; with Holm's adjustment "
         "over them (`p_holm` in quickstart.json), p < 0.05 holds for CheXpert-5 AUROC against "
         "full data at equal compute, retrieval R@5 against full data at equal compute.\n")
+
+
+def test_mean_curves_match_seeds_by_milestone_not_by_position():
+    # Milestones every 5%: seed 1's first step crossed 5% and 10% at once (it kept only 10%),
+    # and seed 0 ran on to 20%. Averaged by position, 5% met 10% and 10% met 15%.
+    point = lambda f, v: {"compute_fraction": f, "CheXpert-5 AUROC": v}  # noqa: E731
+    seeds = [{"arm": [point(0.051, 0.60), point(0.102, 0.62), point(0.153, 0.64), point(0.2, 0.7)]},
+             {"arm": [point(0.104, 0.66), point(0.151, 0.68)]}]
+    mean = mean_curves(seeds, 0.05)["arm"]
+    assert [p["compute_fraction"] for p in mean] == pytest.approx([0.103, 0.152])
+    assert [p["CheXpert-5 AUROC"] for p in mean] == pytest.approx([0.64, 0.66])
+    assert mean_curves(seeds[:1], 0.05) == seeds[0]  # one seed: its own points, all of them
 
 
 def test_collapsed_note_names_the_collapsed_rows_and_their_seeds():
