@@ -2,7 +2,7 @@
 
 Runs every configured adapter on every checkpoint (plus, optionally, a randomly initialised
 encoder of the same architecture as the reference column), each on the eval splits, and
-writes OUT/results.json, OUT/results.md, OUT/config.json and the figures. A checkpoint that
+writes OUT/results.json, OUT/results.md, OUT/results.csv, OUT/config.json and the figures. A checkpoint that
 cannot be read, or an adapter that fails (e.g. a dataset without the fields it needs), is
 reported with the names of both; everything else still runs. Each finished cell (column x
 adapter) is kept with the digest of its inputs, so an interrupted bench rerun into the same
@@ -177,6 +177,7 @@ class Bench:
                     self.results[column][name], self.seconds.setdefault(column, {})[name] = kept
                     self.reused.append(f"{column}/{name}")
                     continue
+                forget_cell(cfg.out_dir)  # its files are about to change
                 self.results[column][name] = module.run(encoders, data, cfg)
                 self.seconds.setdefault(column, {})[name] = time.perf_counter() - start
                 write_cell(cfg.out_dir, digest, self.results[column][name],
@@ -192,8 +193,9 @@ class Bench:
                 self.errors.setdefault(column, {})[name] = message
 
     def write(self, columns: list[str], meta: dict) -> None:
-        """Writes results.json, results.md, results.csv, config.json, timing.json (seconds per column and
-        adapter, apart so that equal runs give equal results files) and the zero-shot figures."""
+        """Writes results.json, results.md, results.csv, config.json, timing.json (seconds per
+        column and adapter, apart so that equal runs give equal results files) and the zero-shot
+        figures."""
         adapters = list(self.config.adapters)
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta, self.not_applicable))
@@ -252,6 +254,13 @@ def read_cell(folder: str, digest: str) -> tuple[dict[str, float], float] | None
     if kept.get("digest") != digest:
         return None
     return kept["results"], kept["seconds"]
+
+
+def forget_cell(folder: str) -> None:
+    """Unmarks the cell in `folder` before an adapter rewrites its files: a run stopped half way
+    must not leave the files of one config beside the marker of another."""
+    if os.path.exists(os.path.join(folder, CELL)):
+        os.remove(os.path.join(folder, CELL))
 
 
 def write_cell(folder: str, digest: str, results: dict[str, float], seconds: float) -> None:

@@ -114,6 +114,13 @@ def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs
     swapped = suite.run_bench(runs[1:], config(), out, names=["run0"])
     assert swapped["results"]["run0"]["zero_shot"] != first["results"]["run0"]["zero_shot"]
     assert all(written()[a] != before[a] for a in kept)
+    # A run of another config that stopped in the adapter leaves no finished cell behind: its
+    # files may be half rewritten, so the config before is computed again, not reused.
+    broken = config()
+    broken.zero_shot.findings = ("Not a finding",)
+    assert "zero_shot" in suite.run_bench(runs[:1], broken, out)["errors"]["run0"]
+    assert not os.path.exists(os.path.join(out, "run0", "zero_shot", suite.CELL))
+    assert os.path.exists(os.path.join(out, "run0", "retrieval", suite.CELL))
 
 
 def test_an_exported_model_is_benched_as_its_run(runs, tmp_path):
