@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 from chexficient import allocator, compilation_cache
 
@@ -122,6 +122,12 @@ def _unknown_config_field(error: Exception, argv: list[str]) -> str:
     return f"{where}: the config has no field {key!r}" + (f" ({hint.strip()})" if hint else "")
 
 
+def _show_usage_of(module: ModuleType) -> None:
+    """Makes `chexficient COMMAND --help` open with the command's usage (its module docstring):
+    absl prints the `__main__` module's docstring, which is the console script's or this file's."""
+    sys.modules["__main__"].__doc__ = "\n" + (module.__doc__ or "").replace("%", "%%")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatches `chexficient COMMAND ...` to `<module>.main` through absl.
 
@@ -146,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
 
     compilation_cache.enable()
     module = importlib.import_module(COMMANDS[command][0])
+    _show_usage_of(module)
     for flag in flags.FLAGS.get_key_flags_for_module(module.__name__):  # so --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 

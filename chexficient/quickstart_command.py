@@ -1,4 +1,8 @@
-"""`chexficient quickstart --out=DIR [--experiment=NAME[:ARG]]`: the command around `chexficient.quickstart`."""
+"""`chexficient quickstart --out=DIR [--experiment=NAME[:ARG]]`: the headline experiment.
+
+Builds the experiment's synthetic dataset, trains its arms, benchmarks them and writes the
+table to DIR (see `chexficient.quickstart.run_quickstart`).
+"""
 
 from __future__ import annotations
 

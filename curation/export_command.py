@@ -1,4 +1,9 @@
-"""`chexficient export --workdir=DIR --out=OUT [--force]`: the command around `curation.export`."""
+"""`chexficient export --workdir=DIR --out=OUT [--force]`: the subset a curated run kept.
+
+OUT gets manifest.csv.gz and manifest.parquet (id, source, position, score, cluster, step
+first kept), a TFDS dataset of those records that `--config.data.subset=OUT` trains on, and
+subset.json (counts, checksums, the run's config); see `curation.export`.
+"""
 
 from __future__ import annotations
 

@@ -77,8 +77,10 @@ def test_unbuilt_dataset_says_how_to_build_it(tmp_path):
             "YOUR_COPY`") in run.stderr
 
 
-def test_help_documents_the_data_dir():
+def test_help_documents_the_actions_and_the_data_dir():
     run = _data("--help")
+    assert "chexficient data build|show|stats NAME" in run.stdout  # the command's usage first
+    assert "build NAME" in run.stdout and "stats NAME" in run.stdout
     assert registry.DATA_DIR_ENV in run.stdout and "--data_dir" in run.stdout
 
 
