@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from chexficient.data import pipeline
+from chexficient.data import mixture, pipeline
 from curation.export import ExportError, export_subset, load_subset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,6 +73,24 @@ def test_export_of_an_uncurated_run_says_why(tmp_path):
                           f"--workdir={tmp_path}", f"--out={tmp_path / 'out'}"],
                          cwd=REPO, capture_output=True, text=True)
     assert out.returncode != 0 and "has no ledger" in out.stderr
+
+
+def test_an_export_of_another_dataset_is_refused_naming_both(curated_run, micro, tmp_path):
+    """A run on a subset keeps config.data.name's tokenizer and evaluation splits, so an export
+    of another dataset (as if exported from synthetic_cxr/tiny) is refused at launch, with the
+    name to set; an export's subset.json says where its records came from."""
+    workdir, _ = curated_run
+    out = str(tmp_path / "subset")
+    export_subset(workdir, out)
+    path = os.path.join(out, "subset.json")
+    info = json.load(open(path))
+    info["dataset"], info["config"]["data"]["name"] = ("chexficient_synthetic_cxr/tiny/2.0.0",
+                                                       "synthetic_cxr/tiny")
+    with open(path, "w") as f:
+        json.dump(info, f)
+    with pytest.raises(ValueError, match=r"holds records of chexficient_synthetic_cxr/tiny/2\.0\.0"
+                       r".*'synthetic_cxr/micro'.*--config\.data\.name=synthetic_cxr/tiny"):
+        mixture.parts(micro.data_config(subset=out), "train")
 
 
 def test_training_on_an_exported_subset_reads_the_subset(curated_run, micro, tmp_path):

@@ -102,6 +102,7 @@ def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = 
     for name, weight in pairs:
         builder = registry.prepared_builder(name, data_dir)
         if subset and split == config.get("train_split", "train"):
+            _check_subset_source(subset, name, builder)
             size = _subset_size(subset)
             records_dir, records_split = subset, SUBSET_SPLIT
         elif split in builder.info.splits:
@@ -113,6 +114,25 @@ def parts(config: ml_collections.ConfigDict, split: str, data_dir: str | None = 
         out.append(Part(name, weight, builder, offset, size, records_dir, records_split))
         offset += size
     return out
+
+
+def _check_subset_source(path: str, name: str, builder: tfds.core.DatasetBuilder) -> None:
+    """Refuses an export of another dataset than `name`: its records would train under this
+    dataset's tokenizer, evaluation split and config without a word (an export's subset.json
+    names its source; a TFDS folder without one is taken as it is)."""
+    try:
+        with open(os.path.join(path, "subset.json")) as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        return
+    source = info.get("dataset")
+    if source and source != builder.info.full_name:
+        run_name = info.get("config", {}).get("data", {}).get("name") or source
+        raise ValueError(
+            f"config.data.subset={path!r} holds records of {source}, but config.data.name is "
+            f"{name!r} ({builder.info.full_name}), whose tokenizer and evaluation splits the run "
+            f"would use: set --config.data.name={run_name} (or dataset={run_name} after the "
+            "preset)")
 
 
 def _subset_size(path: str) -> int:
