@@ -87,7 +87,8 @@ def plot_metrics(metrics_path: str, out_path: str, names: list[str] | None = Non
         wspace=0.35, hspace=0.65))
     for ax, name in zip(axes.flat, names):
         steps, values = series[name]
-        ax.plot(steps, values, lw=1.2)
+        # A metric logged once (a run shorter than log_every_steps) is a dot, not an empty panel.
+        ax.plot(steps, values, lw=1.2, marker="o" if len(steps) == 1 else None, ms=4)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)

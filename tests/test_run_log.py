@@ -1,9 +1,12 @@
-"""Run logs: the training throughput meter leaves paused time (evaluation, saves) out."""
+"""Run logs: the training throughput meter leaves paused time (evaluation, saves) out; plots."""
 
+import json
 import time
 
+import numpy as np
 import pytest
 
+from chexficient import run_log
 from chexficient.run_log import MetricWriter, Throughput, read_metrics
 
 
@@ -44,3 +47,15 @@ def test_a_row_torn_by_a_kill_is_cut_before_the_resumed_run_appends(tmp_path):
     assert path.read_text() == '{"step": 1, "loss": 4.0}\n{"step": 2, "loss": 3.5}\n'
     steps, losses = read_metrics(str(path))["loss"]
     assert steps.tolist() == [1, 2] and losses.tolist() == [4.0, 3.5]
+
+
+def test_a_metric_logged_once_is_drawn(tmp_path):
+    """A run shorter than log_every_steps logs each metric once: its panel shows a dot."""
+    from PIL import Image
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(json.dumps({"step": 8, "loss": 2.5}) + "\n")
+    pixels = np.asarray(Image.open(run_log.plot_metrics(str(metrics), str(tmp_path / "m.png")))
+                        .convert("RGB")).astype(int)
+    line_blue = np.abs(pixels - [31, 119, 180]).sum(-1) < 60  # matplotlib's first colour
+    assert line_blue.sum() > 10
