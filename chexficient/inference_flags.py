@@ -27,11 +27,13 @@ CHECKPOINT = flags.DEFINE_string("checkpoint", None, "A run workdir (its latest 
                                  "checkpoint directory, or a folder from `export-model`.")
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step of a run (default: the latest).")
 IMAGES = flags.DEFINE_multi_string("images", [], "Image files, globs or folders (repeatable).")
-TEXTS = flags.DEFINE_string("texts", None, "A text file with one report or prompt per line.")
+TEXTS = flags.DEFINE_string("texts", None, "embed, retrieve: a text file with one report or "
+                            "prompt per line (blank lines ignored).")
 OUT = flags.DEFINE_string("out", None, "Output file.")
 SKIP_BAD = flags.DEFINE_bool("skip_bad", False, "Leave out unreadable images, listing them in "
                              "OUT.skipped.tsv, instead of stopping at the first.")
-BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images or texts per device batch.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images or texts per batch, split over this "
+                                  "machine's devices (rounded up to a multiple of their count).")
 WORKERS = flags.DEFINE_integer("workers", 8, "Threads decoding images ahead of the model.")
 flags.mark_flags_as_required(["checkpoint", "out"])
 

@@ -36,6 +36,9 @@ def _prompt_pairs() -> list[tuple[str, str]]:
 
 
 def main(argv: list[str]) -> None:
+    if common.TEXTS.value:  # a shared flag that would otherwise be ignored without a word
+        raise SystemExit("zeroshot reads no --texts: name findings with --labels (and prompts "
+                         "with --prompt); `chexficient retrieve` ranks the lines of a text file")
     labels = inference.label_names(_LABELS.value or None)  # checked before any image is read
     prompts = inference.prompt_pairs(_prompt_pairs())
     if _SCALE.value != "model":

@@ -173,6 +173,7 @@ def test_commands_refuse_bad_flags_in_one_line_before_loading(run, files, tmp_pa
     image, out = files["png16"], f"--out={tmp_path / 'x.csv'}"
     for args, message in [
             (("zeroshot", "--labels=effusion,,edema"), "labels must be non-empty names"),
+            (("zeroshot", f"--texts={tmp_path / 'prompts.txt'}"), "zeroshot reads no --texts"),
             (("retrieve", f"--texts={tmp_path / 'gone.txt'}"), "gone.txt: no such file")]:
         done = _cli(*args, f"--checkpoint={run}", f"--images={image}", out)
         assert done.returncode != 0 and message in done.stderr, done.stderr
