@@ -2,9 +2,10 @@
 
 OUT holds a manifest (id, source dataset and version, score, cluster, step first kept) as
 CSV.gz and Parquet, a materialised TFDS dataset of just those records (ArrayRecord, the
-original serialized bytes copied unchanged) that `tfds.data_source` and the pipeline load
-directly (`--config.data.subset=OUT`; the TFDS files lie at OUT's top level), and `subset.json` with counts, checksums and
-provenance. OUT appears whole or not at all, and the same run exports to identical bytes.
+original serialized bytes copied unchanged) that `tfds.builder_from_directory(OUT)` and the
+pipeline load directly (`--config.data.subset=OUT`; the TFDS files lie at OUT's top level),
+and `subset.json` with counts, checksums and provenance. OUT appears whole or not at all, and
+the same run exports to identical bytes.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def _write_dataset(builder, source, positions: np.ndarray, out_dir: str) -> list
 
 
 def load_subset(path: str, split: str = SUBSET_SPLIT):
-    """The exported records as a random-access source, like `tfds.data_source` of the original."""
+    """The exported records as a random-access source, like `tfds.data_source` of the original
+    (which cannot open them: it finds datasets by name, not by folder)."""
     import tensorflow_datasets as tfds
 
     return tfds.builder_from_directory(path).as_data_source(split=split)
