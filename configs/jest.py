@@ -2,7 +2,8 @@
 
 `--config=configs/jest.py:tiny --config.reference.path=REF_WORKDIR`. Learnability is the
 learner's contrastive loss minus a frozen reference model's, computed jointly over the
-sub-batch; `jest.filter_ratio` of each super-batch is filtered out.
+sub-batch; `jest.filter_ratio` of each super-batch is filtered out. Without a reference
+the reference loss is 0 and the rule picks the pairs the learner finds hardest.
 """
 
 from pretrain.config import base_config
