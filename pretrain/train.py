@@ -79,19 +79,54 @@ def check_finite(metrics: dict, step: int, checkpointer: ckpt_lib.Checkpointer) 
     return values
 
 
-def init_towers_from(model, path: str, towers: str):
+def init_towers_from(model, path: str, towers: str, tokenizer: Tokenizer | None = None):
     """Copies the image and/or text tower (with its projection, and its token head where both
-    models have one) from another run's checkpoint."""
+    models have one) from another run's checkpoint. A text tower trained on another tokenizer's
+    ids than this run's `tokenizer`, or a parameter of another shape, is an error naming it."""
     valid = {"both": ("image", "text"), "image": ("image",), "text": ("text",)}
     if towers not in valid:
         raise ValueError(f"init_from.towers={towers!r}; valid: {', '.join(valid)}")
-    source, _ = ckpt_lib.load_model(path)
+    source, source_config = ckpt_lib.load_model(path)
+    if "text" in valid[towers]:
+        check_same_tokenizer(path, source_config, tokenizer)
     for tower in valid[towers]:
         for name in (tower, f"{tower}_proj", f"{tower}_local_proj"):
             target, origin = getattr(model, name), getattr(source, name)
             if target is not None and origin is not None:
+                check_same_shapes(name, nnx.state(target, nnx.Param), nnx.state(origin, nnx.Param),
+                                  path)
                 nnx.update(target, nnx.state(origin, nnx.Param))
+    note(f"{'image and text towers' if towers == 'both' else towers + ' tower'} from {path}")
     return model
+
+
+def check_same_tokenizer(path: str, source_config: ml_collections.ConfigDict,
+                         tokenizer: Tokenizer | None) -> None:
+    """Refuses to copy a text tower whose token ids come from another tokenizer than the run's
+    (another dataset's): its embedding rows would stand for other pieces, or lie out of range."""
+    from chexficient.data import tokenizer as tokenizer_lib
+
+    theirs = tokenizer_lib.load_saved(ckpt_lib.run_dir(ckpt_lib.split_step(path)[0]))
+    if tokenizer is None or theirs is None or theirs.model_proto == tokenizer.model_proto:
+        return
+    raise ValueError(
+        f"init_from.path={path!r}: its text tower was trained on the token ids of another "
+        f"tokenizer (that of {source_config.data.get('mixture') or source_config.data.name}) "
+        "than this run's; its rows would stand for other pieces. Copy the image tower only "
+        "(--config.init_from.towers=image), or train on the dataset that run was trained on")
+
+
+def check_same_shapes(name: str, target: nnx.State, origin: nnx.State, path: str) -> None:
+    """Every parameter of `origin` (from `path`) has the shape of its counterpart in `target`."""
+    ours = dict(nnx.to_flat_state(target))
+    for key, value in nnx.to_flat_state(origin):
+        mine = ours.get(key)
+        if mine is not None and mine.value.shape != value.value.shape:
+            raise ValueError(
+                f"init_from.path={path!r}: {name}.{'.'.join(map(str, key))} has shape "
+                f"{tuple(value.value.shape)} there and {tuple(mine.value.shape)} in this model: "
+                "set the model fields (image size, widths, depths) to that run's, or copy only "
+                "the other tower (--config.init_from.towers)")
 
 
 def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
@@ -240,7 +275,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     if not ckpt_lib.has_checkpoint(workdir):
         pretrained.load(model, config.model)  # a resumed run restores its own weights instead
     if config.init_from.path:
-        model = init_towers_from(model, config.init_from.path, config.init_from.towers)
+        model = init_towers_from(model, config.init_from.path, config.init_from.towers, tokenizer)
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     if jax.tree.leaves(rest):
         raise ValueError("models must keep all their state in nnx.Param (found other state)")

@@ -15,7 +15,9 @@ import pytest
 from flax import nnx
 
 from chexficient.checkpoint import CheckpointError, load_model
-from pretrain.train import train
+from chexficient.data.tokenizer import Tokenizer
+from chexficient.models import build_model
+from pretrain.train import init_towers_from, train
 from tests.conftest import data_states, micro_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -304,3 +306,22 @@ def test_clip_on_a_label_only_dataset_is_refused_in_one_line(micro, chexpert_dir
     assert not os.path.exists(tmp_path / "clip" / "config.json")
     assert tokenizer_files(registry.prepared_builder(CHEXPERT, chexpert_dir)) == []
     assert not os.path.exists(os.path.join(chexpert_dir, "mixtures"))
+
+
+def test_init_from_refuses_other_token_ids_and_other_shapes(curated_run, micro, tmp_path):
+    """init_from copies weights as they are: a text tower trained on another tokenizer's ids
+    (another dataset's run) or a parameter of another shape is an error naming it, where it
+    was a NaN loss at step 1 (ids out of the table) or a silently scrambled text tower."""
+    workdir, _ = curated_run
+    _, config = load_model(workdir)
+    fresh = lambda: build_model(config.model, nnx.Rngs(1))  # noqa: E731
+    init_towers_from(fresh(), workdir, "both", micro.tokenizer)  # the run's own ids
+    other = Tokenizer.train(["No acute findings.", "Small left pleural effusion."] * 20,
+                            str(tmp_path / "other"), vocab_size=60)
+    with pytest.raises(ValueError, match=r"another tokenizer \(that of synthetic_cxr/micro\)"
+                                         r".*--config\.init_from\.towers=image"):
+        init_towers_from(fresh(), workdir, "both", other)
+    init_towers_from(fresh(), workdir, "image", other)  # the image tower reads no token ids
+    config.model.image.image_size = config.model.image.image_size // 2
+    with pytest.raises(ValueError, match=r"image\.pos_embed has shape"):
+        init_towers_from(fresh(), workdir, "image", micro.tokenizer)
