@@ -63,12 +63,16 @@ def closed_on_error(*resources):
 
 
 def stop_run(reason: str, step: int, checkpointer: ckpt_lib.Checkpointer) -> None:
-    """Ends a diverged run with a message naming the last good checkpoint to resume from."""
+    """Ends a diverged run with a message naming the last good checkpoint to resume from (or
+    saying there is none, so the run starts again)."""
     checkpointer.wait()
-    raise FloatingPointError(
-        f"{reason} at step {step}; stopping. The last good checkpoint is step "
-        f"{checkpointer.latest_step()} in {checkpointer.directory} (lower optim.lr or raise "
-        "optim.warmup_frac, then resume from it).")
+    latest = checkpointer.latest_step()
+    remedy = "lower optim.lr or raise optim.warmup_frac"
+    where = (f"The last good checkpoint is step {latest} in {checkpointer.directory} ({remedy}, "
+             "then resume from it)." if latest is not None else
+             f"No checkpoint was saved before it in {checkpointer.directory}: {remedy} and "
+             "start the run again.")
+    raise FloatingPointError(f"{reason} at step {step}; stopping. {where}")
 
 
 def check_finite(metrics: dict, step: int, checkpointer: ckpt_lib.Checkpointer) -> dict[str, float]:

@@ -180,12 +180,16 @@ def test_extending_a_curated_run_adds_subset_epochs(micro, curated_run, tmp_path
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(micro, tmp_path):
-    config = micro_config(micro, **{"optim.lr": float("inf"), "optim.warmup_frac": 0.0,
-                                    "checkpoint.every_steps": 1})
+    """A good step, then the run extended at an infinite learning rate: the NaN stops it,
+    naming the last good checkpoint, and no checkpoint left behind holds a NaN."""
     workdir = str(tmp_path / "nan")
-    with pytest.raises(FloatingPointError, match="last good checkpoint"):
+    train(micro_config(micro, **{"total_steps": 1, "checkpoint.every_steps": 1}), workdir)
+    config = micro_config(micro, **{"total_steps": 3, "optim.lr": float("inf"),
+                                    "optim.warmup_frac": 0.0, "checkpoint.every_steps": 1})
+    with pytest.raises(FloatingPointError, match="The last good checkpoint is step [12] in"):
         train(config, workdir)
     saved = [n for n in os.listdir(f"{workdir}/checkpoints") if n.isdigit()]
+    assert "1" in saved
     for step in saved:  # every checkpoint left behind holds finite parameters
         model, _ = load_model(workdir, step=int(step))
         assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(nnx.state(model)))
