@@ -133,8 +133,9 @@ class Checkpointer:
                 raise CheckpointError(
                     f"checkpoint {where} holds state of other shapes than this config builds: a "
                     "curated run's state is shaped by the rows it scores a step, so set "
-                    "batch_size and schedule.curate_batch_size back to the run's "
-                    f"({type(e).__name__}: {e})") from e
+                    "batch_size and schedule.curate_batch_size back to the run's; every run's "
+                    "ledger by its training pool (a value per record), so set data.subset and "
+                    f"data.mixture back to the run's ({type(e).__name__}: {e})") from e
             raise CheckpointError(f"checkpoint {where} is corrupt or incomplete: "
                                   f"{type(e).__name__}: {e}") from e
         return restored["model"], restored["train"], restored["data"], meta

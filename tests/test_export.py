@@ -96,6 +96,7 @@ def test_an_export_of_another_dataset_is_refused_naming_both(curated_run, micro,
 def test_training_on_an_exported_subset_reads_the_subset(curated_run, micro, tmp_path):
     """A run with data.subset=OUT trains epochs of the exported records, not of the dataset
     they came from: its pool, ledger and curation report are the subset's."""
+    from chexficient.checkpoint import CheckpointError
     from pretrain.train import train
     from tests.conftest import micro_config
 
@@ -111,6 +112,9 @@ def test_training_on_an_exported_subset_reads_the_subset(curated_run, micro, tmp
     assert np.load(os.path.join(run, "ledger.npz"))["first_kept"].shape == (count,)
     report = json.load(open(os.path.join(run, "curation_report.json")))
     assert report["records"] == count
+    config.data.subset = ""  # the same workdir on the whole pool: its ledger does not fit
+    with pytest.raises(CheckpointError, match="set data.subset and data.mixture back"):
+        train(config, run)
     # Its own export holds the subset's records that it kept (a subset of the subset).
     kept = np.flatnonzero(np.load(os.path.join(run, "ledger.npz"))["first_kept"] >= 0)
     export_subset(run, str(tmp_path / "again"))
