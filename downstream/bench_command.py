@@ -16,7 +16,8 @@ from downstream.suite import run_bench
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "bench.py") + ":quick"
 
-_CHECKPOINTS = flags.DEFINE_list("checkpoints", None, "Run directories (or their checkpoints/).")
+_CHECKPOINTS = flags.DEFINE_list("checkpoints", None, "Run directories (or their checkpoints/ or "
+                                  "milestones/), each optionally PATH@STEP for one step.")
 _OUT = flags.DEFINE_string("out", None, "Output directory for results and figures.")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG,
                                           "Bench config, e.g. configs/bench.py:quick.")

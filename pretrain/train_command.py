@@ -11,7 +11,9 @@ import json
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/pretrain.py:tiny.",
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file and its argument, e.g. "
+                                          "configs/pretrain.py:tiny,batch_size=128; then "
+                                          "--config.a.b=value sets any field.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (checkpoints, metrics, plots).")
 _STOP_AT = flags.DEFINE_integer("stop_at_step", None, "End early after checkpointing this step "
