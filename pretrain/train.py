@@ -137,9 +137,12 @@ def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
     """Stores the tokenizer in the run (`tokenizer.model`, or `tokenizer.json` for a BERT
     checkpoint's WordPiece), so its checkpoints are self-contained:
     evaluating on another dataset, or after the pretraining data moved, uses the same ids.
-    A resumed run whose dataset now has another tokenizer is an error, not a silent mix."""
+    A resumed run whose dataset now has another tokenizer is an error, not a silent mix; the
+    copy a launch refused before its first checkpoint left is replaced (no state holds its ids)."""
     path = os.path.join(workdir, tokenizer.file_name)
-    if os.path.exists(path):
+    trained = ckpt_lib.has_checkpoint(workdir) or os.path.isdir(
+        os.path.join(workdir, ckpt_lib.MILESTONES))
+    if trained and os.path.exists(path):
         with open(path, "rb") as f:
             if f.read() != tokenizer.model_proto:
                 raise ValueError(f"{path} differs from the tokenizer of dataset(s) in this config: "

@@ -272,7 +272,10 @@ def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
     first = Tokenizer.train(corpus, str(tmp_path / "a"), vocab_size=60)
     other = Tokenizer.train(corpus + ["Cardiomegaly with edema."] * 50, str(tmp_path / "b"),
                             vocab_size=70)
-    keep_run_tokenizer(str(tmp_path), first)
+    keep_run_tokenizer(str(tmp_path), other)  # a launch refused before its first step left it
+    keep_run_tokenizer(str(tmp_path), first)  # no checkpoint holds its ids: replaced
+    assert (tmp_path / RUN_TOKENIZER).read_bytes() == first.model_proto
+    (tmp_path / "checkpoints" / "4").mkdir(parents=True)
     keep_run_tokenizer(str(tmp_path), first)  # the same ids: resuming is fine
     assert (tmp_path / RUN_TOKENIZER).read_bytes() == first.model_proto
     with pytest.raises(ValueError, match="other token ids"):
