@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -112,6 +112,13 @@ def param_sharding(state, mesh: Mesh, min_size: int = MIN_SHARD_SIZE):
         state)
 
 
+def from_host(tree, sharding):
+    """`tree` copied through the host onto `sharding` (one, or a matching pytree). Arrays
+    committed to one device (a loaded checkpoint) cannot move straight onto a mesh that spans
+    other processes' devices; host values can, as every process holds the same ones."""
+    return jax.device_put(jax.device_get(tree), sharding)
+
+
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Leading (batch) dimension split over both mesh axes; other dims replicated."""
     return NamedSharding(mesh, P(MESH_AXES))
@@ -151,3 +158,17 @@ def gather_json(value) -> list:
     padded[:data.size] = data
     rows = multihost_utils.process_allgather(padded)
     return [json.loads(bytes(row[:size])) for row, size in zip(rows, sizes)]
+
+
+def full_batches(batches: Iterable[dict], rows: int, limit: int) -> Iterator[dict]:
+    """Up to `limit` of this process's `batches` while every process has a full one (`rows`
+    rows of the global batch in all; a collective per batch). Each process's loader skips its
+    unreadable records on its own (`data.on_error=skip`), so one may run short while another
+    does not: all stop together, or the next collective waits for a process that has left."""
+    it = iter(batches)
+    for _ in range(limit):
+        batch = next(it, None)
+        held = 0 if batch is None else len(batch["index"])
+        if min(gather_json(held)) * jax.process_count() < rows:
+            return
+        yield batch

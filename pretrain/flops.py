@@ -13,11 +13,14 @@ import jax
 
 
 def compiled_flops(compiled) -> float:
-    """FLOPs of one call of a compiled XLA executable (0 where the backend gives no estimate)."""
+    """FLOPs of one call of a compiled XLA executable on all its devices (0 where the backend
+    gives no estimate). XLA's cost analysis counts one device's share of an SPMD program, so
+    it is scaled by the device count: work replicated on every device counts on each."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get("flops", 0.0))
+    devices = max((s.num_devices for s in jax.tree.leaves(compiled.input_shardings)), default=1)
+    return float((analysis or {}).get("flops", 0.0)) * devices
 
 
 class FlopLedger:

@@ -24,7 +24,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from chexficient import checkpoint as ckpt_lib
-from chexficient import parallel, run_log
+from chexficient import compilation_cache, parallel, run_log
 from chexficient.io import write_atomic, write_json_atomic
 from chexficient.data import mixture, pipeline, registry
 from chexficient.data.tokenizer import Tokenizer
@@ -236,6 +236,29 @@ def check_eval_split(config: ml_collections.ConfigDict, data_dir: str | None) ->
                         config.eval.split, size, config.eval.batch_size)
 
 
+def place_state(init_state, params, shardings):
+    """`init_state(params)` laid out by `shardings`, from host copies of `params`: towers
+    copied from a checkpoint (`init_from`) sit on one device, which a jit over a mesh of
+    several devices does not take its arguments from."""
+    return jax.jit(init_state, out_shardings=shardings)(jax.device_get(params))
+
+
+def check_batch_sizes(config: ml_collections.ConfigDict, devices: int) -> None:
+    """Fails at launch, before the workdir is written, when a batch the run reads does not
+    split evenly over the devices: each process reads batch / processes rows and splits them
+    over its own devices (first step or first evaluation would fail deep in the run)."""
+    sizes = {"batch_size": config.batch_size,
+             "schedule.curate_batch_size": config.schedule.curate_batch_size}
+    if config.eval.every_steps:
+        sizes["eval.batch_size"] = config.eval.batch_size
+    for key, size in sizes.items():
+        if size % devices:
+            raise ValueError(
+                f"{key}={size} does not split over the {devices} devices of this run "
+                f"({jax.process_count()} process(es)): set --config.{key} to a multiple of "
+                f"{devices}, or run on fewer devices")
+
+
 def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None) -> dict:
     """Runs (or resumes) the pretraining described by `config` in `workdir`; returns the summary.
 
@@ -245,8 +268,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     # ----------------------------------------------------------------- setup
     t_start = time.time()
     parallel.maybe_initialize_distributed(config)
+    compilation_cache.off_for_cpu_collectives()
     os.makedirs(workdir, exist_ok=True)
     config, data_dir, parts, tokenizer = resolve(config)
+    check_batch_sizes(config, jax.device_count())
     resolved = json.loads(config.to_json())  # config.json: as given, before a budget sets steps
     if jax.process_index() == 0 and tokenizer is not None:
         keep_run_tokenizer(workdir, tokenizer)
@@ -254,8 +279,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     # ----------------------------------------------------------------- data
     pool_size = sum(part.size for part in parts)
     batch = config.batch_size
-    if batch % jax.process_count():
-        raise ValueError(f"batch_size={batch} is not divisible by the {jax.process_count()} processes")
     steps_per_epoch = pool_size // batch
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size={batch} exceeds the {pool_size} training records of "
@@ -265,10 +288,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         check_eval_split(config, data_dir)
 
     shard = (jax.process_index(), jax.process_count())
-    scored = config.schedule.curate_batch_size
-    if scored % jax.process_count():
-        raise ValueError(f"schedule.curate_batch_size={scored} is not divisible by the "
-                         f"{jax.process_count()} processes")
 
     def loader(indices: np.ndarray | None, phase_index: int, rows: int):
         return pipeline.make_loader(
@@ -292,7 +311,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     if config.reference.path:
         ref_model, _ = ckpt_lib.load_model(config.reference.path)
         ref_graphdef, ref_params = nnx.split(ref_model, nnx.Param)
-        reference = (ref_graphdef, jax.device_put(ref_params, NamedSharding(mesh, P())))
+        reference = (ref_graphdef, parallel.from_host(ref_params, NamedSharding(mesh, P())))
 
     def reference_embed() -> dict[str, np.ndarray]:
         """The reference model's embeddings of the whole pool, in record order (for offline rules)."""
@@ -317,7 +336,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     shardings = parallel.param_sharding(abstract, mesh)
     abstract = jax.tree.map(  # with shardings: a checkpoint restores onto this mesh
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-    state = jax.jit(init_state, out_shardings=shardings)(params)
+    state = place_state(init_state, params, shardings)
     del params, model
 
     # ----------------------------------------------------------------- steps
@@ -380,12 +399,10 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             config.data, config.eval.split, train=False,
             batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1)
         totals: dict[str, list[float]] = {}
-        # In-batch retrieval is measured on full batches only; every process counts the same.
+        # In-batch retrieval is measured on full batches only; all processes stop together.
         eval_size = sum(p.size for p in mixture.parts(config.data, config.eval.split, data_dir))
-        full_batches = min(config.eval.max_batches, eval_size // config.eval.batch_size)
-        for _, b in zip(range(full_batches), eval_loader):
-            if len(b["index"]) * jax.process_count() < config.eval.batch_size:
-                break  # records skipped as unreadable (data.on_error=skip) shortened it
+        limit = min(config.eval.max_batches, eval_size // config.eval.batch_size)
+        for b in parallel.full_batches(eval_loader, config.eval.batch_size, limit):
             out = eval_fn(state["params"], parallel.host_to_global(
                 {k: b[k] for k in BATCH_KEYS}, mesh))
             for k, v in out.items():

@@ -209,3 +209,45 @@ def test_two_processes_equal_one_and_checkpoints_move_between_meshes(micro, tmp_
     assert data_states(chain, 6) == [{"next_index": (6 - 4) * 16}] * 2  # each process's position
     _assert_same_run(chain, reference)
     _assert_same_run(moved, reference)
+
+
+# Each process: its batches' row counts for each case, then which it evaluates; and a tree
+# on its first device (as a loaded reference model is) put replicated on the global mesh.
+AGREE = """
+import json, sys
+import jax, ml_collections, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from chexficient import parallel
+
+parallel.maybe_initialize_distributed(ml_collections.ConfigDict(dict(distributed=False)))
+cases = json.loads(sys.argv[1])
+kept = [[len(b["index"]) for b in parallel.full_batches(
+            [{"index": np.arange(n)} for n in case[jax.process_index()]], rows=8, limit=3)]
+        for case in cases]
+mesh = jax.make_mesh((jax.device_count(),), ("data",))
+loaded = jax.device_put({"w": np.arange(4.0)}, jax.local_devices()[0])
+w = parallel.from_host(loaded, NamedSharding(mesh, P()))["w"]
+print(json.dumps({"kept": kept, "w": np.asarray(w.addressable_data(0)).tolist(),
+                  "then": parallel.gather_json(jax.process_index())}))
+"""
+
+
+def test_processes_evaluate_the_same_batches_and_share_a_loaded_model():
+    """A process whose loader skipped unreadable records (shorter or fewer batches) stops
+    evaluating when the others do, and all still meet at the next collective; a model
+    loaded onto one device reaches a mesh over both processes (a reference model)."""
+    cases = [[[4, 4, 4], [4, 4, 4]],   # all full: every batch up to the limit
+             [[4, 3], [4, 4, 4]],      # process 0's second batch lost a record
+             [[4], [4, 4, 4]]]         # process 0 ran out of batches
+    env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_PROCESSES="2",
+               JAX_COORDINATOR_ADDRESS=f"localhost:{_free_port()}",
+               XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    processes = [subprocess.Popen([sys.executable, "-c", AGREE, json.dumps(cases)], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=dict(env, JAX_PROCESS_ID=str(i))) for i in range(2)]
+    outputs = [p.communicate(timeout=120) for p in processes]
+    for p, (_, err) in zip(processes, outputs):
+        assert p.returncode == 0, err[-3000:]
+    for out, _ in outputs:
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result == {"kept": [[4, 4, 4], [4], [4]], "w": [0.0, 1.0, 2.0, 3.0], "then": [0, 1]}

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 from chexficient.models import build_model
 from chexficient.parallel import (distributed_reason, host_to_global, make_mesh, mesh_shape,
                                   param_sharding, param_spec)
+from pretrain.flops import compiled_flops
 from pretrain.losses import sigmoid_contrastive, softmax_contrastive
 
 MESHES = ((4, 2), (8, 1))
@@ -42,8 +43,10 @@ def tiny_batch(rows: int = 16) -> dict[str, np.ndarray]:
             'weights': (rng.random(rows) > 0.25).astype(np.float32)}
 
 
-def loss_and_grads(data: int, fsdp: int, devices=None) -> tuple[float, dict[str, np.ndarray], int]:
-    """(loss, {param path: grad}, number of params sharded over fsdp) on a data x fsdp mesh."""
+def loss_and_grads(data: int, fsdp: int, devices=None
+                   ) -> tuple[float, dict[str, np.ndarray], int, float]:
+    """(loss, {param path: grad}, number of params sharded over fsdp, FLOPs of the compiled
+    step by `compiled_flops`) on a data x fsdp mesh."""
     mesh = make_mesh(ml_collections.ConfigDict(dict(data=data, fsdp=fsdp)), devices)
     graphdef, params = nnx.split(build_model(tiny_model_config(), nnx.Rngs(0)))
     shardings = param_sharding(params, mesh, min_size=MIN_SIZE)
@@ -58,12 +61,13 @@ def loss_and_grads(data: int, fsdp: int, devices=None) -> tuple[float, dict[str,
                                   batch['weights'])[0]
         return soft + sig
 
-    loss, grads = jax.jit(jax.value_and_grad(loss_fn), out_shardings=(None, shardings))(
-        params, batch)
+    step = jax.jit(jax.value_and_grad(loss_fn), out_shardings=(None, shardings))
+    loss, grads = step(params, batch)
+    flops = compiled_flops(step.lower(params, batch).compile())
     flat = {jax.tree_util.keystr(k): np.asarray(g)
             for k, g in jax.tree_util.tree_leaves_with_path(grads)}
     sharded = sum('fsdp' in s.spec for s in jax.tree.leaves(shardings))
-    return float(loss), flat, sharded
+    return float(loss), flat, sharded, flops
 
 
 def test_one_device_equals_eight_devices(tmp_path):
@@ -71,11 +75,13 @@ def test_one_device_equals_eight_devices(tmp_path):
     env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
                JAX_PLATFORMS='cpu')
     subprocess.run([sys.executable, __file__, str(out)], env=env, check=True, timeout=600)
-    loss, grads, _ = loss_and_grads(1, 1, jax.devices('cpu')[:1])
+    loss, grads, _, flops = loss_and_grads(1, 1, jax.devices('cpu')[:1])
     results = np.load(out)
     for data, fsdp in MESHES:
         tag = f'{data}x{fsdp}'
         np.testing.assert_allclose(results[f'{tag}/loss'], loss, rtol=1e-5)
+        # the whole step's FLOPs, not one device's share (replicated work counts on each)
+        np.testing.assert_allclose(results[f'{tag}/flops'], flops, rtol=0.1)
         if fsdp > 1:
             assert results[f'{tag}/sharded'] > 0, 'no parameter was sharded over fsdp'
         for path, grad in grads.items():
@@ -145,14 +151,54 @@ def test_distributed_reason(flag, environ, expected):
     assert distributed_reason(config, environ) == expected
 
 
+def towers_from_a_checkpoint_reach_the_mesh() -> None:
+    """Parameters on one device (as `init_from` loads them) become the train state on a mesh
+    of all eight (`place_state`)."""
+    from pretrain.train import place_state
+
+    mesh = make_mesh(ml_collections.ConfigDict(dict(data=4, fsdp=2)))
+    _, params = nnx.split(build_model(tiny_model_config(), nnx.Rngs(0)))
+    loaded = jax.device_put(params, jax.devices()[0])
+    shardings = param_sharding(params, mesh, min_size=MIN_SIZE)
+    state = place_state(lambda p: jax.tree.map(lambda x: 2 * x, p), loaded, shardings)
+    for got, want, sharding in zip(jax.tree.leaves(state), jax.tree.leaves(params),
+                                   jax.tree.leaves(shardings)):
+        assert got.sharding == sharding
+        np.testing.assert_array_equal(np.asarray(got), 2 * np.asarray(want))
+
+
+CACHE = """
+import os, sys
+import jax, jax.numpy as jnp
+from chexficient import compilation_cache
+compilation_cache.enable(sys.argv[1])
+off = compilation_cache.off_for_cpu_collectives()
+jax.jit(lambda x: x * 2 + 1)(jnp.ones(3)).block_until_ready()
+print(off, len(os.listdir(sys.argv[1])))
+"""
+
+
+@pytest.mark.parametrize('devices', [1, 2])
+def test_several_cpu_devices_compile_without_the_persistent_cache(devices, tmp_path):
+    """A train step with collectives read back from the cache deadlocks on several CPU
+    devices of one process: such a process neither reads nor writes the cache."""
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+               JAX_PLATFORMS='cpu')
+    out = subprocess.run([sys.executable, '-c', CACHE, str(tmp_path / 'cache')], env=env,
+                         check=True, capture_output=True, text=True).stdout.split()
+    off, entries = out[0] == 'True', int(out[1])
+    assert (off, entries > 0) == ((True, False) if devices > 1 else (False, True))
+
+
 def main(out: str) -> None:
-    """Runs every 8-device mesh of MESHES and saves losses and gradients to `out`."""
+    """Runs every 8-device mesh of MESHES and saves losses, gradients and FLOPs to `out`."""
     assert jax.device_count() == 8, 'run with XLA_FLAGS=--xla_force_host_platform_device_count=8'
+    towers_from_a_checkpoint_reach_the_mesh()
     arrays = {}
     for data, fsdp in MESHES:
-        loss, grads, sharded = loss_and_grads(data, fsdp)
+        loss, grads, sharded, flops = loss_and_grads(data, fsdp)
         tag = f'{data}x{fsdp}'
-        arrays |= {f'{tag}/loss': loss, f'{tag}/sharded': sharded}
+        arrays |= {f'{tag}/loss': loss, f'{tag}/sharded': sharded, f'{tag}/flops': flops}
         arrays |= {f'{tag}/grad{path}': g for path, g in grads.items()}
     np.savez(out, **arrays)
 

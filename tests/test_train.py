@@ -17,7 +17,7 @@ from flax import nnx
 from chexficient.checkpoint import CheckpointError, load_model
 from chexficient.data.tokenizer import Tokenizer
 from chexficient.models import build_model
-from pretrain.train import init_towers_from, train
+from pretrain.train import check_batch_sizes, init_towers_from, train
 from tests.conftest import data_states, micro_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -261,6 +261,21 @@ def test_an_evaluation_split_the_data_lacks_fails_at_launch(micro, tmp_path):
     with pytest.raises(ValueError, match="has no split 'holdout'.*--config.eval.every_steps=0"):
         train(config, str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run" / "checkpoints")  # refused before any step
+
+
+def test_a_batch_that_does_not_split_over_the_devices_fails_at_launch(micro):
+    """Each batch a run reads must split over the devices; found at launch, naming the flag,
+    not at the first step or evaluation (each process splits its rows over its devices)."""
+    config = micro_config(micro, batch_size=30)
+    with pytest.raises(ValueError, match=r"batch_size=30 does not split over the 4 devices.*"
+                                         r"--config.batch_size to a multiple of 4"):
+        check_batch_sizes(config, 4)
+    check_batch_sizes(micro_config(micro, **{"eval.batch_size": 30}), 4)  # no evaluation: fine
+    for key in ("eval.batch_size", "schedule.curate_batch_size"):
+        config = micro_config(micro, **{"eval.every_steps": 2, key: 36})
+        with pytest.raises(ValueError, match=rf"{key}=36 does not split over the 8 devices"):
+            check_batch_sizes(config, 8)
+    check_batch_sizes(micro_config(micro, **{"eval.every_steps": 2}), 8)
 
 
 def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
