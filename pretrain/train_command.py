@@ -22,10 +22,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv: list[str]) -> None:
-    """Trains (or resumes) the run of --config in --workdir and prints its summary as JSON."""
+    """Trains (or resumes) the run of --config in --workdir; the first process prints its
+    summary as JSON."""
     if len(argv) > 1:
         raise SystemExit(f"unexpected arguments: {' '.join(argv[1:])}")
     from pretrain.train import train
 
     summary = train(_CONFIG.value, _WORKDIR.value, stop_at_step=_STOP_AT.value)
-    print(json.dumps(summary, indent=2, sort_keys=True))
+    import jax  # initialised by `train` (jax.distributed first)
+
+    if jax.process_index() == 0:  # one summary in a multi-host job's merged log
+        print(json.dumps(summary, indent=2, sort_keys=True))

@@ -87,14 +87,22 @@ def _start(micro, workdir: str, record: str, *, processes: int, devices: int, en
         env.update(JAX_COORDINATOR_ADDRESS=f"localhost:{_free_port()}",
                    JAX_NUM_PROCESSES=str(processes))
     command = [sys.executable, "-c", TRAIN, *_flags(micro, workdir), *extra]
-    return [subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    return [subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True, env=dict(env, JAX_PROCESS_ID=str(i)) if processes > 1 else env)
             for i in range(processes)]
 
 
+def _stderr(processes: list[subprocess.Popen]) -> list[str]:
+    """Each process's stderr once it has exited; only the first prints the run's summary
+    (a JSON object on stdout, where gloo also says how it connected)."""
+    outputs = [p.communicate(timeout=600) for p in processes]
+    assert not any("{" in out for out, _ in outputs[1:]), outputs[1][0][-3000:]
+    return [err for _, err in outputs]
+
+
 def _wait(processes: list[subprocess.Popen]) -> list[str]:
     """Each process's stderr, once all have exited 0."""
-    errors = [p.communicate(timeout=600)[1] for p in processes]
+    errors = _stderr(processes)
     for p, err in zip(processes, errors):
         assert p.returncode == 0, err[-3000:]
     return errors
@@ -110,7 +118,7 @@ def _run_to_the_end(start, tries: int = 3) -> list[str]:
     which resumes from the last checkpoint as after any crash."""
     for _ in range(tries - 1):
         processes = start()
-        errors = [p.communicate(timeout=600)[1] for p in processes]
+        errors = _stderr(processes)
         if all(p.returncode == 0 for p in processes):
             return errors
         assert any(GLOO_CROSSTALK in e for e in errors), "\n".join(e[-3000:] for e in errors)
