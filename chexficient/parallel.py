@@ -71,15 +71,18 @@ def maybe_initialize_distributed(config: ml_collections.ConfigDict) -> bool:
 def mesh_shape(data: int, fsdp: int, num_devices: int) -> tuple[int, int]:
     """Resolves one -1 axis to "the rest of the devices"; the product must use every device."""
     sizes = (data, fsdp)
+    fix = ('set --config.mesh.data and --config.mesh.fsdp to sizes whose product is the '
+           'device count (one may be -1: the rest)')
     if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
         raise ValueError(f'mesh data={data}, fsdp={fsdp}: sizes must be positive, one may be -1')
     known = math.prod(s for s in sizes if s != -1)
     if num_devices % known:
-        raise ValueError(f'mesh data={data}, fsdp={fsdp} does not divide {num_devices} devices')
+        raise ValueError(f'mesh data={data}, fsdp={fsdp} does not divide {num_devices} devices: '
+                         + fix)
     resolved = tuple(num_devices // known if s == -1 else s for s in sizes)
     if math.prod(resolved) != num_devices:
         raise ValueError(f'mesh data={data}, fsdp={fsdp} uses {math.prod(resolved)} devices, '
-                         f'but there are {num_devices}')
+                         f'but there are {num_devices}: ' + fix)
     return resolved
 
 

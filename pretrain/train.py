@@ -272,6 +272,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     os.makedirs(workdir, exist_ok=True)
     config, data_dir, parts, tokenizer = resolve(config)
     check_batch_sizes(config, jax.device_count())
+    mesh = parallel.make_mesh(config.mesh)  # a mesh that does not fit fails before any write
     resolved = json.loads(config.to_json())  # config.json: as given, before a budget sets steps
     if jax.process_index() == 0 and tokenizer is not None:
         keep_run_tokenizer(workdir, tokenizer)
@@ -296,7 +297,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
             indices=indices, skip_empty_reports=config.loss != "supervised")
 
     # ----------------------------------------------------------------- mesh & model
-    mesh = parallel.make_mesh(config.mesh)
     model = build_model(config.model, nnx.Rngs(config.seed))
     if not ckpt_lib.has_checkpoint(workdir):
         pretrained.load(model, config.model)  # a resumed run restores its own weights instead

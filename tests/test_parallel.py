@@ -5,6 +5,7 @@ devices) so the rest of the suite keeps its single device.
 """
 
 import os
+import re
 import subprocess
 import sys
 
@@ -99,9 +100,13 @@ def test_mesh_shape_resolves_the_rest(data, fsdp, devices, expected):
     assert mesh_shape(data, fsdp, devices) == expected
 
 
-@pytest.mark.parametrize('data,fsdp,devices', [(-1, -1, 8), (-1, 3, 8), (2, 2, 8), (0, 1, 8)])
-def test_mesh_shape_rejects_bad_sizes(data, fsdp, devices):
-    with pytest.raises(ValueError, match='mesh data'):
+@pytest.mark.parametrize('data,fsdp,devices,message', [
+    (-1, -1, 8, 'sizes must be positive, one may be -1'), (0, 1, 8, 'one may be -1'),
+    (-1, 3, 8, 'does not divide 8 devices: set --config.mesh.data and --config.mesh.fsdp'),
+    (2, 2, 8, 'uses 4 devices, but there are 8: set --config.mesh.data and --config.mesh.fsdp'),
+])
+def test_mesh_shape_rejects_bad_sizes(data, fsdp, devices, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         mesh_shape(data, fsdp, devices)
 
 

@@ -278,6 +278,13 @@ def test_a_batch_that_does_not_split_over_the_devices_fails_at_launch(micro):
     check_batch_sizes(micro_config(micro, **{"eval.every_steps": 2}), 8)
 
 
+def test_a_mesh_that_does_not_fit_the_devices_fails_before_any_write(micro, tmp_path):
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match="fsdp=2 does not divide 1 devices: set --config.mesh"):
+        train(micro_config(micro, **{"mesh.fsdp": 2}), str(workdir))
+    assert not os.listdir(workdir)  # no tokenizer, config or metrics of a run never started
+
+
 def test_resuming_with_another_tokenizer_is_an_error(tmp_path):
     from chexficient.checkpoint import RUN_TOKENIZER
     from chexficient.data.tokenizer import Tokenizer
