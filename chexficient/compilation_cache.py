@@ -36,10 +36,11 @@ def enable(directory: str | None = None) -> str | None:
 def off_for_cpu_collectives() -> bool:
     """Turns the cache off in a process with several CPU devices; returns whether it did.
 
-    A train step that XLA:CPU compiled for several devices of one process and that is read back
-    from the cache deadlocks at its first step (its devices wait at different all-gathers, then
-    abort; jax 0.10.2, 4 devices), where the same program compiled afresh runs. Call it before the
-    process's first compilation (JAX decides once whether to use the cache)."""
+    A train step that XLA:CPU compiled for several devices of one process and that is read
+    back from the cache deadlocks at its first step (its devices wait at different
+    all-gathers, then abort; jax 0.10.2, 2 or 4 devices, default mesh), where the same
+    program compiled afresh runs. Call it before the process's first compilation (JAX
+    decides once whether to use the cache)."""
     import jax
 
     if jax.default_backend() != "cpu" or jax.local_device_count() == 1:
