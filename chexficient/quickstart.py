@@ -181,12 +181,16 @@ def to_markdown(table: dict[str, dict], marks: dict[str, dict[str, str]] | None 
 
 
 def tests_markdown(tests: dict[str, dict[str, dict]]) -> str:
-    """The paired tests as a table: difference, 95% CI and p per metric and comparison."""
+    """The paired tests as a table: difference, 95% CI and p per metric and comparison (a p
+    of 0 as `<0.001`: below one over the resamples)."""
+    from downstream.metrics import format_p
+
     lines = ["| CheXficient against | metric | difference | 95% CI | p |", "|---|---|---|---|---|"]
     for other, label in COMPARED:
         for metric, t in tests.get(other, {}).items():
             lines.append(f"| {label} | {metric} | {t['diff']:+.3f} | "
-                         f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | {t['p']:.3f} |")
+                         f"[{t['ci_low']:+.3f}, {t['ci_high']:+.3f}] | "
+                         f"{format_p(t['p'], t['n_resamples'])} |")
     return "\n".join(lines) + "\n"
 
 

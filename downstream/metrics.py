@@ -99,20 +99,31 @@ def paired_bootstrap(statistic_a: Callable[[np.ndarray], float],
 
     Each resample draws the examples once and evaluates both statistics on it (they receive
     the same index array), so what the examples share cancels out. Returns the observed
-    difference a - b, its percentile CI and a two-sided p-value: twice the smaller share of
+    difference a - b, its percentile CI, a two-sided p-value: twice the smaller share of
     resampled differences on either side of zero (capped at 1; no resample on the other side
-    gives p < 1 / n_resamples, reported as 0). Resamples where a statistic is NaN are dropped.
+    gives p < 1 / n_resamples, reported as 0: `format_p`) and `n_resamples`, the resamples
+    counted. Resamples where a statistic is NaN are dropped.
     """
     difference = lambda rows: statistic_a(rows) - statistic_b(rows)  # noqa: E731
     observed = float(difference(np.arange(n)))
     diffs = resampled(difference, n, n_resamples=n_resamples, seed=seed)
     diffs = diffs[~np.isnan(diffs)]
     if not diffs.size:
-        return dict(diff=observed, ci_low=float("nan"), ci_high=float("nan"), p=float("nan"))
+        return dict(diff=observed, ci_low=float("nan"), ci_high=float("nan"), p=float("nan"),
+                    n_resamples=0)
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(diffs, [tail, 100 - tail])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
-    return dict(diff=observed, ci_low=float(low), ci_high=float(high), p=float(p))
+    return dict(diff=observed, ci_low=float(low), ci_high=float(high), p=float(p),
+                n_resamples=int(diffs.size))
+
+
+def format_p(p: float, n_resamples: int) -> str:
+    """A bootstrap p-value for a table: 3 decimals, but `<0.001` (`<1/n_resamples`) for a p
+    of 0, which only says that no resample fell on the other side of zero."""
+    if p == 0 and n_resamples > 0:
+        return f"<{1 / n_resamples:.2g}"
+    return f"{p:.3f}" if not 0 < p < 0.0005 else f"{p:.2g}"
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

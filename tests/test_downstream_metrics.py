@@ -157,7 +157,7 @@ def test_paired_bootstrap_identical_models_differ_by_nothing():
     scores = rng.random((200, 3)) + y
     out = metrics.paired_bootstrap(_mean_auroc(y, scores), _mean_auroc(y, scores), 200,
                                    n_resamples=200, seed=0)
-    assert out == dict(diff=0.0, ci_low=0.0, ci_high=0.0, p=1.0)
+    assert out == dict(diff=0.0, ci_low=0.0, ci_high=0.0, p=1.0, n_resamples=200)
 
 
 def test_paired_bootstrap_separates_a_clearly_better_model_and_not_noise():
@@ -188,6 +188,11 @@ def test_paired_bootstrap_p_matches_a_paired_difference_known_in_closed_form():
     assert out["ci_low"] == pytest.approx(0.1 - 1.96 * se, abs=0.01)
     assert out["ci_high"] == pytest.approx(0.1 + 1.96 * se, abs=0.01)
     assert out["p"] < 1e-3  # z = 4.7
+    # No resample on the other side of zero: p is kept as 0 and printed as below 1/2000.
+    assert out["p"] == 0 and out["n_resamples"] == 2000
+    assert metrics.format_p(out["p"], out["n_resamples"]) == "<0.0005"
+    assert metrics.format_p(0.0, 1000) == "<0.001" and metrics.format_p(0.0, 100) == "<0.01"
+    assert metrics.format_p(0.046, 1000) == "0.046" and metrics.format_p(1e-4, 10**5) == "0.0001"
 
 
 def test_holm_adjusts_hand_computed_and_keeps_nan_out_of_the_family():

@@ -9,6 +9,7 @@ import pytest
 
 from chexficient.quickstart import (EQUAL, FLOOR, ROWS, TABLE, collapsed_note, holm_note,
                                     mean_curves, run_quickstart)
+from chexficient import quickstart
 from downstream.compare import METRICS
 
 
@@ -71,6 +72,14 @@ def test_holm_note_says_the_marks_are_per_test_and_names_what_survives_the_famil
         "\nThe marks and p are per test, not corrected for the 8 tests; with Holm's adjustment "
         "over them (`p_holm` in quickstart.json), p < 0.05 holds for CheXpert-5 AUROC against "
         "full data at equal compute, retrieval R@5 against full data at equal compute.\n")
+
+
+def test_a_p_of_zero_is_printed_as_below_one_over_the_resamples():
+    # small:clean's retrieval test (docs/experiments.md): no resample of 1000 crossed zero.
+    test = dict(diff=-0.069, ci_low=-0.090, ci_high=-0.051, p=0.0, n_resamples=1000)
+    table = quickstart.tests_markdown({EQUAL: {"retrieval R@5": test}})
+    assert table.splitlines()[-1] == ("| full data at equal compute | retrieval R@5 | -0.069 | "
+                                      "[-0.090, -0.051] | <0.001 |")
 
 
 def test_mean_curves_match_seeds_by_milestone_not_by_position():
