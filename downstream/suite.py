@@ -6,16 +6,20 @@ writes OUT/results.json, OUT/results.md, OUT/results.csv, OUT/config.json and th
 cannot be read, or an adapter that fails (e.g. a dataset without the fields it needs), is
 reported with the names of both; everything else still runs. Each finished cell (column x
 adapter) is kept with the digest of its inputs, so an interrupted bench rerun into the same
-OUT reuses the cells it finished and recomputes only those missing or of another config.
+OUT reuses the cells it finished and recomputes only those missing or of another config; the
+files of cells not finished by the run (a column or adapter dropped, a failure) are removed,
+so OUT holds exactly the run's columns x adapters.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import importlib
 import json
 import os
 import pkgutil
+import shutil
 import time
 from collections.abc import Callable, Sequence
 
@@ -96,6 +100,12 @@ def _source(path: str, at: dict[str, float]) -> str:
     return f"{path} ({', '.join(parts)})" if parts else path
 
 
+def adapter_names() -> list[str]:
+    """Every adapter of the package: the modules `downstream.<name>` with a `run`."""
+    return [m.name for m in pkgutil.iter_modules(downstream.__path__)
+            if callable(getattr(importlib.import_module(f"downstream.{m.name}"), "run", None))]
+
+
 def adapter_module(name: str):
     """The adapter `downstream.<name>` (a module with `run`); unknown names list the valid ones."""
     try:
@@ -105,9 +115,7 @@ def adapter_module(name: str):
             raise
         module = None
     if module is None or not callable(getattr(module, "run", None)):
-        valid = [m.name for m in pkgutil.iter_modules(downstream.__path__)
-                 if callable(getattr(importlib.import_module(f"downstream.{m.name}"), "run", None))]
-        raise ValueError(f"unknown adapter {name!r}; valid: {', '.join(valid)}")
+        raise ValueError(f"unknown adapter {name!r}; valid: {', '.join(adapter_names())}")
     return module
 
 
@@ -177,7 +185,7 @@ class Bench:
                     self.results[column][name], self.seconds.setdefault(column, {})[name] = kept
                     self.reused.append(f"{column}/{name}")
                     continue
-                forget_cell(cfg.out_dir)  # its files are about to change
+                forget_cell(cfg.out_dir)  # its files are about to change or go
                 self.results[column][name] = module.run(encoders, data, cfg)
                 self.seconds.setdefault(column, {})[name] = time.perf_counter() - start
                 write_cell(cfg.out_dir, digest, self.results[column][name],
@@ -195,8 +203,10 @@ class Bench:
     def write(self, columns: list[str], meta: dict) -> None:
         """Writes results.json, results.md, results.csv, config.json, timing.json (seconds per
         column and adapter, apart so that equal runs give equal results files) and the zero-shot
-        figures."""
+        figures, after removing the cells and figures of OUT this run did not make."""
         adapters = list(self.config.adapters)
+        prune_cells(self.out_dir, columns,
+                    {(c, a) for c, by in self.results.items() for a in by})
         write_atomic(os.path.join(self.out_dir, "results.json"),
                      report.to_json(self.results, self.errors, meta, self.not_applicable))
         sources = {col: _source(path, meta["read_at"].get(col, {}))
@@ -213,6 +223,8 @@ class Bench:
             self._plot_zero_shot(columns)
 
     def _plot_zero_shot(self, columns: list[str]) -> None:
+        for old in glob.glob(os.path.join(glob.escape(self.out_dir), "zero_shot_auroc_*.png")):
+            os.remove(old)  # a split or column of an earlier run into this OUT
         for split in self.config.data.eval_splits:
             values = {}
             for column in columns:
@@ -257,10 +269,44 @@ def read_cell(folder: str, digest: str) -> tuple[dict[str, float], float] | None
 
 
 def forget_cell(folder: str) -> None:
-    """Unmarks the cell in `folder` before an adapter rewrites its files: a run stopped half way
-    must not leave the files of one config beside the marker of another."""
-    if os.path.exists(os.path.join(folder, CELL)):
-        os.remove(os.path.join(folder, CELL))
+    """Removes the cell in `folder` (its marker and files) before an adapter writes it again: a
+    run stopped half way, or an adapter that fails or does not apply now, must not leave the
+    files of another config or checkpoint for the paired tests to read."""
+    if os.path.isdir(folder):
+        shutil.rmtree(folder)
+
+
+def bench_columns(out_dir: str, columns: Sequence[str]) -> set[str]:
+    """The column folders of OUT the bench made: this run's `columns`, those of the results.json
+    an earlier run wrote there, and any folder holding a finished cell (an interrupted run's)."""
+    try:
+        with open(os.path.join(out_dir, "results.json")) as f:
+            earlier = set(json.load(f).get("columns", []))
+    except (OSError, ValueError, AttributeError):
+        earlier = set()
+    marked = {os.path.basename(os.path.dirname(os.path.dirname(path)))
+              for path in glob.glob(os.path.join(glob.escape(out_dir), "*", "*", CELL))}
+    return set(columns) | earlier | marked
+
+
+def prune_cells(out_dir: str, columns: Sequence[str], kept: set[tuple[str, str]]) -> None:
+    """Removes, with a logged line, every cell folder `OUT/<column>/<adapter>` of the bench's
+    columns (`bench_columns`) but the `kept` (column, adapter) pairs, and columns left empty: a
+    column or adapter dropped from a rerun into OUT leaves no files for the paired tests or
+    plots to read. Other files in OUT are left alone."""
+    adapters = set(adapter_names())
+    for column in sorted(bench_columns(out_dir, columns)):
+        folder = os.path.join(out_dir, column)
+        if not os.path.isdir(folder):
+            continue
+        stale = [os.path.join(folder, a) for a in sorted(set(os.listdir(folder)) & adapters)
+                 if (column, a) not in kept and os.path.isdir(os.path.join(folder, a))]
+        for cell in stale:
+            logging.warning("removing %s: not a cell this run finished (an earlier run's "
+                            "column or adapter, or one that failed now)", cell)
+            shutil.rmtree(cell)
+        if stale and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def write_cell(folder: str, digest: str, results: dict[str, float], seconds: float) -> None:

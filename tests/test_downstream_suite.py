@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from downstream import suite
+from downstream import compare, suite
 from downstream.config import bench_config
 from pretrain.config import base_config
 from pretrain.train import train
@@ -119,8 +119,33 @@ def test_a_rerun_into_the_same_out_reuses_only_the_cells_of_the_same_inputs(runs
     broken = config()
     broken.zero_shot.findings = ("Not a finding",)
     assert "zero_shot" in suite.run_bench(runs[:1], broken, out)["errors"]["run0"]
-    assert not os.path.exists(os.path.join(out, "run0", "zero_shot", suite.CELL))
+    assert not os.path.exists(os.path.join(out, "run0", "zero_shot"))  # nor its scores
     assert os.path.exists(os.path.join(out, "run0", "retrieval", suite.CELL))
+
+
+def test_a_rerun_into_the_same_out_keeps_only_its_own_columns_and_adapters(runs, tmp_path):
+    """A column or adapter dropped from a rerun into OUT leaves no files: the paired tests
+    read exactly this run's scores (no retrieval ranks of an earlier config); what else OUT
+    holds is left alone."""
+    def config(adapters: str):
+        return bench_config(f"quick,max_eval=48,n_resamples=0,reference=0,splits=test,"
+                            f"adapters={adapters}")
+
+    out = tmp_path / "bench"
+    suite.run_bench(runs, config("zero_shot+retrieval"), str(out))
+    assert "i2t" in compare.load_scores(str(out), "run0")
+    (out / "notes").mkdir()
+    (out / "notes" / "retrieval").mkdir()  # not a cell: its column was never the bench's
+    (out / "notes" / "retrieval" / "mine.txt").write_text("mine")
+    (out / "zero_shot_auroc_test_shift.png").write_bytes(b"")  # a split of an earlier run
+    summary = suite.run_bench(runs[:1], config("zero_shot"), str(out))
+    assert summary["columns"] == ["run0"]
+    assert "i2t" not in compare.load_scores(str(out), "run0")
+    assert sorted(os.listdir(out / "run0")) == ["zero_shot"]
+    assert not (out / "run1").exists()
+    assert (out / "notes" / "retrieval" / "mine.txt").read_text() == "mine"
+    assert not (out / "zero_shot_auroc_test_shift.png").exists()
+    assert (out / "zero_shot_auroc_test.png").exists()
 
 
 def test_an_exported_model_is_benched_as_its_run(runs, tmp_path):
