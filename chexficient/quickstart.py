@@ -16,9 +16,14 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import ml_collections
 import numpy as np
+
+if TYPE_CHECKING:  # front-door module: the packages load when a command needs them
+    from downstream.data import BenchData
+    from downstream.encoders import Encoders
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 ARMS = ("full", "chexficient", "random", "learnability", "combined", "supervised")
@@ -42,6 +47,8 @@ TABLE = (  # (column, where: an adapter of the bench results or the train summar
 COMPARED = (("random", "random subset of the same size"), (EQUAL, "full data at equal compute"))
 """What the CheXficient arm is tested against (paired bootstrap over test images)."""
 MARKS = {"random": "†", EQUAL: "‡"}
+CURVES = "curves.json"
+"""A seed's learning-curve points by the digest of their inputs: a resumed quickstart reuses them."""
 
 
 def experiment_names() -> list[str]:
@@ -218,37 +225,80 @@ def significance_marks(tests: dict[str, dict[str, dict]], level: float = 0.05
 
 
 def learning_curves(runs: dict[str, str], bench: ml_collections.ConfigDict,
-                    data_dir: str | None = None) -> dict[str, list[dict]]:
+                    data_dir: str | None = None, cache: str | None = None) -> dict[str, list[dict]]:
     """Zero-shot AUROC (all findings and the CheXpert five) at every milestone of each run:
     {arm: [{compute_fraction, zero-shot AUROC, CheXpert-5 AUROC}]}, in compute order; the
-    full-data run's points add image-to-text Recall@5 (how retrieval grows with compute)."""
+    full-data run's points add image-to-text Recall@5 (how retrieval grows with compute).
+
+    Every arm is scored on the first arm's dataset and test images, each at its own image size;
+    an arm pretrained on another dataset is refused. With `cache` (a JSON file), a point whose
+    inputs (weights, data, config: `suite.cell_digest`) are unchanged is reused, not recomputed.
+    """
     from chexficient import checkpoint
-    from downstream import retrieval, zero_shot
-    from downstream.data import BenchData
+    from chexficient.io import write_json_atomic
+    from downstream import retrieval, suite, zero_shot
     from downstream.encoders import Encoders
 
     cfg = ml_collections.ConfigDict(bench.zero_shot.to_dict())
     cfg.update(seed=bench.seed, out_dir="")
     cfg.bootstrap.n_resamples = 0
-    data, curves = None, {}
+    kept = _read_points(cache)
+    datasets: dict[int, BenchData] = {}
+    curves, points = {}, {}
     for arm, workdir in runs.items():
         curves[arm] = []
         for milestone in checkpoint.milestones(workdir):
             encoders = Encoders.from_checkpoint(milestone["path"], batch_size=bench.batch_size)
-            if data is None:
-                d = ml_collections.ConfigDict(encoders.config.data.to_dict())
-                d.data_dir = data_dir or d.get("data_dir", "")
-                data = BenchData(d, image_size=encoders.image_size, eval_splits=("test",),
-                                 max_examples=dict(bench.data.max_examples), seed=bench.seed)
-            res = zero_shot.run(encoders, data, cfg)
-            point = {"compute_fraction": milestone["compute_fraction"],
-                     "zero-shot AUROC": res["test/auroc/mean"],
-                     "CheXpert-5 AUROC": res["test/auroc/mean_top5"]}
-            if arm == "full":
-                point["retrieval R@5"] = retrieval.run(
-                    encoders, data, ml_collections.ConfigDict(dict(ks=(5,), out_dir="")))["test/i2t/R@5"]
+            data = _curve_data(arm, encoders, datasets, bench, data_dir)
+            what = ml_collections.ConfigDict(dict(zero_shot=cfg.to_dict(), retrieval=arm == "full",
+                                                  compute_fraction=milestone["compute_fraction"]))
+            digest = suite.cell_digest("learning_curve", what, data, suite.encoder_digest(encoders))
+            point = kept.get(digest)
+            if point is None:
+                res = zero_shot.run(encoders, data, cfg)
+                point = {"compute_fraction": milestone["compute_fraction"],
+                         "zero-shot AUROC": res["test/auroc/mean"],
+                         "CheXpert-5 AUROC": res["test/auroc/mean_top5"]}
+                if arm == "full":
+                    point["retrieval R@5"] = retrieval.run(encoders, data, ml_collections.ConfigDict(
+                        dict(ks=(5,), out_dir="")))["test/i2t/R@5"]
             curves[arm].append(point)
+            points[digest] = point
+        if cache:  # after each arm: an interrupted run keeps the arms it finished
+            write_json_atomic(cache, points)
     return curves
+
+
+def _read_points(cache: str | None) -> dict[str, dict]:
+    """The curve points an earlier run kept in `cache`, by digest ({} if none or unreadable)."""
+    try:
+        with open(cache or "") as f:
+            return dict(json.load(f))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def _curve_data(arm: str, encoders: Encoders, datasets: dict[int, BenchData],
+                bench: ml_collections.ConfigDict, data_dir: str | None) -> BenchData:
+    """The test images an arm's milestone is scored on: the first arm's dataset at this
+    encoder's image size (ids aligned across sizes); ValueError naming an arm pretrained on
+    another dataset, whose curve would measure other images."""
+    from downstream.data import BenchData
+
+    name = encoders.config.data.name
+    if datasets and name != next(iter(datasets.values())).name:
+        first = next(iter(datasets.values())).name
+        raise ValueError(f"learning curves: arm {arm!r} was pretrained on {name!r}, the first "
+                         f"arm on {first!r}; curves on other test images are not comparable: "
+                         "plot the arms of one dataset together")
+    if encoders.image_size not in datasets:
+        first = next(iter(datasets.values()), None)
+        d = ml_collections.ConfigDict((first.config if first else encoders.config.data).to_dict())
+        d.data_dir = data_dir or d.get("data_dir", "")
+        datasets[encoders.image_size] = BenchData(
+            d, image_size=encoders.image_size, eval_splits=("test",),
+            max_examples=dict(bench.data.max_examples), seed=bench.seed)
+    return datasets[encoders.image_size]
 
 
 def plot_auroc_vs_compute(table: dict[str, dict], path: str,
@@ -346,7 +396,8 @@ def run_seed(out: str, spec: ml_collections.ConfigDict, *, data_dir: str, seed: 
     print(f"[quickstart] seed {seed}: benchmark done in {time.time() - start:.0f} s; zero-shot "
           "learning curves over the milestones")
     start = time.time()
-    curves = learning_curves({arm: os.path.join(where, arm) for arm in arms}, bench, data_dir)
+    curves = learning_curves({arm: os.path.join(where, arm) for arm in arms}, bench, data_dir,
+                             cache=os.path.join(out, CURVES))
     print(f"[quickstart] seed {seed}: curves done in {time.time() - start:.0f} s")
     return table, curves
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 
 import pytest
 
@@ -146,6 +147,51 @@ def test_a_rerun_into_the_same_out_keeps_only_its_own_columns_and_adapters(runs,
     assert (out / "notes" / "retrieval" / "mine.txt").read_text() == "mine"
     assert not (out / "zero_shot_auroc_test_shift.png").exists()
     assert (out / "zero_shot_auroc_test.png").exists()
+
+
+def test_learning_curves_score_each_arm_at_its_size_reuse_points_and_refuse_other_data(
+        micro, runs, tmp_path):
+    """Each arm's curve is read at its own image size on the same test images (it was read at
+    the first arm's size), matches the bench at that milestone, keeps its points for a resumed
+    quickstart (recomputed when an input changes), and an arm of another dataset is refused."""
+    from chexficient.quickstart import learning_curves
+
+    config = base_config("tiny,batch_size=32,res=32")  # half the runs' image size
+    config.data.update(name=micro.name, data_dir=micro.data_dir, vocab_size=micro.vocab_size)
+    config.update(total_steps=1, progress=False)
+    config.checkpoint.milestones = 1.0
+    config.eval.every_steps = 0
+    small = str(tmp_path / "small")
+    train(config, small)
+    bench = bench_config("quick,max_eval=48,n_resamples=0,reference=0,splits=test,"
+                         "adapters=zero_shot")
+    cache = tmp_path / "curves.json"
+    curves = learning_curves({"full": runs[0], "small": small}, bench, cache=str(cache))
+    assert [p["compute_fraction"] for p in curves["full"]] == pytest.approx([0.5, 1.0])
+    scored = suite.run_bench([f"{small}/milestones@1"], bench, str(tmp_path / "b"))
+    assert curves["small"][0]["zero-shot AUROC"] == pytest.approx(
+        scored["results"]["small-milestones@1"]["zero_shot"]["test/auroc/mean"])
+    # A resumed run reuses the kept points (a marked one comes back as kept) ...
+    kept = json.loads(cache.read_text())
+    assert len(kept) == 3
+    first = next(k for k, point in kept.items() if point == curves["full"][0])
+    kept[first]["zero-shot AUROC"] = -1.0
+    cache.write_text(json.dumps(kept))
+    assert learning_curves({"full": runs[0], "small": small}, bench,
+                           cache=str(cache))["full"][0]["zero-shot AUROC"] == -1.0
+    # ... but not for other test images: all recomputed.
+    other = bench_config("quick,max_eval=40,n_resamples=0,reference=0,splits=test,"
+                         "adapters=zero_shot")
+    again = learning_curves({"full": runs[0]}, other, cache=str(cache))
+    assert again["full"][0]["zero-shot AUROC"] != -1.0 and len(json.loads(cache.read_text())) == 2
+    # An arm pretrained on another dataset would be scored on other images: refused by name.
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(small, elsewhere)
+    saved = json.loads((elsewhere / "config.json").read_text())
+    saved["data"]["name"] = "synthetic_cxr/tiny"
+    (elsewhere / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match="arm 'other' was pretrained on 'synthetic_cxr/tiny'"):
+        learning_curves({"full": runs[0], "other": str(elsewhere)}, other, cache=str(cache))
 
 
 def test_an_exported_model_is_benched_as_its_run(runs, tmp_path):
