@@ -56,6 +56,19 @@ def test_quickstart_table_has_every_row_and_metric(micro, tmp_path):
         summary = json.load(open(os.path.join(out, "arms", arm, "summary.json")))
         assert table[arm]["collapsed"] == float(summary["collapsed"]), arm
     assert collapsed_note(table, 1) in markdown
+    # Rerun over the finished DIR (15 s): every run, bench cell and curve point reused (the
+    # curves' 8 s take 4, loading each milestone for its digest), the same results; a point
+    # marked in curves.json comes back marked, so it was read, not recomputed.
+    kept = json.load(open(os.path.join(out, "curves.json")))
+    marked = next(k for k, p in kept.items() if p == saved["curves"]["full"][0])
+    kept[marked]["zero-shot AUROC"] = -1.0
+    json.dump(kept, open(os.path.join(out, "curves.json"), "w"))
+    run_quickstart(out, experiment="ci", data_dir=micro.data_dir)
+    again = json.load(open(os.path.join(out, "quickstart.json")))
+    assert again["curves"]["full"][0]["zero-shot AUROC"] == -1.0
+    again["curves"]["full"][0]["zero-shot AUROC"] = saved["curves"]["full"][0]["zero-shot AUROC"]
+    assert {k: again[k] for k in ("table", "curves", "paired_tests")} == \
+        {k: saved[k] for k in ("table", "curves", "paired_tests")}
 
 
 def test_holm_note_says_the_marks_are_per_test_and_names_what_survives_the_family():
