@@ -282,11 +282,11 @@ def bench_columns(out_dir: str, columns: Sequence[str]) -> set[str]:
     try:
         with open(os.path.join(out_dir, "results.json")) as f:
             earlier = set(json.load(f).get("columns", []))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TypeError):
         earlier = set()
     marked = {os.path.basename(os.path.dirname(os.path.dirname(path)))
               for path in glob.glob(os.path.join(glob.escape(out_dir), "*", "*", CELL))}
-    return set(columns) | earlier | marked
+    return (set(columns) | earlier | marked) & set(os.listdir(out_dir))  # OUT's own entries
 
 
 def prune_cells(out_dir: str, columns: Sequence[str], kept: set[tuple[str, str]]) -> None:
@@ -295,7 +295,7 @@ def prune_cells(out_dir: str, columns: Sequence[str], kept: set[tuple[str, str]]
     column or adapter dropped from a rerun into OUT leaves no files for the paired tests or
     plots to read. Other files in OUT are left alone."""
     adapters = set(adapter_names())
-    for column in sorted(bench_columns(out_dir, columns)):
+    for column in sorted(bench_columns(out_dir, columns) if os.path.isdir(out_dir) else ()):
         folder = os.path.join(out_dir, column)
         if not os.path.isdir(folder):
             continue
