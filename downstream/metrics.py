@@ -8,7 +8,7 @@ score is a fraction in [0, 1] (BLEU and ROUGE-L too, not percentages); ranks are
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 from rouge_score import rouge_scorer
@@ -139,10 +139,11 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     return out
 
 
-def merge_duplicates(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    """Unique texts in first-seen order and, per input, the position of its unique text."""
-    positions: dict[str, int] = {}
-    inverse = np.array([positions.setdefault(t, len(positions)) for t in texts], dtype=np.int64)
+def merge_duplicates(keys: Sequence[Hashable]) -> tuple[list, np.ndarray]:
+    """Unique keys (texts, token strings) in first-seen order and, per input, the position of
+    its unique key."""
+    positions: dict[Hashable, int] = {}
+    inverse = np.array([positions.setdefault(k, len(positions)) for k in keys], dtype=np.int64)
     return list(positions), inverse
 
 

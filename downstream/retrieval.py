@@ -1,8 +1,10 @@
 """Image-report retrieval: image-to-text and text-to-image Recall@K and mean rank.
 
-Identical report texts are merged first (the field's protocol): an image's query succeeds on
-its report's unique text, and a text's query succeeds on any image that carries it. Records
-with an empty report are left out and counted.
+Identical reports are merged first (the field's protocol): an image's query succeeds on its
+report's unique text, and a text's query succeeds on any image that carries it. Reports are
+identical when the text tower reads them so (the same tokens after truncation to
+`data.text_len`): such texts embed identically, and as separate candidates they would tie, which
+counts against the query. Records with an empty report are left out and counted.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from chexficient.io import save_arrays
 from downstream import metrics
 from downstream.data import BenchData
-from downstream.encoders import Encoders, NotApplicable
+from downstream.encoders import NO_TOKENIZER, Encoders, NotApplicable
 
 
 def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray, text_of_image: np.ndarray
@@ -30,6 +32,18 @@ def retrieval_ranks(image_emb: np.ndarray, text_emb: np.ndarray, text_of_image: 
     relevant = text_of_image[:, None] == np.arange(len(text_emb))[None, :]
     return {"i2t": metrics.first_relevant_rank(sims, relevant),
             "t2i": metrics.first_relevant_rank(sims.T, relevant.T)}
+
+
+def merge_reports(encoders: Encoders, reports: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """Unique reports as the text tower reads them (first-seen text of each) and, per report,
+    the position of its unique one: reports with the same tokens after truncation to the
+    tower's `text_len` embed identically, so they are one candidate, not a tie."""
+    if encoders.tokenizer is None:
+        raise NotApplicable(NO_TOKENIZER)
+    ids, mask = encoders.tokenizer.encode(list(reports), encoders.text_len)
+    _, inverse = metrics.merge_duplicates([row[keep].tobytes() for row, keep in zip(ids, mask)])
+    first = np.unique(inverse, return_index=True)[1]  # first report of each, in first-seen order
+    return [reports[i] for i in first], inverse
 
 
 def retrieval_metrics(ranks: dict[str, np.ndarray], ks: Sequence[int]) -> dict[str, float]:
@@ -53,7 +67,7 @@ def run(encoders: Encoders, data: BenchData, config: ml_collections.ConfigDict) 
         if not keep.any():
             raise ValueError(f"split {split_name!r} of dataset {data.name!r} has no non-empty "
                              "reports to retrieve")
-        texts, inverse = metrics.merge_duplicates([r for r, k in zip(split.reports, keep) if k])
+        texts, inverse = merge_reports(encoders, [r for r, k in zip(split.reports, keep) if k])
         ranks = retrieval_ranks(encoders.embed_images(split.images[keep]),
                                 encoders.embed_texts(texts), inverse)
         result = retrieval_metrics(ranks, tuple(config.ks))

@@ -12,7 +12,8 @@ import pytest
 
 from chexficient.data import registry
 from chexficient.data.builders.nih_cxr14 import BOX_CLASSES, NihCxr14
-from downstream import linear_probe, report_generation, retrieval, segmentation, zero_shot
+from downstream import (linear_probe, metrics, report_generation, retrieval, segmentation,
+                        zero_shot)
 from downstream.config import bench_config
 from downstream.data import (BenchData, MissingFieldsError, finding_names, label_draws,
                              mean_over_draws, subset_rows)
@@ -105,6 +106,23 @@ def test_retrieval_keys_and_ordering(encoders, data):
             r1, r5, r10 = (out[f"{split}/{d}/R@{k}"] for k in (1, 5, 10))
             assert 0.0 <= r1 <= r5 <= r10 <= 1.0
             assert 1.0 <= out[f"{split}/{d}/mean_rank"] <= out[f"{split}/n_unique_texts"]
+
+
+def test_retrieval_merges_reports_the_text_tower_reads_alike(encoders):
+    """Reports that differ only past `text_len` tokens embed identically: one candidate. As
+    two, they tie, the tie counts against the query, and a perfect model ranked them second."""
+    head = " ".join(["No pleural effusion."] * 40)  # far beyond the tower's 64 tokens
+    reports = [head + " Mild cardiomegaly.", head + " Small pneumothorax.", "Pulmonary edema.",
+               head + " Mild cardiomegaly."]
+    texts, inverse = retrieval.merge_reports(encoders, reports)
+    assert texts == [reports[0], reports[2]] and inverse.tolist() == [0, 0, 1, 0]
+    emb = encoders.embed_texts(reports)  # a perfect image tower: each image embeds as its report
+    np.testing.assert_array_equal(emb[0], emb[1])
+    ranks = retrieval.retrieval_ranks(emb, encoders.embed_texts(texts), inverse)
+    assert ranks["i2t"].tolist() == [1, 1, 1, 1] and ranks["t2i"].tolist() == [1, 1]
+    by_string, string_inverse = metrics.merge_duplicates(reports)
+    tied = retrieval.retrieval_ranks(emb, encoders.embed_texts(by_string), string_inverse)
+    assert tied["i2t"].tolist() == [2, 2, 1, 2]  # what merging by string alone gave
 
 
 def test_linear_probe_fractions(encoders, data):
