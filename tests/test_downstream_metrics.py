@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from nltk.translate.bleu_score import corpus_bleu
 from sklearn.metrics import roc_auc_score
 
 from chexficient import findings
@@ -135,6 +138,36 @@ def test_bleu_hand_computed():
     out = metrics.bleu(["the cat sat on the mat"], ["the cat sat on a mat"])
     assert out["bleu1"] == pytest.approx(5 / 6)
     assert out["bleu2"] == pytest.approx(np.sqrt(5 / 6 * 3 / 5))
+
+
+REPORTS = [
+    "FINDINGS: No pulmonary edema. IMPRESSION: No acute cardiopulmonary process.",
+    "FINDINGS: Portable AP view of the chest. Mild cardiomegaly. No focal consolidation. No "
+    "pneumothorax. No pleural effusion. IMPRESSION: Mild enlargement of the cardiac silhouette.",
+    "FINDINGS: Single frontal view of the chest. ET tube 4 cm above the carina. Dense "
+    "consolidation at the right mid lung. No pneumothorax. IMPRESSION: Right middle lobe pneumonia.",
+    "FINDINGS: PA and lateral views of the chest. Small left pleural effusion. No pneumothorax. "
+    "IMPRESSION: Small left pleural effusion, unchanged.",
+]
+
+
+def _words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
+
+
+def test_bleu_scores_words_without_punctuation_as_the_literature_does():
+    # Periods and case are not words: kept, "the heart is normal ." matched 4 of 5 tokens.
+    assert metrics.bleu(["The heart is enlarged."], ["the heart is normal."])["bleu1"] == \
+        pytest.approx(3 / 4)
+    assert metrics.bleu(["Lungs: clear!"], ["lungs clear"])["bleu4"] == pytest.approx(
+        metrics.bleu(["lungs clear"], ["lungs clear"])["bleu4"])
+    # Against nltk's corpus BLEU on the same words (another patient's report as the output).
+    generated, references = REPORTS[1:] + REPORTS[:1], REPORTS
+    ours = metrics.bleu(generated, references)
+    for n in range(1, 5):
+        expected = corpus_bleu([[_words(r)] for r in references], [_words(g) for g in generated],
+                               weights=[1 / n] * n)
+        assert ours[f"bleu{n}"] == pytest.approx(expected), n
 
 
 def _mean_auroc(y, scores):
