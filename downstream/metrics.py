@@ -186,16 +186,20 @@ def dice_per_image(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
 def clinical_f1(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
     """Clinical-efficacy F1 of label arrays [n, 14]: micro and macro, top-5 and all 14.
 
-    Labels use the record encoding; positive and uncertain count as 1 (the protocol's rule).
+    Labels use the record encoding; positive and uncertain count as 1, negative and blank as 0.
+    The macro mean is over the findings positive in a reference or a generated report: F1 is
+    undefined for the others (scored 0, they kept a perfect generator below 1); NaN if none is.
     """
-    pred = findings.binarize(pred_labels, uncertain_as=1)
-    true = findings.binarize(true_labels, uncertain_as=1)
+    pred = findings.binarize(pred_labels, uncertain_as=1).astype(bool)
+    true = findings.binarize(true_labels, uncertain_as=1).astype(bool)
     top5 = [findings.index(name) for name in findings.TOP5_FINDINGS]
     out = {}
     for subset, cols in (("top5", top5), ("all14", list(range(findings.NUM_FINDINGS)))):
-        for average in ("micro", "macro"):
-            out[f"f1_{subset}_{average}"] = float(
-                f1_score(true[:, cols], pred[:, cols], average=average, zero_division=0))
+        p, t = pred[:, cols], true[:, cols]
+        out[f"f1_{subset}_micro"] = float(f1_score(t, p, average="micro", zero_division=0))
+        occurring = (p | t).any(axis=0)
+        out[f"f1_{subset}_macro"] = float(f1_score(
+            t[:, occurring], p[:, occurring], average="macro")) if occurring.any() else float("nan")
     return out
 
 

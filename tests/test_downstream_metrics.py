@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 from nltk.translate.bleu_score import corpus_bleu
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from chexficient import findings
 from downstream import metrics
@@ -105,12 +105,27 @@ def test_clinical_f1_counts_uncertain_as_positive():
     true[1, cardio] = findings.POSITIVE          # missed: a false negative
     pred[1, findings.index("Fracture")] = findings.POSITIVE  # outside top 5: false positive
     out = metrics.clinical_f1(pred, true)
-    # top5: tp=1, fn=1, fp=0 -> micro F1 = 2/3; macro over 5: edema 1, others 0 -> 0.2
+    # top5: tp=1, fn=1, fp=0 -> micro F1 = 2/3; macro over the two occurring: edema 1, cardio 0
     assert out["f1_top5_micro"] == pytest.approx(2 / 3)
-    assert out["f1_top5_macro"] == pytest.approx(0.2)
-    # all14: tp=1, fn=1, fp=1 -> 0.5; macro over 14: only edema scores 1
+    assert out["f1_top5_macro"] == pytest.approx(0.5)
+    # all14: tp=1, fn=1, fp=1 -> 0.5; macro over edema 1, cardiomegaly 0, fracture 0
     assert out["f1_all14_micro"] == pytest.approx(0.5)
-    assert out["f1_all14_macro"] == pytest.approx(1 / 14)
+    assert out["f1_all14_macro"] == pytest.approx(1 / 3)
+    # sklearn's per-finding F1 on the findings that occur, computed apart
+    occurring = [edema, cardio, findings.index("Fracture")]
+    assert out["f1_all14_macro"] == pytest.approx(np.mean(f1_score(
+        findings.binarize(true, 1)[:, occurring], findings.binarize(pred, 1)[:, occurring],
+        average=None)))
+
+
+def test_clinical_f1_of_a_perfect_generator_is_one_whatever_findings_are_absent():
+    true = np.full((3, 14), findings.NEGATIVE, np.int8)
+    true[0, findings.index("Edema")] = findings.POSITIVE
+    true[1, findings.index("Fracture")] = findings.UNCERTAIN
+    out = metrics.clinical_f1(true, true)
+    assert out == {"f1_top5_micro": 1.0, "f1_top5_macro": 1.0,
+                   "f1_all14_micro": 1.0, "f1_all14_macro": 1.0}
+    assert np.isnan(metrics.clinical_f1(true[2:], true[2:])["f1_all14_macro"])  # nothing occurs
 
 
 def test_report_metrics_on_known_pairs():
