@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
-from rouge_score import rouge_scorer, tokenizers
+from rouge_score import rouge_scorer, scoring, tokenizers
 from scipy.stats import rankdata
 from sacrebleu.metrics import BLEU
 from sklearn.metrics import f1_score, roc_auc_score
@@ -226,12 +226,22 @@ def bleu(generated: Sequence[str], references: Sequence[str]) -> dict[str, float
             / 100 for n in range(1, 5)}
 
 
+ROUGE_BETA = 1.2
+"""ROUGE-L's recall weight in report-generation papers (pycocoevalcap's `Rouge`)."""
+
+
 def rouge_l(generated: Sequence[str], references: Sequence[str]) -> float:
-    """Mean ROUGE-L F-measure over pairs (rouge-score: `words`, F1; pycocoevalcap weighs
-    recall with beta 1.2, which moves it by about 1e-4 on reports of similar length)."""
+    """Mean ROUGE-L over pairs as pycocoevalcap scores it: the F-measure with recall weighted by
+    ROUGE_BETA, from rouge-score's LCS precision and recall on `words` (its F1 reads 0.011
+    higher on outputs shorter than their references)."""
     scorer = rouge_scorer.RougeScorer(["rougeL"])
-    scores = [scorer.score(ref, gen)["rougeL"].fmeasure for gen, ref in zip(generated, references)]
+    scores = [_f_beta(scorer.score(ref, gen)["rougeL"]) for gen, ref in zip(generated, references)]
     return float(np.mean(scores)) if scores else float("nan")
+
+
+def _f_beta(score: scoring.Score) -> float:
+    p, r, b2 = score.precision, score.recall, ROUGE_BETA ** 2
+    return (1 + b2) * p * r / (r + b2 * p) if p > 0 and r > 0 else 0.0
 
 
 def report_metrics(generated: Sequence[str], references: Sequence[str]) -> dict[str, float]:

@@ -136,9 +136,9 @@ def test_report_metrics_on_known_pairs():
         assert perfect[key] == pytest.approx(1.0), key
     unrelated = metrics.report_metrics(["xyz qrs", "uvw"], refs)
     assert unrelated["bleu1"] == 0.0 and unrelated["rougeL"] == 0.0
-    # Half the words right: ROUGE-L F = 2PR/(P+R) with P = 1, R = 3/6 on the one pair.
+    # Half the words right: P = 1, R = 3/6; pycocoevalcap's F weighs recall by beta = 1.2.
     assert metrics.rouge_l(["lungs are clear"], ["no pneumothorax lungs are clear today"]) == \
-        pytest.approx(2 * 1 * 0.5 / 1.5)
+        pytest.approx((1 + 1.2 ** 2) * 1 * 0.5 / (0.5 + 1.2 ** 2 * 1))
     with pytest.raises(ValueError, match="references"):
         metrics.report_metrics(refs[:1], refs)
 
