@@ -188,7 +188,8 @@ def clinical_f1(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, f
 
     Labels use the record encoding; positive and uncertain count as 1, negative and blank as 0.
     The macro mean is over the findings positive in a reference or a generated report: F1 is
-    undefined for the others (scored 0, they kept a perfect generator below 1); NaN if none is.
+    undefined for the others (scored 0, they kept a perfect generator below 1); with none,
+    micro and macro F1 are NaN.
     """
     pred = findings.binarize(pred_labels, uncertain_as=1).astype(bool)
     true = findings.binarize(true_labels, uncertain_as=1).astype(bool)
@@ -196,7 +197,7 @@ def clinical_f1(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, f
     out = {}
     for subset, cols in (("top5", top5), ("all14", list(range(findings.NUM_FINDINGS)))):
         p, t = pred[:, cols], true[:, cols]
-        out[f"f1_{subset}_micro"] = float(f1_score(t, p, average="micro", zero_division=0))
+        out[f"f1_{subset}_micro"] = float(f1_score(t, p, average="micro", zero_division=np.nan))
         occurring = (p | t).any(axis=0)
         out[f"f1_{subset}_macro"] = float(f1_score(
             t[:, occurring], p[:, occurring], average="macro")) if occurring.any() else float("nan")
