@@ -306,7 +306,7 @@ def plot_auroc_vs_compute(table: dict[str, dict], path: str,
                           curves: dict[str, list[dict]] | None = None,
                           column: str = "CheXpert-5 AUROC") -> None:
     """`column` against compute fraction: a curve per arm through its milestones (when given)
-    ending at the arm's final point (error bars: one standard deviation over seeds)."""
+    ending at the arm's final point (error bars: one population standard deviation over seeds)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -470,7 +470,7 @@ def mean_curves(curves: list[dict[str, list[dict]]], spacing: float) -> dict[str
 
 
 def aggregate(tables: list[dict[str, dict]]) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Mean and standard deviation over seeds of every cell."""
+    """Mean and population standard deviation (ddof 0) over seeds of every cell."""
     mean, spread = {}, {}
     for arm in tables[0]:
         mean[arm] = {c: float(np.mean([t[arm][c] for t in tables])) for c in tables[0][arm]}
@@ -484,7 +484,7 @@ def _write(out: str, table: dict[str, dict], spread: dict[str, dict], tests: dic
 
     markdown = to_markdown(table, significance_marks(tests)) + collapsed_note(table, seeds)
     if seeds > 1:
-        markdown += f"\nMean over {seeds} seeds; standard deviation:\n\n" + to_markdown(spread)
+        markdown += f"\nMean over {seeds} seeds; population standard deviation (ddof 0):\n\n" + to_markdown(spread)
     markdown += ("\n† differs from the random subset, ‡ from full data at equal compute "
                  "(paired bootstrap over test images, seeds pooled, p < 0.05):\n\n"
                  + tests_markdown(tests) + holm_note(tests))

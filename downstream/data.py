@@ -96,8 +96,8 @@ def label_draws(n: int, fraction: float, draws: int, seed: int) -> list[tuple[in
 
 
 def mean_over_draws(results: list[dict[str, float]]) -> dict[str, float]:
-    """Per-key means over draws, plus, over two or more draws, `<key>/sd` (standard deviation
-    over draws) for the summary keys (those whose last part starts with `mean`)."""
+    """Per-key means over draws, plus, over two or more draws, `<key>/sd` (population standard
+    deviation over draws, ddof 0) for the summary keys (those whose last part starts with `mean`)."""
     out = {k: float(np.mean([r[k] for r in results])) for k in results[0]}
     if len(results) < 2:
         return out
