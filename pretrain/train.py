@@ -317,11 +317,13 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
         """The reference model's embeddings of the whole pool, in record order (for offline rules)."""
         fn = jax.jit(steps_lib.embed_fn(reference[0]))
         out = {"image": [], "text": []}
-        for b in pipeline.make_loader(config.data, config.data.train_split, train=False,
-                                      batch_size=batch, seed=0, num_epochs=1, shard=(0, 1)):
-            img, txt = jax.device_get(fn(reference[1], {k: b[k] for k in BATCH_KEYS}))
-            out["image"].append(img)
-            out["text"].append(txt)
+        with contextlib.closing(pipeline.make_loader(
+                config.data, config.data.train_split, train=False, batch_size=batch, seed=0,
+                num_epochs=1, shard=(0, 1))) as pool:
+            for b in pool:
+                img, txt = jax.device_get(fn(reference[1], {k: b[k] for k in BATCH_KEYS}))
+                out["image"].append(img)
+                out["text"].append(txt)
         return {k: np.concatenate(v) for k, v in out.items()}
 
     plan = schedule.make(config, pool_size=pool_size, batch_size=batch,
@@ -395,18 +397,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
 
     # ----------------------------------------------------------------- evaluator
     def evaluate() -> dict[str, float]:
-        eval_loader = pipeline.make_loader(
-            config.data, config.eval.split, train=False,
-            batch_size=config.eval.batch_size // jax.process_count(), seed=0, num_epochs=1)
         totals: dict[str, list[float]] = {}
         # In-batch retrieval is measured on full batches only; all processes stop together.
         eval_size = sum(p.size for p in mixture.parts(config.data, config.eval.split, data_dir))
         limit = min(config.eval.max_batches, eval_size // config.eval.batch_size)
-        for b in parallel.full_batches(eval_loader, config.eval.batch_size, limit):
-            out = eval_fn(state["params"], parallel.host_to_global(
-                {k: b[k] for k in BATCH_KEYS}, mesh))
-            for k, v in out.items():
-                totals.setdefault(f"val/{k}", []).append(float(v))
+        with contextlib.closing(pipeline.make_loader(  # stops its workers when left early
+                config.data, config.eval.split, train=False,
+                batch_size=config.eval.batch_size // jax.process_count(), seed=0,
+                num_epochs=1)) as eval_loader:
+            for b in parallel.full_batches(eval_loader, config.eval.batch_size, limit):
+                out = eval_fn(state["params"], parallel.host_to_global(
+                    {k: b[k] for k in BATCH_KEYS}, mesh))
+                for k, v in out.items():
+                    totals.setdefault(f"val/{k}", []).append(float(v))
         return {k: float(np.mean(v)) for k, v in totals.items()}
 
     # ----------------------------------------------------------------- loop
@@ -419,7 +422,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                                 batch_size=batch, enabled=config.progress and jax.process_index() == 0)
     throughput = run_log.Throughput(step=step, batch_size=batch)
     stopped_early = False
-    with closed_on_error(progress, writer, milestones, checkpointer):
+    phase_data = contextlib.ExitStack()  # the phase's data iterator: its workers' shared memory
+    with closed_on_error(phase_data, progress, writer, milestones, checkpointer):
         while phase_index < len(phases):
             phase = phases[phase_index]
             try:
@@ -438,7 +442,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                  + (f", scoring {rows} rows a step" if rows != batch else ""))
             throughput.set_batch_size(step, rows)
             progress.batch_size = rows
-            it = iter(loader(indices, phase_index, rows))
+            it = phase_data.enter_context(contextlib.closing(iter(loader(indices, phase_index,
+                                                                         rows))))
             if data_state:
                 it.set_state(data_state)
             data_state = None
@@ -489,6 +494,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
                     note(f"stopped at step {step} (--stop_at_step); the same command resumes")
                     stopped_early = True
                     break
+            phase_data.close()
             if stopped_early:
                 break
             phase_index += 1

@@ -7,6 +7,9 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 
 import ml_collections
 import numpy as np
@@ -523,3 +526,24 @@ def test_validate_names_the_problem(change, problem):
     assert validate(dict(id=b"r-1", image=np.zeros((4, 4), np.uint8), report=b"ok",
                          labels=np.zeros(14, np.int8)), dataset="d", split="s", file="f")[
         "report"] == "ok"
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_worker_batches_leave_no_shared_memory_behind(micro):
+    """Batches from worker processes are the reader's own arrays: a process that ends holding
+    some (as a training run ends holding its last) leaves no shared-memory segment behind."""
+    script = textwrap.dedent(f"""
+        import ml_collections
+        from chexficient.data.pipeline import make_loader
+        if __name__ == "__main__":
+            config = ml_collections.ConfigDict({micro.data_config(worker_count=2).to_dict()!r})
+            loader = make_loader(config, "train", train=True, batch_size=8, seed=0, shard=(0, 1))
+            held = [next(loader) for _ in range(3)]
+            loader.close()
+        """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr, done.stderr

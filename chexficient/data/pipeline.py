@@ -234,6 +234,7 @@ def make_loader(config: ml_collections.ConfigDict, split: str, *, train: bool, b
             flags.FLAGS.mark_as_parsed()
         it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                          per_worker_buffer_size=2))
+        return _PrivateBatches(iter(it))
     return iter(it)
 
 
@@ -352,6 +353,21 @@ class _StateInRecordsIterator(grain.DatasetIterator):
                              f"batches of {self.batch_size} records (it was saved with "
                              "data.on_error=skip): resume with data.on_error=skip")
         self._parent.set_state({"next_index": batches})
+
+
+class _PrivateBatches(grain.DatasetIterator):
+    """Worker batches copied out of shared memory as they arrive: grain unlinks a batch's
+    segments only when its arrays are freed, so batches still held when the process ends (the
+    last one, or one a JAX array aliases) were left behind ("leaked shared_memory objects")."""
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        return {k: np.array(v) for k, v in next(self._parent).items()}
+
+    def get_state(self) -> dict:
+        return self._parent.get_state()
+
+    def set_state(self, state: dict) -> None:
+        self._parent.set_state(state)
 
 
 def resume_state(saved: Sequence[dict], shard: tuple[int, int], batch_size: int) -> dict:
