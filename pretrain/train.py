@@ -137,8 +137,10 @@ def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
     """Stores the tokenizer in the run (`tokenizer.model`, or `tokenizer.json` for a BERT
     checkpoint's WordPiece), so its checkpoints are self-contained:
     evaluating on another dataset, or after the pretraining data moved, uses the same ids.
-    A resumed run whose dataset now has another tokenizer is an error, not a silent mix; the
-    copy a launch refused before its first checkpoint left is replaced (no state holds its ids)."""
+    A resumed run whose dataset now has another tokenizer is an error, not a silent mix, on
+    every process (all read the same file, so none waits for a process that stopped); the copy
+    a launch refused before its first checkpoint left is replaced (no state holds its ids) by
+    the first process."""
     path = os.path.join(workdir, tokenizer.file_name)
     trained = ckpt_lib.has_checkpoint(workdir) or os.path.isdir(
         os.path.join(workdir, ckpt_lib.MILESTONES))
@@ -148,7 +150,8 @@ def keep_run_tokenizer(workdir: str, tokenizer: Tokenizer) -> None:
                 raise ValueError(f"{path} differs from the tokenizer of dataset(s) in this config: "
                                  "the run was started with other token ids; use a new workdir")
         return
-    write_atomic(path, tokenizer.model_proto)
+    if jax.process_index() == 0:
+        write_atomic(path, tokenizer.model_proto)
 
 
 def full_data_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -274,7 +277,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int 
     check_batch_sizes(config, jax.device_count())
     mesh = parallel.make_mesh(config.mesh)  # a mesh that does not fit fails before any write
     resolved = json.loads(config.to_json())  # config.json: as given, before a budget sets steps
-    if jax.process_index() == 0 and tokenizer is not None:
+    if tokenizer is not None:
         keep_run_tokenizer(workdir, tokenizer)
 
     # ----------------------------------------------------------------- data

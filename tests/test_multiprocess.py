@@ -259,3 +259,18 @@ def test_processes_evaluate_the_same_batches_and_share_a_loaded_model():
     for out, _ in outputs:
         result = json.loads(out.strip().splitlines()[-1])
         assert result == {"kept": [[4, 4, 4], [4], [4]], "w": [0.0, 1.0, 2.0, 3.0], "then": [0, 1]}
+
+
+def test_every_process_refuses_a_resume_with_another_tokenizer(micro, tmp_path):
+    """A resumed run whose tokenizer differs fails on both processes with the same error, at
+    once: the second one does not go on alone and wait for the first at the coordinator."""
+    from chexficient.checkpoint import RUN_TOKENIZER
+
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints" / "4").mkdir(parents=True)
+    (workdir / RUN_TOKENIZER).write_bytes(b"the ids of another tokenizer")
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    processes = _start(micro, str(workdir), str(tmp_path / "loaded"), processes=2, devices=1,
+                       env=env)
+    for p, (_, err) in zip(processes, [p.communicate(timeout=60) for p in processes]):
+        assert p.returncode != 0 and "other token ids" in err, err[-3000:]
