@@ -101,10 +101,11 @@ def check_same_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     """Raises ValueError naming every key where the run in `workdir` (its config.json) differs
     from `config`, so that a run of another experiment is never taken for this one's."""
     from chexficient.checkpoint import config_diff
-    from pretrain.train import resolve
+    from pretrain.train import absolute_paths, resolve
 
     with open(os.path.join(workdir, "config.json")) as f:
         saved = json.load(f)
+    absolute_paths(saved)  # a run recorded before paths were made absolute
     differences = config_diff(saved, json.loads(resolve(config)[0].to_json()),
                               names=("the run", "this experiment"))
     if differences:

@@ -172,15 +172,33 @@ def budget_steps(config: ml_collections.ConfigDict, step_flops: float) -> int:
     return config.total_steps
 
 
+PATH_KEYS = ("data.data_dir", "data.subset", "init_from.path", "reference.path")
+"""Config fields naming files or folders: a run records them absolute."""
+
+
+def absolute_paths(config: ml_collections.ConfigDict | dict) -> None:
+    """Makes the set `PATH_KEYS` fields of `config` (a ConfigDict or its JSON) absolute, in
+    place, from the working directory: config.json then names the same folders when the run is
+    resumed, exported or evaluated from another directory."""
+    for key in PATH_KEYS:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part) or {}
+        if node.get(leaf):
+            node[leaf] = os.path.abspath(os.path.expanduser(node[leaf]))
+
+
 def resolve(config: ml_collections.ConfigDict
             ) -> tuple[ml_collections.ConfigDict, str, list, Tokenizer | None]:
-    """The run's own copy of `config` as config.json records it (pretrained architectures and
-    the tokenizer's vocabulary filled in), with its data dir, pool parts and tokenizer: None
-    for a supervised run on data without report text, whose unused text tower then gets
-    `data.vocab_size` ids. A CLIP run needs report text in every part (`report_positions`)."""
+    """The run's own copy of `config` as config.json records it (paths absolute, pretrained
+    architectures and the tokenizer's vocabulary filled in), with its data dir, pool parts and
+    tokenizer: None for a supervised run on data without report text, whose unused text tower
+    then gets `data.vocab_size` ids. A CLIP run needs report text in every part (`report_positions`)."""
     data_dir = registry.resolve_data_dir(config.data.data_dir or None)
     parts = mixture.parts(config.data, config.data.train_split, data_dir)
     config = ml_collections.ConfigDict(config.to_dict())  # private, unlocked copy
+    absolute_paths(config)
     config.model = pretrained.resolve(config.model)  # a pretrained tower's architecture
     if config.model.text.pretrained:
         config.data.tokenizer = config.model.text.pretrained

@@ -354,3 +354,27 @@ def test_init_from_refuses_other_token_ids_and_other_shapes(curated_run, micro, 
     config.model.image.image_size = config.model.image.image_size // 2
     with pytest.raises(ValueError, match=r"image\.pos_embed has shape"):
         init_towers_from(fresh(), workdir, "image", micro.tokenizer)
+
+
+def test_config_json_names_its_paths_absolute(micro, tmp_path, monkeypatch):
+    """Paths given relative to the launch directory are recorded absolute, so a resume, export
+    or evaluation from elsewhere reads the same folders; a run recorded with relative paths is
+    still the same experiment when relaunched from its directory."""
+    from chexficient.quickstart import check_same_config
+    from pretrain.train import resolve
+
+    parent, name = os.path.split(micro.data_dir)
+    monkeypatch.chdir(parent)
+    config = micro_config(micro, **{"data.data_dir": name, "init_from.path": "runs/a@4",
+                                    "reference.path": "~/ref"})
+    resolved = resolve(config)[0]
+    assert resolved.data.data_dir == micro.data_dir
+    assert resolved.init_from.path == os.path.join(parent, "runs", "a@4")
+    assert resolved.reference.path == os.path.expanduser("~/ref")
+    assert resolved.data.subset == ""  # unset stays unset
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    recorded = json.loads(resolved.to_json())
+    recorded["data"]["data_dir"] = name  # as a run launched before recorded it
+    (workdir / "config.json").write_text(json.dumps(recorded))
+    check_same_config(config, str(workdir))
