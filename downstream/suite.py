@@ -101,9 +101,12 @@ def _source(path: str, at: dict[str, float]) -> str:
 
 
 def adapter_names() -> list[str]:
-    """Every adapter of the package: the modules `downstream.<name>` with a `run`."""
+    """Every adapter of the package: the modules `downstream.<name>` with a `run`. Command
+    modules (`*_command`) are not imported: they define absl flags, which another command's
+    process (the quickstart's `--out`) already has."""
     return [m.name for m in pkgutil.iter_modules(downstream.__path__)
-            if callable(getattr(importlib.import_module(f"downstream.{m.name}"), "run", None))]
+            if not m.name.endswith("_command")
+            and callable(getattr(importlib.import_module(f"downstream.{m.name}"), "run", None))]
 
 
 def adapter_module(name: str):

@@ -239,6 +239,20 @@ def test_unknown_adapter_lists_valid_ones():
         suite.run_bench(["unused"], config, "unused")
 
 
+def test_adapters_are_listed_in_a_process_whose_command_defined_the_same_flags():
+    """The quickstart command defines `--out`, as the bench command does: listing the adapters
+    (the bench's pruning does) must not import the bench command's flags a second time."""
+    import subprocess
+    import sys
+    code = ("import chexficient.quickstart_command; from downstream import suite; "
+            "print(','.join(suite.adapter_names()))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert set(done.stdout.strip().split(",")) == {
+        "zero_shot", "retrieval", "linear_probe", "segmentation", "report_generation"}
+
+
 def test_column_names_are_short_and_unique():
     assert suite.column_names(["/a/run", "/b/run/", "/c/exp/checkpoints"]) == ["run#1", "run#2", "exp"]
     assert suite.column_names(["runs/full/milestones@4", "runs/cx/milestones@4", "runs/full@8",
